@@ -1,0 +1,298 @@
+"""Site configuration: models (pydantic, ``extra="forbid"``) and loading with file:line errors.
+
+A site file names the site, its sources (one per physical connection), its
+devices (profile, unit id, source, poll interval, tags), extra profile
+folders, the sinks and the outbox. ``${VAR}`` / ``${VAR:-default}`` pull
+secrets from the environment. ``load_site`` validates the file and every
+profile it uses, and raises one ``ConfigError`` listing every problem, each
+naming the file, the line where known, the device and the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.errors import ConfigError
+from gateway.profiles.registry import AnyProfile, ProfileRegistry
+from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
+from gateway.yamlfile import LinedData, explain, load_yaml
+
+ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class _SourceBase(Strict):
+    id: ID
+    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+
+class ModbusTcpSource(_SourceBase):
+    type: Literal["modbus_tcp"]
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+
+
+class _SerialSettings(_SourceBase):
+    port: str
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+    @property
+    def bits_per_char(self) -> int:
+        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+
+class ModbusRtuSource(_SerialSettings):
+    type: Literal["modbus_rtu"]
+    timeout_s: float = Field(default=0.3, gt=0, le=60)
+    # A unit that failed this many polls in a row is polled only once per
+    # ``dead_unit_backoff_s`` so it cannot eat the line's time.
+    dead_after: int = Field(default=3, ge=1)
+    dead_unit_backoff_s: float = Field(default=10.0, gt=0)
+
+
+class SerialLineSource(_SerialSettings):
+    type: Literal["serial_line"]
+    # No line at all for this long marks the reader offline (points bad).
+    # Off by default: a checkpoint reader is silent between taps.
+    silence_s: float | None = Field(default=None, gt=0)
+
+
+Source = Annotated[ModbusTcpSource | ModbusRtuSource | SerialLineSource, Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- devices
+
+
+class DeviceConfig(Strict):
+    id: ID
+    profile: str
+    source: str
+    unit: int = Field(default=1, ge=0, le=247)
+    interval_s: float = Field(default=1.0, gt=0, le=86400)
+    tags: dict[str, str] = Field(default_factory=dict)
+    max_gap: int | None = Field(default=None, ge=0, le=124)
+    enabled: bool = True
+    # Simulator-only: override point behaviours for this device (see firmware_sim).
+    sim: dict[str, SimBehaviour] = Field(default_factory=dict)
+
+    @property
+    def area(self) -> str:
+        return self.tags.get("area", "")
+
+
+# --------------------------------------------------------------------------- sinks
+
+
+class ConsoleSink(Strict):
+    enabled: bool = True
+    pretty: bool = False
+
+
+class Sinks(Strict):
+    console: ConsoleSink | None = None
+
+
+class OutboxConfig(Strict):
+    path: str = "gateway-outbox.sqlite"
+    max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+
+
+class PipelineConfig(Strict):
+    # Samples waiting between the sources and the pipeline. When full, the
+    # source waits (back-pressure), so a slow consumer delays polls instead
+    # of silently dropping readings; the delay shows as data age.
+    queue_size: int = Field(default=10_000, ge=10)
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+class FaultSpec(Strict):
+    """A fault the simulator injects on one device."""
+
+    kind: Literal["no_answer", "exception", "garbage", "slow"]
+    exception_code: int = Field(default=4, ge=1, le=11)
+    delay_s: float = Field(default=2.0, ge=0)
+    after_s: float = Field(default=0.0, ge=0)
+    duration_s: float | None = Field(default=None, gt=0)
+
+
+class ScenarioDevice(Strict):
+    points: dict[str, SimBehaviour] = Field(default_factory=dict)
+    fault: FaultSpec | None = None
+
+
+class Scenario(Strict):
+    description: str = ""
+    devices: dict[str, ScenarioDevice] = Field(default_factory=dict)
+    # Free-form settings for serial-line simulators (RFID schedules...).
+    serial: dict[str, Any] = Field(default_factory=dict)
+
+
+class SimulationConfig(Strict):
+    wire_time: bool = False
+    scenarios: dict[str, Scenario] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- site
+
+
+class SiteConfig(Strict):
+    site: ID
+    description: str = ""
+    profile_dirs: list[str] = Field(default_factory=list)
+    sources: list[Source] = Field(min_length=1)
+    devices: list[DeviceConfig] = Field(min_length=1)
+    sinks: Sinks = Field(default_factory=Sinks)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SiteConfig:
+        seen: set[str] = set()
+        for s in self.sources:
+            if s.id in seen:
+                raise ValueError(f"source id {s.id!r} is used twice")
+            seen.add(s.id)
+        seen = set()
+        for d in self.devices:
+            if d.id in seen:
+                raise ValueError(f"device id {d.id!r} is used twice")
+            seen.add(d.id)
+        return self
+
+    def source(self, source_id: str) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource:
+        for s in self.sources:
+            if s.id == source_id:
+                return s
+        raise KeyError(source_id)
+
+
+@dataclass(frozen=True)
+class Site:
+    """A validated site: the config, where it came from, and the resolved profiles."""
+
+    config: SiteConfig
+    path: Path
+    profiles: ProfileRegistry
+    device_profiles: dict[str, AnyProfile]
+
+    def devices_of(self, source_id: str) -> list[DeviceConfig]:
+        return [d for d in self.config.devices if d.source == source_id and d.enabled]
+
+
+def _describer(data: Any) -> Any:
+    def describe(loc: tuple[Any, ...]) -> str | None:
+        if len(loc) >= 2 and loc[0] in ("devices", "sources") and isinstance(loc[1], int):
+            items = data.get(loc[0]) if isinstance(data, dict) else None
+            if isinstance(items, list) and loc[1] < len(items) and isinstance(items[loc[1]], dict):
+                what = "device" if loc[0] == "devices" else "source"
+                return f"{what} {items[loc[1]].get('id', '?')!r}"
+        return None
+
+    return describe
+
+
+def _cross_check(cfg: SiteConfig, doc: LinedData, registry: ProfileRegistry) -> tuple[
+    dict[str, AnyProfile], list[str]
+]:
+    problems: list[str] = []
+    resolved: dict[str, AnyProfile] = {}
+    source_ids = {s.id: s for s in cfg.sources}
+    units: dict[tuple[str, int], str] = {}
+    serial_users: dict[str, str] = {}
+    for i, dev in enumerate(cfg.devices):
+
+        def at(field: str, dev: DeviceConfig = dev, i: int = i) -> str:
+            line = doc.line_of(("devices", i, field))
+            return f"{doc.path}:{line}" if line else str(doc.path)
+
+        src = source_ids.get(dev.source)
+        if src is None:
+            problems.append(
+                f"{at('source')}: device {dev.id!r}: source: unknown source {dev.source!r}"
+                f" (known: {', '.join(source_ids) or 'none'})"
+            )
+        if dev.profile not in registry:
+            problems.append(
+                f"{at('profile')}: device {dev.id!r}: profile: unknown profile {dev.profile!r}"
+                f" (known: {', '.join(registry.names())})"
+            )
+            continue
+        prof = registry.get(dev.profile)
+        resolved[dev.id] = prof
+        for pname in dev.sim:
+            names = (
+                {p.name for p in prof.points}
+                if isinstance(prof, ModbusProfile)
+                else {f.name for f in prof.fields}
+            )
+            if pname not in names:
+                problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
+        if src is None:
+            continue
+        if isinstance(prof, SerialLineProfile) != isinstance(src, SerialLineSource):
+            problems.append(
+                f"{at('profile')}: device {dev.id!r}: profile {prof.name!r} speaks"
+                f" {prof.protocol} but source {src.id!r} is {src.type}"
+            )
+            continue
+        if isinstance(src, SerialLineSource):
+            if src.id in serial_users:
+                problems.append(
+                    f"{at('source')}: device {dev.id!r}: serial line {src.id!r} already"
+                    f" belongs to device {serial_users[src.id]!r}"
+                )
+            serial_users[src.id] = dev.id
+            continue
+        key = (src.id, dev.unit)
+        if key in units:
+            problems.append(
+                f"{at('unit')}: device {dev.id!r}: unit {dev.unit} on {src.id!r} is already"
+                f" device {units[key]!r}"
+            )
+        units[key] = dev.id
+        worst = src.timeout_s * (src.retries + 1)
+        if worst >= dev.interval_s:
+            problems.append(
+                f"{at('interval_s')}: device {dev.id!r}: interval_s {dev.interval_s} must exceed"
+                f" the source's timeout_s x (retries + 1) = {worst:g}"
+            )
+    return resolved, problems
+
+
+def load_site(path: str | Path) -> Site:
+    """Load, validate and cross-check a site file and every profile it uses."""
+    path = Path(path)
+    doc = load_yaml(path)
+    if not isinstance(doc.data, dict):
+        raise ConfigError(f"{path}: a site file must be a mapping (site, sources, devices, ...)")
+    try:
+        cfg = SiteConfig.model_validate(doc.data)
+    except ValidationError as exc:
+        problems = explain(exc, doc, describe=_describer(doc.data))
+        raise ConfigError(problems[0], problems) from None
+    extra = [(path.parent / d).resolve() for d in cfg.profile_dirs]
+    registry, problems = ProfileRegistry.load(extra)
+    resolved, more = _cross_check(cfg, doc, registry)
+    problems.extend(more)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return Site(config=cfg, path=path, profiles=registry, device_profiles=resolved)
