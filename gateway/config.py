@@ -104,13 +104,96 @@ class ConsoleSink(Strict):
     pretty: bool = False
 
 
+class _DeliverySettings(Strict):
+    # How a delivery worker batches and retries; see gateway/delivery.py.
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    # How long a partial batch may wait to fill before it is sent.
+    flush_interval_s: float = Field(default=0.0, ge=0, le=60)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    retry_min_s: float = Field(default=0.5, gt=0, le=60)
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> _DeliverySettings:
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self
+
+
+class MqttTls(Strict):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    # Skip the server host name check (the certificate chain is still verified).
+    insecure: bool = False
+
+    @model_validator(mode="after")
+    def _pair(self) -> MqttTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        return self
+
+
+class MqttSinkConfig(_DeliverySettings):
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = Field(default=1883, ge=1, le=65535)
+    # Topics: <prefix>/<site>/... (see docs/delivery.md); no wildcards or empty levels.
+    prefix: str = Field(default="fsg", pattern=r"^[^+#/]+(/[^+#/]+)*$")
+    client_id: str | None = None  # default: fsg-<site>
+    username: str | None = None
+    password: str | None = None
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    tls: MqttTls | None = None
+    keepalive: int = Field(default=30, ge=5, le=3600)
+    # QoS 0 is not offered: the outbox cursor only advances on a PUBACK.
+    qos: Literal[1, 2] = 1
+    max_inflight: int = Field(default=100, ge=1, le=65535)
+
+
+class InfluxSinkConfig(_DeliverySettings):
+    enabled: bool = True
+    # v2: influxdb-client write API (InfluxDB 2.x/3.x, 1.8+ with a v1 token
+    # "user:password", VictoriaMetrics). v1: POST /write?db=&rp= for 1.x < 1.8.
+    mode: Literal["v2", "v1"] = "v2"
+    url: str = "http://localhost:8086"
+    token: str | None = None
+    org: str | None = None
+    bucket: str | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+    username: str | None = None
+    password: str | None = None
+    gzip: bool = True
+    verify_ssl: bool = True
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=1.0, ge=0, le=60)
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> InfluxSinkConfig:
+        if self.mode == "v2" and not self.bucket:
+            raise ValueError("mode v2 needs bucket (and org and token for InfluxDB 2.x)")
+        if self.mode == "v1" and not self.database:
+            raise ValueError("mode v1 needs database")
+        return self
+
+
 class Sinks(Strict):
     console: ConsoleSink | None = None
+    mqtt: MqttSinkConfig | None = None
+    influx: InfluxSinkConfig | None = None
 
 
 class OutboxConfig(Strict):
     path: str = "gateway-outbox.sqlite"
+    # Live rows past this size evict the oldest telemetry; alarm events are kept.
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # full: fsync per commit, survives power loss; normal: survives kill -9 only.
+    synchronous: Literal["normal", "full"] = "full"
+    # Appends are committed in one transaction per interval.
+    flush_interval_s: float = Field(default=0.05, gt=0, le=5)
+    # Appends waiting for the commit; past it the oldest telemetry is dropped and counted.
+    max_pending: int = Field(default=100_000, ge=100)
 
 
 class PipelineConfig(Strict):

@@ -1,0 +1,287 @@
+"""The MQTT sink (aiomqtt on paho-mqtt): topic scheme, JSON payloads, PUBACK-confirmed sends.
+
+Topics, under ``<prefix>/<site>/`` (prefix ``fsg`` by default):
+
+============================  =======  ==========================================
+``<device>/telemetry``        QoS 1    one message per Sample (JSON below)
+``<device>/availability``     retained ``online`` / ``offline`` (offline: the poll
+                                       failed or every point is bad)
+``alarms/<alarm id>``         retained current state of the alarm (AlarmEvent JSON)
+``events``                    QoS 1    every alarm transition and generic event
+``gateway/status``            retained ``online``; the last will sets ``offline``
+============================  =======  ==========================================
+
+Telemetry JSON: ``{"ts": ISO 8601 UTC, "ts_ns": int, "device", "kind",
+"values": {point: value}, "quality": {point: "bad"|"fault"|"uncertain"}
+(only points that are not good), "units": {point: unit} (when known),
+"tags": {...}, "error": str (when the poll failed)}``.
+
+Acknowledgement: aiomqtt 2.5's ``Client.publish`` with QoS >= 1 waits for
+paho's ``on_publish``, which paho calls on PUBACK (QoS 1) / PUBCOMP (QoS 2),
+so ``send`` returns only when the broker has every message. The publishes of
+a batch are started in order (paho sends them in that order over one
+connection, which keeps per-device order) and awaited together. If the
+connection drops, aiomqtt would leave those waits hanging until their
+timeout; ``send`` also watches the client's disconnect future so an outage
+is noticed at once.
+
+Secrets (password) may be ``${ENV}`` references in the site file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+
+from gateway.config import MqttSinkConfig
+from gateway.errors import SinkAuthError, SinkError
+from gateway.model import AlarmEvent, Sample
+from gateway.outbox import Event, Record
+from gateway.sinks.base import iso_utc
+
+log = logging.getLogger(__name__)
+
+# CONNACK codes that mean "your credentials": 3.1.1 (4, 5) and 5.0 (134, 135).
+_AUTH_CODES = {4, 5, 134, 135}
+
+
+def topic_level(name: str) -> str:
+    """Make ``name`` one topic level: no separators or wildcards, never empty."""
+    cleaned = name.replace("/", "_").replace("+", "_").replace("#", "_")
+    return cleaned or "_"
+
+
+def telemetry_payload(sample: Sample, units: Mapping[str, str] | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "ts": iso_utc(sample.ts_ns),
+        "ts_ns": sample.ts_ns,
+        "device": sample.device,
+        "kind": sample.kind,
+        "values": sample.values,
+        "quality": {k: str(v) for k, v in sample.quality.items()},
+    }
+    if units:
+        known = {p: units[p] for p in sample.values if p in units}
+        if known:
+            d["units"] = known
+    if sample.tags:
+        d["tags"] = sample.tags
+    if sample.error is not None:
+        d["error"] = sample.error
+    return d
+
+
+def availability(sample: Sample) -> str:
+    """``offline`` when the poll failed or no point has a usable value."""
+    # ``values`` holds only points with a value (good or uncertain), so an
+    # empty one means every point is bad or fault.
+    if sample.error is not None or not sample.values:
+        return "offline"
+    return "online"
+
+
+def _dumps(d: Mapping[str, Any]) -> bytes:
+    return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class MqttSink:
+    """Publish outbox records to an MQTT broker (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: MqttSinkConfig,
+        site: str,
+        *,
+        name: str = "mqtt",
+        units: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        self.config = config
+        self.site = site
+        self.name = name
+        self.batch_size = config.batch_size
+        self.flush_interval_s = config.flush_interval_s
+        self.retry_min_s = config.retry_min_s
+        self.retry_max_s = config.retry_max_s
+        self._units = units or {}
+        self._base = f"{config.prefix}/{topic_level(site)}"
+        self.status_topic = f"{self._base}/gateway/status"
+        self.events_topic = f"{self._base}/events"
+        self._client: aiomqtt.Client | None = None
+        # Last availability published per device on this connection.
+        self._availability: dict[str, str] = {}
+
+    def telemetry_topic(self, device: str) -> str:
+        return f"{self._base}/{topic_level(device)}/telemetry"
+
+    def availability_topic(self, device: str) -> str:
+        return f"{self._base}/{topic_level(device)}/availability"
+
+    def alarm_topic(self, alarm_id: str) -> str:
+        return f"{self._base}/alarms/{topic_level(alarm_id)}"
+
+    # ------------------------------------------------------------------ connection
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        tls = self.config.tls
+        if tls is None:
+            return None
+        try:
+            ctx = ssl.create_default_context(cafile=tls.ca_file)
+            if tls.cert_file and tls.key_file:
+                ctx.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise SinkError(f"mqtt: cannot load TLS files: {exc}") from exc
+        # insecure skips only the host name check; the chain is still verified.
+        ctx.check_hostname = not tls.insecure
+        return ctx
+
+    async def __aenter__(self) -> Self:
+        cfg = self.config
+        v5 = cfg.protocol == "5"
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=cfg.client_id or f"fsg-{self.site}",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            # Our outbox is the session state; a broker-side session adds nothing.
+            clean_session=None if v5 else True,
+            keepalive=cfg.keepalive,
+            timeout=cfg.timeout_s,
+            tls_context=self._tls_context(),
+            max_inflight_messages=cfg.max_inflight,
+            logger=logging.getLogger(f"{__name__}.paho"),
+        )
+        # A batch is hundreds of concurrent publishes by design: silence that warning.
+        client.pending_calls_threshold = 1_000_000
+        try:
+            await client.__aenter__()
+        except MqttConnectError as exc:
+            code = getattr(exc.rc, "value", exc.rc)
+            if code in _AUTH_CODES:
+                raise SinkAuthError(
+                    f"mqtt {cfg.host}:{cfg.port}: broker refused the credentials"
+                    f" (user {cfg.username!r}): {exc}"
+                ) from exc
+            raise SinkError(f"mqtt {cfg.host}:{cfg.port}: connection refused: {exc}") from exc
+        except aiomqtt.MqttError as exc:
+            raise SinkError(f"mqtt {cfg.host}:{cfg.port}: cannot connect: {exc}") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise SinkError(f"mqtt {cfg.host}:{cfg.port}: cannot connect: {exc}") from exc
+        self._client = client
+        self._availability = {}
+        try:
+            await self._publish_all([(self.status_topic, b"online", True)])
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        disc = getattr(client, "_disconnected", None)
+        connected = not (isinstance(disc, asyncio.Future) and disc.done())
+        if connected:
+            # A clean disconnect does not fire the will: say offline ourselves.
+            with contextlib.suppress(aiomqtt.MqttError):
+                await client.publish(
+                    self.status_topic, b"offline", qos=1, retain=True, timeout=2.0
+                )
+        try:
+            await client.__aexit__(None, None, None)
+        except aiomqtt.MqttError:
+            pass
+        finally:
+            _retrieve(disc)
+
+    # ------------------------------------------------------------------ sending
+
+    def _messages(self, records: Sequence[Record]) -> list[tuple[str, bytes, bool]]:
+        out: list[tuple[str, bytes, bool]] = []
+        for r in records:
+            item = r.item
+            if isinstance(item, Sample):
+                units = self._units.get(item.device)
+                payload = _dumps(telemetry_payload(item, units))
+                out.append((self.telemetry_topic(item.device), payload, False))
+                avail = availability(item)
+                if self._availability.get(item.device) != avail:
+                    out.append((self.availability_topic(item.device), avail.encode(), True))
+                    self._availability[item.device] = avail
+            elif isinstance(item, AlarmEvent):
+                d = {"ts": iso_utc(item.ts_ns), **item.to_json_dict()}
+                out.append((self.alarm_topic(item.alarm_id), _dumps(d), True))
+                out.append((self.events_topic, _dumps({"type": "alarm", **d}), False))
+            elif isinstance(item, Event):
+                d = {"type": "event", "ts": iso_utc(item.ts_ns), **item.to_json_dict()}
+                out.append((self.events_topic, _dumps(d), False))
+        return out
+
+    async def send(self, records: Sequence[Record]) -> None:
+        """Publish the batch; return when the broker acknowledged every message."""
+        try:
+            await self._publish_all(self._messages(records))
+        except BaseException:
+            # Availability we thought we published may not have arrived: resend next time.
+            self._availability = {}
+            raise
+
+    async def _publish_all(self, messages: Sequence[tuple[str, bytes, bool]]) -> None:
+        client = self._client
+        if client is None:
+            raise SinkError("mqtt: not connected")
+        if not messages:
+            return
+        qos = self.config.qos
+        timeout = self.config.timeout_s
+        # Tasks start in creation order, so paho queues the messages in order.
+        tasks = [
+            asyncio.ensure_future(client.publish(t, p, qos=qos, retain=rt, timeout=timeout))
+            for t, p, rt in messages
+        ]
+        gathered = asyncio.gather(*tasks)
+        disc = getattr(client, "_disconnected", None)
+        waiters: set[asyncio.Future[Any]] = {gathered}
+        if isinstance(disc, asyncio.Future):
+            waiters.add(disc)
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not gathered.done():
+                gathered.cancel()
+                await asyncio.wait([gathered])
+        if not gathered.cancelled():
+            exc = gathered.exception()
+            if exc is None:
+                return
+            _retrieve(disc)
+            where = f"{self.config.host}:{self.config.port}"
+            raise SinkError(f"mqtt {where}: publish failed: {exc}") from exc
+        why = _retrieve(disc)
+        raise SinkError(
+            f"mqtt {self.config.host}:{self.config.port}: connection lost before every PUBACK"
+            + (f": {why}" if why else "")
+        )
+
+
+def _retrieve(fut: object) -> BaseException | None:
+    """Read a finished future's exception so asyncio does not log it as never retrieved."""
+    if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
+        return fut.exception()
+    return None
+

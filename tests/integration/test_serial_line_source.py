@@ -1,0 +1,66 @@
+"""The serial-line source over a real pseudo-terminal: lines in, Samples out, garbage counted."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tty
+from pathlib import Path
+
+from gateway.config import DeviceConfig, SerialLineSource
+from gateway.model import Sample, SystemClock
+from gateway.profiles.registry import ProfileRegistry
+from gateway.profiles.schema import SerialLineProfile
+from gateway.sources.line_codec import with_checksum
+from gateway.sources.serial_lines import SerialLineDevice
+
+
+def _profile() -> SerialLineProfile:
+    reg, _ = ProfileRegistry.load()
+    prof = reg.get("rfid-checkpoint-reader")
+    assert isinstance(prof, SerialLineProfile)
+    return prof
+
+
+async def _collect(q: asyncio.Queue[Sample], n: int) -> list[Sample]:
+    return [await asyncio.wait_for(q.get(), timeout=5) for _ in range(n)]
+
+
+async def test_lines_garbage_and_unplug(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    link = tmp_path / "rfid"
+    link.symlink_to(os.ttyname(slave))
+    cfg = SerialLineSource(id="rfid", type="serial_line", port=str(link), reconnect_min_s=0.05)
+    dev = DeviceConfig(id="rfid-1", profile="rfid-checkpoint-reader", source="rfid", tags={"area": "park"})
+    q: asyncio.Queue[Sample] = asyncio.Queue()
+    src = SerialLineDevice(cfg, dev, _profile(), q.put, SystemClock(), {"site": "t"})
+    task = asyncio.create_task(src.run())
+    try:
+        await asyncio.sleep(0.2)  # let it open the port (no event to await on the far side)
+        os.write(master, (with_checksum("CP01,04A1B2C3D4,1") + "\r\n").encode())
+        os.write(master, b"\x00\xff noise *12\r\n")
+        os.write(master, (with_checksum("CP01,04A1B2C3D4,2") + "\r\n").encode())
+        # a line split across two writes is still one line
+        line = (with_checksum("CP02,0000000000000001,3") + "\r\n").encode()
+        os.write(master, line[:7])
+        await asyncio.sleep(0.05)
+        os.write(master, line[7:])
+        got = await _collect(q, 3)
+        assert [s.values["seq"] for s in got] == [1, 2, 3]
+        assert got[2].values["reader"] == "CP02"
+        assert got[0].tags == {"site": "t", "area": "park"}
+        assert got[0].kind == "patrol_tap" and got[0].error is None
+        assert src.counters.frame_errors == 1
+        # Unplug: close both ends of the pty and remove the device path.
+        link.unlink()
+        os.close(master)
+        os.close(slave)
+        offline = await asyncio.wait_for(q.get(), timeout=5)
+        assert offline.values == {} and offline.error is not None
+        assert src.counters.connect_errors >= 1
+        assert not task.done()  # the source keeps retrying, it never dies
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await src.aclose()
