@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 setup: system-deps $(STAMP)
 
 demo: setup
-	$(BIN)/python -m deploy.demo.run_demo
+	$(BIN)/python deploy/demo/run.py
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

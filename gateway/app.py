@@ -102,10 +102,8 @@ class Gateway:
                 async with asyncio.TaskGroup() as tg:
                     tasks = [tg.create_task(s.run()) for s in self.sources]
                     tasks.append(tg.create_task(self._pipeline()))
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=duration)
-                    except TimeoutError:
-                        pass
                     for t in tasks:
                         t.cancel()
             except* asyncio.CancelledError:

@@ -85,7 +85,8 @@ def cmd_profiles_show(args: argparse.Namespace) -> int:
         reqs = plan_profile(prof)
         print(f"# read plan: {len(reqs)} request(s) for {len(prof.points)} points")
         for r in reqs:
-            print(f"#   {r.table} {r.address}..{r.end} ({r.count}): {', '.join(p.name for p in r.points)}")
+            names = ", ".join(p.name for p in r.points)
+            print(f"#   {r.table} {r.address}..{r.end} ({r.count}): {names}")
     return 0
 
 

@@ -61,7 +61,9 @@ def bytes_to_words(data: bytes, order: Order) -> list[int]:
     return list(reversed(words)) if order in (Order.CDAB, Order.DCBA) else words
 
 
-def decode_raw(dtype: DataType, words: Sequence[int], order: Order, bit: int | None = None) -> Value:
+def decode_raw(
+    dtype: DataType, words: Sequence[int], order: Order, bit: int | None = None
+) -> Value:
     """Words of one point to its raw (unscaled) value."""
     if dtype is DataType.STRING:
         text = words_to_bytes(words, order).split(b"\x00", 1)[0]
@@ -88,9 +90,13 @@ def encode_raw(dtype: DataType, value: Value, order: Order, length: int = 1) -> 
         return [1 if value else 0]
     fmt = _STRUCT[dtype]
     if dtype not in _FLOATS:
-        value = int(round(float(value)))
+        value = round(float(value))
         bits = struct.calcsize(fmt) * 8
-        lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if fmt[1].islower() else (0, (1 << bits) - 1)
+        lo, hi = (
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+            if fmt[1].islower()
+            else (0, (1 << bits) - 1)
+        )
         value = min(max(value, lo), hi)  # saturate like a real device's display would
     return bytes_to_words(struct.pack(fmt, value), order)
 

@@ -73,7 +73,9 @@ class SerialLineSource(_SerialSettings):
     silence_s: float | None = Field(default=None, gt=0)
 
 
-Source = Annotated[ModbusTcpSource | ModbusRtuSource | SerialLineSource, Field(discriminator="type")]
+Source = Annotated[
+    ModbusTcpSource | ModbusRtuSource | SerialLineSource, Field(discriminator="type")
+]
 
 
 # --------------------------------------------------------------------------- devices
@@ -293,9 +295,9 @@ def _describer(data: Any) -> Any:
     return describe
 
 
-def _cross_check(cfg: SiteConfig, doc: LinedData, registry: ProfileRegistry) -> tuple[
-    dict[str, AnyProfile], list[str]
-]:
+def _cross_check(
+    cfg: SiteConfig, doc: LinedData, registry: ProfileRegistry
+) -> tuple[dict[str, AnyProfile], list[str]]:
     problems: list[str] = []
     resolved: dict[str, AnyProfile] = {}
     source_ids = {s.id: s for s in cfg.sources}

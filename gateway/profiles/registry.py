@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from gateway.errors import ConfigError, ProfileError
 from gateway.profiles.schema import ModbusProfile, Profile, SerialLineProfile
-from gateway.yamlfile import load_yaml, explain
+from gateway.yamlfile import explain, load_yaml
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 AnyProfile = ModbusProfile | SerialLineProfile

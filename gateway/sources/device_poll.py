@@ -73,7 +73,7 @@ class ModbusDevice:
         results: Sequence[Sequence[int] | Sequence[bool] | SourceError],
         ts_ns: int,
     ) -> Sample:
-        """One Sample from the results of ``self.plan`` (same order), each words/bits or an error."""
+        """A Sample from the results of ``self.plan`` (same order): words/bits or an error each."""
         values: dict[str, Value] = {}
         quality: dict[str, Quality] = {}
         errors: list[str] = []
@@ -89,7 +89,7 @@ class ModbusDevice:
                     if req.table.is_bit:
                         values[p.name] = decode_bits(p, res[off : off + 1])  # type: ignore[arg-type]
                     else:
-                        values[p.name] = decode(p, res[off : off + p.count])  # type: ignore[arg-type]
+                        values[p.name] = decode(p, res[off : off + p.count])
                 except CodecError as exc:
                     self.counters.decode_errors += 1
                     quality[p.name] = Quality.BAD

@@ -222,7 +222,9 @@ class ModbusSource:
             await self._emit(dev.all_bad(self._clock.now_ns(), f"{self.cfg.id}: not connected"))
             return
         if self._dead_until.get(dev.id, 0.0) > now:
-            await self._emit(dev.all_bad(self._clock.now_ns(), c.last_error or "unit not answering"))
+            await self._emit(
+                dev.all_bad(self._clock.now_ns(), c.last_error or "unit not answering")
+            )
             return
         results: list[Words | SourceError] = []
         failed = 0

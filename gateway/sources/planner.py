@@ -75,9 +75,9 @@ def plan_points(
     return requests
 
 
-def plan_profile(profile: ModbusProfile, max_gap: int | None = None, merge: bool = True) -> list[
-    ReadRequest
-]:
+def plan_profile(
+    profile: ModbusProfile, max_gap: int | None = None, merge: bool = True
+) -> list[ReadRequest]:
     """Plan a device: the site's ``max_gap`` override wins over the profile's."""
     gap = profile.max_gap if max_gap is None else max_gap
     return plan_points(profile.points, gap, profile.unreadable, merge)

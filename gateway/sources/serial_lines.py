@@ -12,6 +12,7 @@ patrol check can call the reader offline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -84,14 +85,10 @@ class SerialLineDevice:
 
     def _close(self) -> None:
         if self._port is not None:
-            try:
+            with contextlib.suppress(RuntimeError, ValueError, OSError):
                 asyncio.get_running_loop().remove_reader(self._port.fileno())
-            except (RuntimeError, ValueError, OSError):
-                pass
-            try:
+            with contextlib.suppress(serial.SerialException, OSError):
                 self._port.close()
-            except (serial.SerialException, OSError):
-                pass
         self._port = None
         self.connected = False
 
@@ -137,7 +134,9 @@ class SerialLineDevice:
             except ConnectError as exc:
                 self.counters.connect_errors += 1
                 if not down_logged:
-                    log.warning("%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s)
+                    log.warning(
+                        "%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s
+                    )
                     down_logged = True
                     await self._emit(self._offline(str(exc)))
                 await asyncio.sleep(backoff)

@@ -32,7 +32,9 @@ async def test_lines_garbage_and_unplug(tmp_path: Path) -> None:
     link = tmp_path / "rfid"
     link.symlink_to(os.ttyname(slave))
     cfg = SerialLineSource(id="rfid", type="serial_line", port=str(link), reconnect_min_s=0.05)
-    dev = DeviceConfig(id="rfid-1", profile="rfid-checkpoint-reader", source="rfid", tags={"area": "park"})
+    dev = DeviceConfig(
+        id="rfid-1", profile="rfid-checkpoint-reader", source="rfid", tags={"area": "park"}
+    )
     q: asyncio.Queue[Sample] = asyncio.Queue()
     src = SerialLineDevice(cfg, dev, _profile(), q.put, SystemClock(), {"site": "t"})
     task = asyncio.create_task(src.run())

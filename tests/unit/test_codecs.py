@@ -66,7 +66,9 @@ INVERSE = [row for row in TABLE if not (row[0] is DataType.STRING and row[2][-1]
 
 
 @pytest.mark.parametrize(("dtype", "order", "words", "expected"), INVERSE)
-def test_encode_is_inverse(dtype: DataType, order: Order, words: list[int], expected: object) -> None:
+def test_encode_is_inverse(
+    dtype: DataType, order: Order, words: list[int], expected: object
+) -> None:
     assert encode_raw(dtype, expected, order, length=len(words)) == words  # type: ignore[arg-type]
 
 

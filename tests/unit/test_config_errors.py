@@ -53,11 +53,23 @@ def test_good_site_loads(tmp_path: Path) -> None:
         ("unit: 1", "unit: 300", ["site.yaml:9:", "device 'boiler-1'", "devices[0].unit", "247"]),
         ("interval_s: 5", "interval_s: five", ["site.yaml:10:", "interval_s", "number"]),
         ("    unit: 1\n", "    unit: 1\n    colour: red\n", ["site.yaml:10:", "colour", "Extra"]),
-        ("profile: boiler-controller", "profile: boiler-xx", ["site.yaml:7:", "unknown profile 'boiler-xx'"]),
-        ("source: tcp1", "source: tcp9", ["site.yaml:8:", "device 'boiler-1'", "unknown source 'tcp9'"]),
+        (
+            "profile: boiler-controller",
+            "profile: boiler-xx",
+            ["site.yaml:7:", "unknown profile 'boiler-xx'"],
+        ),
+        (
+            "source: tcp1",
+            "source: tcp9",
+            ["site.yaml:8:", "device 'boiler-1'", "unknown source 'tcp9'"],
+        ),
         ("interval_s: 5", "interval_s: 1", ["site.yaml:10:", "must exceed", "timeout_s"]),
         ("type: modbus_tcp", "type: modbus_udp", ["site.yaml:4:", "source 'tcp1'", "type"]),
-        ("port: 1502", "port: '${NO_SUCH_VAR_FSG}'", ["site.yaml:4:", "NO_SUCH_VAR_FSG is not set"]),
+        (
+            "port: 1502",
+            "port: '${NO_SUCH_VAR_FSG}'",
+            ["site.yaml:4:", "NO_SUCH_VAR_FSG is not set"],
+        ),
         ("site: test-site", "site: [test", ["YAML syntax error"]),
     ],
 )
@@ -71,7 +83,10 @@ def test_bad_site_names_file_line_and_field(
 
 
 def test_duplicate_unit_on_one_line(tmp_path: Path) -> None:
-    text = GOOD_SITE + "  - {id: boiler-2, profile: boiler-controller, source: tcp1, unit: 1, interval_s: 5}\n"
+    text = (
+        GOOD_SITE
+        + "  - {id: boiler-2, profile: boiler-controller, source: tcp1, unit: 1, interval_s: 5}\n"
+    )
     found = "\n".join(problems(write(tmp_path, text)))
     assert "device 'boiler-2'" in found and "already device 'boiler-1'" in found
 
@@ -101,15 +116,22 @@ def test_broken_profile_names_file_line_point_and_field(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("profile", "expect"),
     [
-        (BROKEN_PROFILE.replace("order: ABDC", "order: ABCD").replace("address: 1", "address: 0"),
-         "overlaps point 'ok'"),
+        (
+            BROKEN_PROFILE.replace("order: ABDC", "order: ABCD").replace(
+                "address: 1", "address: 0"
+            ),
+            "overlaps point 'ok'",
+        ),
         (BROKEN_PROFILE.replace("    order: ABDC\n", "    bit: 3\n"), "only for type bit"),
-        (BROKEN_PROFILE.replace("type: uint32", "type: string").replace("    order: ABDC\n", ""),
-         "needs 'length'"),
-        (FIXED.replace("table: holding_register\n    address: 1", "table: coil\n    address: 1"),
-         "type must be bool"),
-        (FIXED + "unreadable: [{table: holding_register, start: 1, end: 4}]\n",
-         "unreadable range"),
+        (
+            BROKEN_PROFILE.replace("type: uint32", "type: string").replace("    order: ABDC\n", ""),
+            "needs 'length'",
+        ),
+        (
+            FIXED.replace("table: holding_register\n    address: 1", "table: coil\n    address: 1"),
+            "type must be bool",
+        ),
+        (FIXED + "unreadable: [{table: holding_register, start: 1, end: 4}]\n", "unreadable range"),
     ],
 )
 def test_profile_cross_checks(tmp_path: Path, profile: str, expect: str) -> None:
@@ -118,7 +140,9 @@ def test_profile_cross_checks(tmp_path: Path, profile: str, expect: str) -> None
     assert expect in found and "meter.yaml" in found
 
 
-def test_cli_check_exit_codes_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_check_exit_codes_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     good = write(tmp_path, GOOD_SITE)
     assert main(["check", str(good)]) == 0
     assert "is valid" in capsys.readouterr().out
@@ -131,7 +155,9 @@ def test_cli_check_exit_codes_without_traceback(tmp_path: Path, capsys: pytest.C
 def test_cli_process_on_missing_file_is_clean(tmp_path: Path) -> None:
     res = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "check", str(tmp_path / "nope.yaml")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 2
     assert "cannot read" in res.stderr and "Traceback" not in res.stderr

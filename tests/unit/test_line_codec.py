@@ -26,7 +26,10 @@ def test_xor8_known_value() -> None:
     ("line", "expected"),
     [
         (with_checksum("CP01,04A1B2C3D4,17"), {"reader": "CP01", "card": "04A1B2C3D4", "seq": 17}),
-        (with_checksum("gate-north,0000000000000001,0"), {"reader": "gate-north", "card": "0000000000000001", "seq": 0}),
+        (
+            with_checksum("gate-north,0000000000000001,0"),
+            {"reader": "gate-north", "card": "0000000000000001", "seq": 0},
+        ),
     ],
 )
 def test_good_lines(line: str, expected: dict[str, object]) -> None:
