@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
+from gateway.patrol.config import PatrolConfig
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
 from gateway.yamlfile import LinedData, explain, load_yaml
@@ -203,16 +205,24 @@ class PipelineConfig(Strict):
     # source waits (back-pressure), so a slow consumer delays polls instead
     # of silently dropping readings; the delay shows as data age.
     queue_size: int = Field(default=10_000, ge=10)
+    # The gateway reports its own health (per-device poll counters, queue
+    # depth, data age, delivery backlog) as samples this often.
+    health_interval_s: float = Field(default=10.0, gt=0)
 
 
 # --------------------------------------------------------------------------- simulation
 
 
 class FaultSpec(Strict):
-    """A fault the simulator injects on one device."""
+    """A fault the simulator injects on one device (see firmware_sim.faults).
+
+    Active from ``after_s`` for ``duration_s`` simulation seconds (for ever
+    without a duration). ``exception_code`` is the Modbus exception answered by
+    kind ``exception``; ``delay_s`` is how late (real seconds) kind ``slow`` answers.
+    """
 
     kind: Literal["no_answer", "exception", "garbage", "slow"]
-    exception_code: int = Field(default=4, ge=1, le=11)
+    exception_code: Literal[1, 2, 3, 4, 5, 6, 7, 8, 10, 11] = 4  # 9 is not a Modbus code
     delay_s: float = Field(default=2.0, ge=0)
     after_s: float = Field(default=0.0, ge=0)
     duration_s: float | None = Field(default=None, gt=0)
@@ -224,13 +234,21 @@ class ScenarioDevice(Strict):
 
 
 class Scenario(Strict):
+    """A named simulator setup: point behaviours and faults per device, serial-line scripts.
+
+    A scenario named ``default`` is applied on every run; the one chosen with
+    ``gateway-sim --scenario`` is applied on top of it (firmware_sim.scenarios).
+    """
+
     description: str = ""
     devices: dict[str, ScenarioDevice] = Field(default_factory=dict)
-    # Free-form settings for serial-line simulators (RFID schedules...).
+    # Serial-line device id -> its simulator's script (RFID: firmware_sim.rfid.RfidScript,
+    # validated by the simulator so the gateway does not depend on it).
     serial: dict[str, Any] = Field(default_factory=dict)
 
 
 class SimulationConfig(Strict):
+    # Delay RTU answers by the time their frames take on the wire at the line's baud rate.
     wire_time: bool = False
     scenarios: dict[str, Scenario] = Field(default_factory=dict)
 
@@ -248,6 +266,12 @@ class SiteConfig(Strict):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    # Alert rule files (rules/*.yaml), relative to the site file.
+    rules: list[str] = Field(default_factory=list)
+    alerting: AlertingConfig | None = None
+    # Night patrol: inline, or the path of its YAML file relative to the site
+    # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
+    patrol: str | PatrolConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SiteConfig:

@@ -1,4 +1,4 @@
-"""The alarm book: every alarm's ISA-18.2 state, its transitions, and the flood and chatter counters.
+"""The alarm book: each alarm's ISA-18.2 state, its transitions, flood and chatter counters.
 
 An alarm's state is derived from a few facts, so no transition can leave
 it inconsistent:
@@ -224,7 +224,9 @@ class AlarmBook:
         if not pats:
             return False
         return any(
-            other.on and other is not a and any(fnmatch.fnmatchcase(other.alarm_id, p) for p in pats)
+            other.on
+            and other is not a
+            and any(fnmatch.fnmatchcase(other.alarm_id, p) for p in pats)
             for other in self.alarms.values()
         )
 
@@ -242,6 +244,9 @@ class AlarmBook:
                 a.suppressed = want
                 if want:
                     self.counters["suppressed"] += 1
+                elif not a.on:
+                    # Never presented and already over: nothing left for anyone to acknowledge.
+                    a.acked = True
                 action = "suppress" if want else "unsuppress"
                 out.append(self._event(a, prev, action, ts_ns, cause=cause.alarm_id))
         return out
@@ -273,9 +278,7 @@ class AlarmBook:
             chatter_started = self._chatter_check(a, ts_ns)
             out.append(self._event(a, prev, "activate", ts_ns))
             if chatter_started:
-                out.append(
-                    self._event(a, a.state, "chatter_start", ts_ns, recent=len(a.recent))
-                )
+                out.append(self._event(a, a.state, "chatter_start", ts_ns, recent=len(a.recent)))
             if a.state is AlarmState.UNACKED:
                 out.extend(self._flood_note(ts_ns))
         else:
@@ -340,7 +343,9 @@ class AlarmBook:
 
     # ------------------------------------------------------------------ operator side
 
-    def ack(self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None) -> list[AlarmEvent]:
+    def ack(
+        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
         a = self.get(alarm_id)
         if a.acked:
             raise AlarmError(f"alarm {alarm_id!r} is {a.state}: nothing to acknowledge")
@@ -349,7 +354,9 @@ class AlarmBook:
         self.counters["acks"] += 1
         return [self._event(a, prev, "ack", ts_ns, actor, comment=comment)]
 
-    def reset(self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None) -> list[AlarmEvent]:
+    def reset(
+        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
         a = self.get(alarm_id)
         if not a.spec.latch:
             raise AlarmError(f"alarm {alarm_id!r} does not latch: nothing to reset")
@@ -388,7 +395,9 @@ class AlarmBook:
         a.shelved_until_ns = ts_ns + int(duration_s * 1e9)
         a.shelved_by, a.comment = actor, comment
         self.counters["shelves"] += 1
-        return [self._event(a, prev, "shelve", ts_ns, actor, comment=comment, duration_s=duration_s)]
+        return [
+            self._event(a, prev, "shelve", ts_ns, actor, comment=comment, duration_s=duration_s)
+        ]
 
     def unshelve(
         self, alarm_id: str, actor: str, ts_ns: int, action: str = "unshelve"
@@ -399,6 +408,8 @@ class AlarmBook:
         prev = a.state
         a.shelved_until_ns = None
         a.shelved_by = None
+        if not a.on:
+            a.acked = True  # ISA-18.2: an unshelved alarm whose condition is gone is normal
         return [self._event(a, prev, action, ts_ns, actor)]
 
     def out_of_service(
@@ -421,6 +432,8 @@ class AlarmBook:
             raise AlarmError(f"alarm {alarm_id!r} is not out of service")
         prev = a.state
         a.out_of_service = False
+        if not a.on:
+            a.acked = True
         a.comment = comment
         return [self._event(a, prev, "in_service", ts_ns, actor, comment=comment)]
 

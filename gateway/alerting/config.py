@@ -1,4 +1,4 @@
-"""The ``alerting:`` block of a site file: channels, routes, roster, escalation and alarm-book tuning.
+"""The ``alerting:`` block of a site file: channels, routes, roster, escalation, alarm tuning.
 
 Pydantic models with ``extra="forbid"``. Routes pick alarms by severity and
 area and send them to named channels; escalation levels say when the next
@@ -120,6 +120,10 @@ class Person(Strict):
     chat_id: str | None = None
 
 
+def _all_days() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 class Shift(Strict):
     """Who is on call on these weekdays between start and end (end before start wraps midnight).
 
@@ -127,7 +131,7 @@ class Shift(Strict):
     """
 
     name: NAME
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), min_length=1)
+    days: list[Weekday] = Field(default_factory=_all_days, min_length=1)
     start: str = "00:00"
     end: str = "24:00"
     levels: list[list[str]] = Field(min_length=1)
@@ -194,9 +198,7 @@ class Route(Strict):
     name: NAME
     match: RouteMatch = Field(default_factory=RouteMatch)
     channels: list[str] = Field(min_length=1)
-    escalation: list[EscalationLevel] = Field(
-        default_factory=lambda: [EscalationLevel(after_s=0)]
-    )
+    escalation: list[EscalationLevel] = Field(default_factory=lambda: [EscalationLevel(after_s=0)])
     # Re-notify the last level this often while nobody acknowledges; None = never.
     repeat_s: float | None = Field(default=None, gt=0)
     # Also tell this route when the alarm returns to normal.

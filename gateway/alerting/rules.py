@@ -34,10 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway.alerting.config import Severity
 from gateway.errors import ConfigError
 from gateway.model import Quality, Sample, Value
-from gateway.yamlfile import LinedData, explain, load_yaml
+from gateway.yamlfile import LinedData, load_yaml
 
 RULE_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 LimitName = Literal["hihi", "hi", "lo", "lolo"]
+QualityName = Literal["fault", "bad", "uncertain"]
 
 # Placeholders a message template may use; anything else is a rule-file error.
 TEMPLATE_FIELDS = frozenset(
@@ -80,7 +81,9 @@ class Select(Strict):
     def is_empty(self) -> bool:
         return not (self.devices or self.profiles or self.kinds or self.tags)
 
-    def matches(self, device: str, profile: str | None, kind: str | None, tags: dict[str, str]) -> bool:
+    def matches(
+        self, device: str, profile: str | None, kind: str | None, tags: dict[str, str]
+    ) -> bool:
         if self.devices and not any(fnmatch.fnmatchcase(device, p) for p in self.devices):
             return False
         if self.profiles and profile not in self.profiles:
@@ -146,13 +149,13 @@ class _LimitsMixin(Strict):
 
     @model_validator(mode="after")
     def _limit_order(self) -> _LimitsMixin:
-        lim = self.limits
+        lim: dict[str, Limit] = {str(k): v for k, v in self.limits.items()}
         pairs = [("hihi", "hi"), ("hi", "lo"), ("lo", "lolo"), ("hihi", "lo"), ("hi", "lolo")]
         for upper, lower in pairs:
-            if upper in lim and lower in lim and lim[upper].value <= lim[lower].value:  # type: ignore[index]
+            if upper in lim and lower in lim and lim[upper].value <= lim[lower].value:
                 raise ValueError(
-                    f"limit {upper} ({lim[upper].value:g}) must be above {lower}"  # type: ignore[index]
-                    f" ({lim[lower].value:g})"  # type: ignore[index]
+                    f"limit {upper} ({lim[upper].value:g}) must be above {lower}"
+                    f" ({lim[lower].value:g})"
                 )
         return self
 
@@ -224,12 +227,14 @@ class NoDataRule(_RuleBase):
     source_min_devices: int = Field(default=2, ge=1)
 
 
+def _fault_only() -> list[QualityName]:
+    return ["fault"]
+
+
 class QualityRule(_RuleBase):
     kind: Literal["quality"]
     points: list[str] = Field(default_factory=lambda: ["*"])
-    qualities: list[Literal["fault", "bad", "uncertain"]] = Field(
-        default_factory=lambda: ["fault"], min_length=1
-    )
+    qualities: list[QualityName] = Field(default_factory=_fault_only, min_length=1)
 
 
 class HealthRule(_RuleBase):
@@ -286,6 +291,29 @@ def _describe(data: Any) -> Any:
     return describe
 
 
+_KINDS = ("limit", "rate", "deviation", "status", "no_data", "quality", "health")
+
+
+def _explain_rules(exc: ValidationError, doc: LinedData, data: Any) -> list[str]:
+    """Like ``yamlfile.explain``, minus the rule kind the discriminated union adds to locations."""
+    describe = _describe(data)
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        if len(loc) >= 3 and loc[0] == "rules" and loc[2] in _KINDS:
+            loc = loc[:2] + loc[3:]
+        line = doc.line_of(loc)
+        where = f"{doc.path}:{line}" if line else str(doc.path)
+        what = describe(loc)
+        label = f"{what}: " if what else ""
+        text = ""
+        for part in loc:
+            text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        msg = err["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {label}{text or '(top level)'}: {msg}")
+    return problems
+
+
 def parse_rule_doc(doc: LinedData) -> tuple[list[LoadedRule], list[str]]:
     """Validate one parsed rule file; returns the rules and the problems (file:line: field: msg)."""
     data = doc.data
@@ -296,15 +324,7 @@ def parse_rule_doc(doc: LinedData) -> tuple[list[LoadedRule], list[str]]:
     try:
         parsed = RuleFile.model_validate(data)
     except ValidationError as exc:
-        problems = explain(exc, doc, describe=_describe(data))
-        # The discriminated union puts the kind into the location; drop it for readability.
-        kinds = ("limit", "rate", "deviation", "status", "no_data", "quality", "health")
-        cleaned = []
-        for p in problems:
-            for k in kinds:
-                p = p.replace(f".{k}.", ".").replace(f".{k}:", ":")
-            cleaned.append(p)
-        return [], cleaned
+        return [], _explain_rules(exc, doc, data)
     out = [
         LoadedRule(rule=r, area=parsed.area, path=doc.path, line=doc.line_of(("rules", i)))
         for i, r in enumerate(parsed.rules)
@@ -330,9 +350,7 @@ def load_rules(paths: Iterable[str | Path]) -> RuleSet:
     for r in rules:
         first = seen.get(r.rule.id)
         if first is not None:
-            problems.append(
-                f"{r.where}: rule {r.rule.id!r}: id: already defined at {first.where}"
-            )
+            problems.append(f"{r.where}: rule {r.rule.id!r}: id: already defined at {first.where}")
         else:
             seen[r.rule.id] = r
     if problems:
@@ -371,14 +389,14 @@ def check_against_devices(
         if isinstance(rule, HealthRule) or not patterns:
             continue
         selected = [
-            prof
-            for dev, (prof, kind, tags) in devices.items()
-            if rule.select.matches(dev, prof, kind, tags)
-            and not (rule.exclude and rule.exclude.matches(dev, prof, kind, tags))
+            p
+            for dev, (p, kind, tags) in devices.items()
+            if rule.select.matches(dev, p, kind, tags)
+            and not (rule.exclude and rule.exclude.matches(dev, p, kind, tags))
         ]
         names: set[str] = set()
-        for prof in selected:
-            names |= profile_points.get(prof or "", set())
+        for sel in selected:
+            names |= profile_points.get(sel or "", set())
         if not selected or not names:
             continue
         for pat in patterns:
@@ -539,7 +557,9 @@ class Check:
         self.pending = pending
         self._match: dict[str, bool] = {}
 
-    def emit(self, det: Detector, raw: bool, ts_ns: int, value: Value | None, out: list[Change]) -> None:
+    def emit(
+        self, det: Detector, raw: bool, ts_ns: int, value: Value | None, out: list[Change]
+    ) -> None:
         new = det.feed(raw, ts_ns, value)
         if new is not None:
             out.append((det, new))
@@ -611,7 +631,9 @@ class _LimitEval:
             for name, lim in rule.limits.items()
         ]
 
-    def run(self, check: Check, base: str, point: str | None, x: float, ts: int, out: list[Change]) -> None:
+    def run(
+        self, check: Check, base: str, point: str | None, x: float, ts: int, out: list[Change]
+    ) -> None:
         for name, lim, upper, db in self.items:
             key = f"{base}:{name}"
             det = check.detectors.get(key)
@@ -790,12 +812,12 @@ class QualityCheck(Check):
             self.emit(det, raw, sample.ts_ns, str(q), out)
         # A point back to good is absent from ``quality``: clear its detector.
         for det in self.detectors.values():
-            point = det.spec.point
+            pt = det.spec.point
             if (
-                point is not None
+                pt is not None
                 and (det.active or det.since_ns is not None)
-                and point in sample.values
-                and point not in sample.quality
+                and pt in sample.values
+                and pt not in sample.quality
             ):
                 self.emit(det, False, sample.ts_ns, "good", out)
 
@@ -830,4 +852,6 @@ def selects(lr: LoadedRule, info: DeviceInfo) -> bool:
         return rule.a.device == info.device
     if not rule.select.matches(info.device, info.profile, info.kind, info.tags):
         return False
-    return not (rule.exclude and rule.exclude.matches(info.device, info.profile, info.kind, info.tags))
+    return not (
+        rule.exclude and rule.exclude.matches(info.device, info.profile, info.kind, info.tags)
+    )

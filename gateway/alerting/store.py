@@ -1,4 +1,4 @@
-"""Durable alerting state in one SQLite file: alarms, pending escalations and the notification queue.
+"""Durable alerting state in one SQLite file: alarms, pending escalations, notification queue.
 
 One file, so the alarm state, the escalation step and the notifications it
 queued are written in one transaction: after a crash either all of them
@@ -123,7 +123,8 @@ class AlertStore:
         with self.transaction():
             self.db.executemany(
                 "INSERT INTO alarms (alarm_id, doc, changed_ns) VALUES (?, ?, ?)"
-                " ON CONFLICT(alarm_id) DO UPDATE SET doc=excluded.doc, changed_ns=excluded.changed_ns",
+                " ON CONFLICT(alarm_id) DO UPDATE SET"
+                " doc=excluded.doc, changed_ns=excluded.changed_ns",
                 [(d["spec"]["alarm_id"], json.dumps(d), d["changed_ns"]) for d in docs],
             )
 
@@ -208,7 +209,9 @@ class AlertStore:
             (limit,),
         ).fetchall()
         return [
-            QueuedNotification(r[0], r[1], tuple(json.loads(r[2])), json.loads(r[3]), r[4], r[5], r[6])
+            QueuedNotification(
+                r[0], r[1], tuple(json.loads(r[2])), json.loads(r[3]), r[4], r[5], r[6]
+            )
             for r in rows
         ]
 
@@ -239,7 +242,9 @@ class AlertStore:
         )
 
     def counts(self) -> dict[str, int]:
-        rows = self.db.execute("SELECT state, COUNT(*) FROM notifications GROUP BY state").fetchall()
+        rows = self.db.execute(
+            "SELECT state, COUNT(*) FROM notifications GROUP BY state"
+        ).fetchall()
         return {r[0]: int(r[1]) for r in rows}
 
     def notifications(self, state: str | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,146 @@
+"""Notification building blocks: roster by weekday and time, routes, grouping, robot payloads."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import urllib.parse
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.alerting.config import AlertingConfig, Route, WebhookChannel
+from gateway.alerting.notify import Roster, compose, route_matches, routes_for, webhook_body
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def ns(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=TZ).timestamp() * 1e9)
+
+
+CFG = AlertingConfig.model_validate(
+    {
+        "channels": [
+            {"type": "webhook", "name": "chat", "url": "http://127.0.0.1:1/hook"},
+            {"type": "email", "name": "mail", "host": "127.0.0.1", "sender": "gw@park.example"},
+        ],
+        "roster": {
+            "timezone": "Asia/Shanghai",
+            "people": {
+                "wang": {"email": "wang@park.example", "phone": "13800000001"},
+                "li": {"email": "li@park.example", "phone": "13800000002"},
+                "zhang": {"email": "zhang@park.example"},
+                "chief": {"email": "chief@park.example", "chat_id": "U42"},
+            },
+            "shifts": [
+                {"name": "night", "start": "18:00", "end": "08:00",
+                 "days": ["mon", "tue", "wed", "thu", "fri"], "levels": [["wang"], ["chief"]]},
+                {"name": "weekend", "days": ["sat", "sun"], "levels": [["li"], ["chief"]]},
+                {"name": "day", "start": "08:00", "end": "18:00",
+                 "days": ["mon", "tue", "wed", "thu", "fri"], "levels": [["zhang"]]},
+            ],
+        },
+        "routes": [
+            {"name": "boiler-critical",
+             "match": {"min_severity": "critical", "areas": ["boiler_room"]},
+             "channels": ["chat", "mail"]},
+            {"name": "everything", "match": {"min_severity": "medium"}, "channels": ["chat"]},
+        ],
+    }
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("when", "level", "who"),
+    [
+        ("2026-01-06 03:00", 0, ["wang"]),  # Tuesday 03:00 belongs to Monday's night shift
+        ("2026-01-05 19:00", 0, ["wang"]),
+        ("2026-01-05 19:00", 1, ["chief"]),
+        ("2026-01-05 10:00", 0, ["zhang"]),
+        ("2026-01-05 10:00", 3, ["zhang"]),  # past the last level: the last level again
+        ("2026-01-10 10:00", 0, ["li"]),  # Saturday
+        # Saturday 03:00 is still Friday's night shift, and also the weekend shift
+        ("2026-01-10 03:00", 0, ["wang", "li"]),
+        # Monday 03:00: Sunday has no night shift and the weekend shift ended at midnight
+        ("2026-01-05 03:00", 0, []),
+    ],
+)
+def test_roster(when: str, level: int, who: list[str]) -> None:
+    assert Roster(CFG).on_call(ns(when), level) == who
+
+
+def test_routes_by_severity_and_area() -> None:
+    r = {route.name: route for route in CFG.routes}
+    assert route_matches(r["boiler-critical"], "critical", "boiler_room", "x")
+    assert not route_matches(r["boiler-critical"], "high", "boiler_room", "x")
+    assert not route_matches(r["boiler-critical"], "critical", "park", "x")
+    assert [x.name for x in routes_for(CFG, "critical", "boiler_room", "x")] == ["boiler-critical"]
+    assert [x.name for x in routes_for(CFG, "high", "park", "x")] == ["everything"]
+    assert routes_for(CFG, "low", "park", "x") == []
+
+
+def test_config_refuses_unknown_channel_and_person() -> None:
+    with pytest.raises(ValidationError, match="unknown channel 'pager'"):
+        AlertingConfig.model_validate({"routes": [{"name": "r", "channels": ["pager"]}]})
+    with pytest.raises(ValidationError, match=r"'nobody' who is not in roster\.people"):
+        AlertingConfig.model_validate(
+            {"roster": {"shifts": [{"name": "s", "levels": [["nobody"]]}]}}
+        )
+    with pytest.raises(ValidationError, match="must be in order of after_s"):
+        Route.model_validate(
+            {"name": "r", "channels": ["c"], "escalation": [{"after_s": 600}, {"after_s": 0}]}
+        )
+
+
+def _items(n: int) -> list[dict[str, object]]:
+    return [
+        {"what": "alarm", "alarm_id": f"leak:lk-{i}:leak_ch1:hihi",
+         "severity": "high" if i else "critical",
+         "area": "park", "message": f"lk-{i} leak_ch1 412 mA", "state": "unacknowledged",
+         "raised_ns": ns("2026-01-05 03:00"), "created_ns": ns("2026-01-05 03:00"), "level": 0}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_compose_groups_a_burst_into_one_message() -> None:
+    roster = Roster(CFG)
+    one = compose("park", _items(1), roster, ["wang"])
+    assert one.title.startswith("[CRITICAL] ALARM park: lk-0 leak_ch1 412 mA")
+    many = compose("park", _items(30), roster, ["wang"])
+    assert many.title == "[CRITICAL] 30 alarms at park (park)"
+    assert many.text.count("id=leak:") == 25 and "and 5 more" in many.text
+    assert many.phones == ["13800000001"] and many.emails == ["wang@park.example"]
+
+
+@pytest.mark.parametrize("preset", ["generic", "dingtalk", "wecom", "feishu", "slack"])
+def test_webhook_presets(preset: str) -> None:
+    ch = WebhookChannel(type="webhook", name="c", url="https://robot.example/send?access_token=t",
+                        preset=preset, secret="SEC")  # type: ignore[arg-type]  # fmt: skip
+    msg = compose("park", _items(2), Roster(CFG), ["wang", "chief"])
+    url, body = webhook_body(ch, msg, 1_767_225_600.0)
+    if preset == "generic":
+        assert body["recipients"] == ["wang", "chief"] and len(body["alarms"]) == 2
+    elif preset == "dingtalk":
+        assert body["msgtype"] == "markdown" and body["at"]["atMobiles"] == ["13800000001"]
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+        ts = q["timestamp"][0]
+        want = base64.b64encode(
+            hmac.new(b"SEC", f"{ts}\nSEC".encode(), hashlib.sha256).digest()
+        ).decode()
+        assert q["sign"] == [want] and q["access_token"] == ["t"]
+    elif preset == "wecom":
+        assert body["msgtype"] == "text"
+        assert body["text"]["mentioned_mobile_list"] == ["13800000001"]
+        assert "2 alarms" in body["text"]["content"]
+    elif preset == "feishu":
+        assert body["msg_type"] == "text" and body["timestamp"] == "1767225600"
+        key = f"{body['timestamp']}\nSEC".encode()
+        assert (
+            body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+        )
+    else:
+        assert "<@U42>" in body["text"] and body["text"].startswith("*[CRITICAL]")
