@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 setup: system-deps $(STAMP)
 
 demo: setup
-	$(BIN)/python deploy/demo/run.py
+	$(BIN)/python deploy/demo/run.py $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -170,6 +170,8 @@ class InfluxSinkConfig(_DeliverySettings):
     password: str | None = None
     gzip: bool = True
     verify_ssl: bool = True
+    # v1 only: CREATE DATABASE (idempotent) on every connect, e.g. for the demo.
+    create_database: bool = False
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     flush_interval_s: float = Field(default=1.0, ge=0, le=60)
 
@@ -208,6 +210,9 @@ class PipelineConfig(Strict):
     # The gateway reports its own health (per-device poll counters, queue
     # depth, data age, delivery backlog) as samples this often.
     health_interval_s: float = Field(default=10.0, gt=0)
+    # A reading still undelivered to some sink after this long raises the
+    # gateway's "outbox:backlog" alarm: falling behind is an alarm, not a silence.
+    max_delivery_age_s: float = Field(default=120.0, gt=0)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -387,6 +392,43 @@ def _cross_check(
     return resolved, problems
 
 
+def _check_rules_and_patrol(cfg: SiteConfig, path: Path, registry: ProfileRegistry) -> list[str]:
+    """Rule files and the patrol config, checked against the site's devices and profiles."""
+    # Imported here: both packages build on this module.
+    from gateway.alerting.rules import check_against_devices, load_rules
+    from gateway.patrol.config import check_against_devices as check_patrol
+    from gateway.patrol.config import resolve_patrol
+
+    problems: list[str] = []
+    if cfg.rules:
+        try:
+            ruleset = load_rules([path.parent / r for r in cfg.rules])
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        else:
+            devices: dict[str, tuple[str | None, str | None, dict[str, str]]] = {}
+            for d in cfg.devices:
+                kind = registry.get(d.profile).kind if d.profile in registry else None
+                devices[d.id] = (d.profile, kind, d.tags)
+            points: dict[str, set[str]] = {}
+            for name in registry.names():
+                prof = registry.get(name)
+                points[name] = (
+                    {p.name for p in prof.points}
+                    if isinstance(prof, ModbusProfile)
+                    else {f.name for f in prof.fields}
+                )
+            problems.extend(check_against_devices(ruleset, devices, points))
+    try:
+        patrol = resolve_patrol(cfg.patrol, path)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    else:
+        if patrol is not None:
+            problems.extend(check_patrol(patrol, {d.id for d in cfg.devices}, str(path)))
+    return problems
+
+
 def load_site(path: str | Path) -> Site:
     """Load, validate and cross-check a site file and every profile it uses."""
     path = Path(path)
@@ -402,6 +444,7 @@ def load_site(path: str | Path) -> Site:
     registry, problems = ProfileRegistry.load(extra)
     resolved, more = _cross_check(cfg, doc, registry)
     problems.extend(more)
+    problems.extend(_check_rules_and_patrol(cfg, path, registry))
     if problems:
         raise ConfigError(problems[0], problems)
     return Site(config=cfg, path=path, profiles=registry, device_profiles=resolved)

@@ -32,7 +32,7 @@ from gateway.alerting.commands import (
     actor_of,
     parse_command,
 )
-from gateway.alerting.config import AlertingConfig
+from gateway.alerting.config import AlertingConfig, Severity
 from gateway.alerting.notify import Notifier, Publish
 from gateway.alerting.rules import (
     AlarmSpec,
@@ -492,6 +492,42 @@ class AlertEngine:
             return []
         events = self.book.set_active(det.spec, new, detail, now, detail)
         return self._flush(events)
+
+    def external(
+        self,
+        alarm_id: str,
+        active: bool,
+        *,
+        severity: str,
+        device: str,
+        message: str,
+        rule: str,
+        kind: str = "external",
+        point: str | None = None,
+        area: str | None = None,
+        ts_ns: int | None = None,
+    ) -> list[AlarmEvent]:
+        """An alarm decided outside the rule engine (the patrol check), in the same book.
+
+        ``active`` True raises it, False clears it; a one-off finding is raised
+        and cleared at once, so it waits return-to-normal-unacknowledged for an
+        operator. Persisted, notified, escalated like any other alarm.
+        """
+        spec = AlarmSpec(
+            alarm_id=alarm_id,
+            rule=rule,
+            kind=kind,
+            device=device,
+            point=point,
+            limit=None,
+            limit_value=None,
+            severity=Severity(severity),
+            latch=False,
+            area=area,
+            template="{detail}",
+        )
+        now = self.clock.now_ns() if ts_ns is None else ts_ns
+        return self._flush(self.book.set_active(spec, active, None, now, message))
 
     def _notifier_health(self, name: str, ok: bool, detail: str) -> None:
         events = self.health(name, ok, detail)

@@ -36,7 +36,7 @@ import json
 import logging
 import ssl
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -88,6 +88,22 @@ def availability(sample: Sample) -> str:
     return "online"
 
 
+class _PahoLog(logging.LoggerAdapter[logging.Logger]):
+    """paho/aiomqtt log every failed attempt at ERROR; the delivery worker already
+    logs one line per outage, so theirs go to debug. The last error is kept to
+    explain a failed connect (e.g. the TLS alert)."""
+
+    last_error: str | None = None
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if level >= logging.WARNING:
+            try:
+                self.last_error = str(msg) % args if args else str(msg)
+            except (TypeError, ValueError):
+                self.last_error = str(msg)
+        super().log(logging.DEBUG, msg, *args, **kwargs)
+
+
 def _dumps(d: Mapping[str, Any]) -> bytes:
     return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -115,6 +131,7 @@ class MqttSink:
         self.status_topic = f"{self._base}/gateway/status"
         self.events_topic = f"{self._base}/events"
         self._client: aiomqtt.Client | None = None
+        self._lost: asyncio.Future[str] | None = None
         # Last availability published per device on this connection.
         self._availability: dict[str, str] = {}
 
@@ -129,7 +146,7 @@ class MqttSink:
 
     # ------------------------------------------------------------------ connection
 
-    def _tls_context(self) -> ssl.SSLContext | None:
+    def tls_context(self) -> ssl.SSLContext | None:
         tls = self.config.tls
         if tls is None:
             return None
@@ -145,7 +162,9 @@ class MqttSink:
 
     async def __aenter__(self) -> Self:
         cfg = self.config
+        where = f"{cfg.host}:{cfg.port}"
         v5 = cfg.protocol == "5"
+        paho_log = _PahoLog(logging.getLogger(f"{__name__}.paho"))
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
@@ -158,27 +177,41 @@ class MqttSink:
             clean_session=None if v5 else True,
             keepalive=cfg.keepalive,
             timeout=cfg.timeout_s,
-            tls_context=self._tls_context(),
+            tls_context=self.tls_context(),
             max_inflight_messages=cfg.max_inflight,
-            logger=logging.getLogger(f"{__name__}.paho"),
+            logger=cast(logging.Logger, paho_log),
         )
         # A batch is hundreds of concurrent publishes by design: silence that warning.
         client.pending_calls_threshold = 1_000_000
+        lost = self._watch_connection(client)
+        enter = asyncio.ensure_future(client.__aenter__())
+        first: set[asyncio.Future[Any]] = {enter, lost}
         try:
-            await client.__aenter__()
-        except MqttConnectError as exc:
+            await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not enter.done():
+                enter.cancel()
+                await asyncio.wait([enter])
+        if enter.cancelled():
+            # The socket closed before CONNACK (e.g. TLS refused our certificate);
+            # aiomqtt would only notice at its timeout.
+            why = paho_log.last_error or (lost.result() if lost.done() else "closed")
+            raise SinkError(f"mqtt {where}: connection closed during the handshake: {why}")
+        exc = enter.exception()
+        if isinstance(exc, MqttConnectError):
             code = getattr(exc.rc, "value", exc.rc)
             if code in _AUTH_CODES:
                 raise SinkAuthError(
-                    f"mqtt {cfg.host}:{cfg.port}: broker refused the credentials"
-                    f" (user {cfg.username!r}): {exc}"
+                    f"mqtt {where}: broker refused the credentials (user {cfg.username!r}): {exc}"
                 ) from exc
-            raise SinkError(f"mqtt {cfg.host}:{cfg.port}: connection refused: {exc}") from exc
-        except aiomqtt.MqttError as exc:
-            raise SinkError(f"mqtt {cfg.host}:{cfg.port}: cannot connect: {exc}") from exc
-        except (OSError, ssl.SSLError) as exc:
-            raise SinkError(f"mqtt {cfg.host}:{cfg.port}: cannot connect: {exc}") from exc
+            raise SinkError(f"mqtt {where}: connection refused: {exc}") from exc
+        if isinstance(exc, aiomqtt.MqttError | OSError):
+            why = paho_log.last_error or str(exc)
+            raise SinkError(f"mqtt {where}: cannot connect: {why}") from exc
+        if exc is not None:
+            raise exc
         self._client = client
+        self._lost = lost
         self._availability = {}
         try:
             await self._publish_all([(self.status_topic, b"online", True)])
@@ -187,6 +220,32 @@ class MqttSink:
             raise
         return self
 
+    def _watch_connection(self, client: aiomqtt.Client) -> asyncio.Future[str]:
+        """A future that completes when paho sees the connection go, for any reason.
+
+        aiomqtt fails neither a pending CONNACK nor pending PUBACK waits when
+        the socket closes (they run into their timeout), so we chain paho's
+        on_disconnect callback. ``_client`` is aiomqtt's paho client: there is
+        no public hook for this in aiomqtt 2.5.
+        """
+        loop = asyncio.get_running_loop()
+        lost: asyncio.Future[str] = loop.create_future()
+        paho_client = client._client
+        chained = paho_client.on_disconnect
+
+        def mark(reason: str) -> None:
+            if not lost.done():
+                lost.set_result(reason)
+
+        def on_disconnect(*args: Any) -> None:
+            if chained is not None:
+                chained(*args)
+            reason = args[3] if len(args) > 3 else "disconnected"
+            loop.call_soon_threadsafe(mark, str(reason))
+
+        paho_client.on_disconnect = on_disconnect
+        return lost
+
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
@@ -194,20 +253,16 @@ class MqttSink:
         client, self._client = self._client, None
         if client is None:
             return
-        disc = getattr(client, "_disconnected", None)
-        connected = not (isinstance(disc, asyncio.Future) and disc.done())
-        if connected:
+        if self._lost is not None and not self._lost.done():
             # A clean disconnect does not fire the will: say offline ourselves.
             with contextlib.suppress(aiomqtt.MqttError):
-                await client.publish(
-                    self.status_topic, b"offline", qos=1, retain=True, timeout=2.0
-                )
+                await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=2.0)
         try:
             await client.__aexit__(None, None, None)
         except aiomqtt.MqttError:
             pass
         finally:
-            _retrieve(disc)
+            _retrieve(getattr(client, "_disconnected", None))
 
     # ------------------------------------------------------------------ sending
 
@@ -255,28 +310,23 @@ class MqttSink:
             for t, p, rt in messages
         ]
         gathered = asyncio.gather(*tasks)
-        disc = getattr(client, "_disconnected", None)
         waiters: set[asyncio.Future[Any]] = {gathered}
-        if isinstance(disc, asyncio.Future):
-            waiters.add(disc)
+        if self._lost is not None:
+            waiters.add(self._lost)
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not gathered.done():
                 gathered.cancel()
                 await asyncio.wait([gathered])
+        where = f"{self.config.host}:{self.config.port}"
         if not gathered.cancelled():
             exc = gathered.exception()
             if exc is None:
                 return
-            _retrieve(disc)
-            where = f"{self.config.host}:{self.config.port}"
             raise SinkError(f"mqtt {where}: publish failed: {exc}") from exc
-        why = _retrieve(disc)
-        raise SinkError(
-            f"mqtt {self.config.host}:{self.config.port}: connection lost before every PUBACK"
-            + (f": {why}" if why else "")
-        )
+        why = self._lost.result() if self._lost is not None and self._lost.done() else "?"
+        raise SinkError(f"mqtt {where}: connection lost before every PUBACK ({why})")
 
 
 def _retrieve(fut: object) -> BaseException | None:
@@ -284,4 +334,3 @@ def _retrieve(fut: object) -> BaseException | None:
     if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
         return fut.exception()
     return None
-

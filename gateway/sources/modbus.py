@@ -153,6 +153,9 @@ class ModbusSource:
         self._down_logged = False
         self._dead_until: dict[str, float] = {}
         self.connected = False
+        # None until the first connection attempt, then whether the link is up.
+        self.link_ok: bool | None = None
+        self.link_error = ""
 
     async def __aenter__(self) -> ModbusSource:
         return self
@@ -198,6 +201,8 @@ class ModbusSource:
             await self._client.connect()
         except ConnectError as exc:
             self.connected = False
+            self.link_ok = False
+            self.link_error = str(exc)
             self._next_connect = now + self._backoff
             if not self._down_logged:
                 log.warning("%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s)
@@ -209,6 +214,7 @@ class ModbusSource:
         self._down_logged = False
         self._backoff = self.cfg.reconnect_min_s
         self.connected = True
+        self.link_ok = True
         return True
 
     async def poll_device(self, dev: ModbusDevice) -> None:
@@ -278,6 +284,7 @@ class ModbusSource:
                 dev.counters.count_error(exc)
                 self._client.close()
                 self.connected = False
+                self.link_ok, self.link_error = False, str(exc)
                 return exc
             except SourceError as exc:
                 dev.counters.count_error(exc)

@@ -51,6 +51,8 @@ class SerialLineDevice:
         self.counters = DeviceCounters()
         self.lines = 0
         self.connected = False
+        self.link_ok: bool | None = None
+        self.link_error = ""
         self._port: serial.Serial | None = None
         self._buf = b""
         self._terminator = profile.line.terminator.encode(profile.line.encoding)
@@ -82,6 +84,7 @@ class SerialLineDevice:
         self._buf = b""
         asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
         self.connected = True
+        self.link_ok = True
 
     def _close(self) -> None:
         if self._port is not None:
@@ -133,6 +136,7 @@ class SerialLineDevice:
                 self._open()
             except ConnectError as exc:
                 self.counters.connect_errors += 1
+                self.link_ok, self.link_error = False, str(exc)
                 if not down_logged:
                     log.warning(
                         "%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s
@@ -150,6 +154,7 @@ class SerialLineDevice:
                 await self._read_lines()
             except ConnectError as exc:
                 self._close()
+                self.link_ok, self.link_error = False, str(exc)
                 self.counters.connect_errors += 1
                 log.warning("%s", exc)
                 down_logged = True

@@ -1,0 +1,1 @@
+"""Grafana dashboards for the gateway: ``build.py`` writes the committed ``*.json`` beside it."""
