@@ -19,8 +19,12 @@ They read the schema the gateway writes (docs/delivery.md):
 - ``device_health`` / ``gateway_health``: the gateway's own counters;
 - ``alarm``: one point per alarm transition (tags alarm_id, state, severity,
   rule, device, area, point; fields message, action, actor, value...);
-- ``patrol``: patrol events (tag ``kind``: patrol.tap, patrol.round,
-  patrol.finding; tags checkpoint, route, guard, finding).
+- ``gateway_health`` also carries delivery (``backlog_<sink>``, ``evictions``)
+  and the alarm book's counters (``alarm_floods``, ``alarm_chatter_episodes``,
+  ``alarm_in_flood``, ``alarm_chattering_now``...);
+- ``patrol``: the patrol check's records (tag ``record``: tap, round, finding;
+  tags kind, checkpoint, guard, status; fields card, reader, round, route,
+  message...).
 
 All dashboards share the datasource uid ``fsg-influxdb`` (provisioned by
 deploy/grafana and created by ``gateway grafana push``) and the variables

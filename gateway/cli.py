@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--site", help="include the site's extra profile folders")
         q.add_argument("--profile-dir", action="append", help="an extra profile folder")
         q.set_defaults(func=func)
+
+    from gateway.alarms_cli import register_cli as register_alarms
+    from gateway.patrol.report import register_cli as register_report
+
+    register_alarms(sub)
+    register_report(sub)
+    try:
+        from gateway.grafana import register_cli as register_grafana
+    except ImportError:  # grafana-client not installed: the other commands still work
+        pass
+    else:
+        register_grafana(sub)
     return ap
 
 
