@@ -87,7 +87,9 @@ def _site(tmp: Path, influx: InfluxDB1, broker: Mosquitto) -> Path:
 
 
 @pytest.fixture
-def filled_influx(influxdb1: InfluxDB1, mosquitto: Mosquitto, tmp_path: Path) -> Iterator[InfluxDB1]:
+def filled_influx(
+    influxdb1: InfluxDB1, mosquitto: Mosquitto, tmp_path: Path
+) -> Iterator[InfluxDB1]:
     run = tmp_path / "run"
     run.mkdir()
     site = _site(tmp_path, influxdb1, mosquitto)
@@ -119,7 +121,7 @@ def filled_influx(influxdb1: InfluxDB1, mosquitto: Mosquitto, tmp_path: Path) ->
 def _first_alarm(db: InfluxDB1, deadline: float) -> str:
     while time.monotonic() < deadline:
         series, _err = influxql(db, 'SHOW TAG VALUES FROM "alarm" WITH KEY = "alarm_id"')
-        ids = sorted(row[1] for s in series for row in s.get("values", []))
+        ids = sorted(str(row[1]) for s in series for row in s.get("values", []))
         if ids:
             return ids[0]
         time.sleep(0.5)

@@ -1,0 +1,259 @@
+"""Alerting end to end: a simulated leakage fault through the real gateway to people.
+
+The simulator (its own process) drives leak_ch1 of a leakage monitor to
+450 mA; the gateway (its own process, restarted mid-test) raises the latched
+300 mA alarm after the rule's 5 s on-delay. The alarm must reach Mosquitto
+(retained state + event stream), InfluxDB (the `alarm` measurement), an SMTP
+server (aiosmtpd) and a webhook receiver (aiohttp), both on loopback. Nobody
+acknowledges: level 2 of the roster is told; then an on-call engineer
+acknowledges with `mosquitto_pub`, and level 3 is never told.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
+from tests.simproc import bin_path, free_port, running_sim
+
+ALARM = "leakage:leak-1:leak_ch1:hihi"
+L2_AFTER_S = 8
+L3_AFTER_S = 20
+
+
+@dataclass
+class Mailbox:
+    got: list[tuple[list[str], str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.content or b""
+        data = raw.encode() if isinstance(raw, str) else bytes(raw)
+        with self.lock:
+            self.got.append((list(envelope.rcpt_tos), str(message_from_bytes(data)["Subject"])))
+        return "250 OK"
+
+    def to(self, who: str) -> list[str]:
+        with self.lock:
+            return [subj for rcpts, subj in self.got if who in rcpts]
+
+
+class WebhookReceiver:
+    """A local HTTP receiver standing in for a group-chat robot (plain http.server)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.posts: list[dict[str, Any]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.posts.append(json.loads(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"errcode":0}')
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    box = Mailbox()
+    port = free_port()
+    ctl = Controller(box, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        yield box, port
+    finally:
+        ctl.stop()
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    w = WebhookReceiver()
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def site_yaml(tmp: Path, mq: Mosquitto, influx: InfluxDB1, smtp_port: int, hook: int) -> Path:
+    rules = Path(__file__).resolve().parents[2] / "rules" / "park_lighting.yaml"
+    text = f"""
+site: e2e-park
+sources:
+  - {{id: tcp-1, type: modbus_tcp, host: 127.0.0.1, port: {free_port()}, timeout_s: 0.4, retries: 0}}
+devices:
+  - id: leak-1
+    profile: leakage-monitor
+    source: tcp-1
+    unit: 1
+    interval_s: 0.5
+    tags: {{area: north-gate}}
+    sim:
+      leak_ch1: {{kind: constant, value: 450}}
+sinks:
+  mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
+  influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
+outbox: {{path: {tmp}/outbox.sqlite}}
+rules: [{rules}]
+alerting:
+  state_db: {tmp}/alarms.sqlite
+  group_window_s: 0.5
+  channels:
+    - {{type: email, name: mail, host: 127.0.0.1, port: {smtp_port}, security: none,
+       sender: gateway@park.example}}
+    - {{type: webhook, name: chat, url: "http://127.0.0.1:{hook}/robot", preset: dingtalk}}
+  roster:
+    timezone: UTC
+    people:
+      wang: {{email: wang@park.example, phone: "13800000001"}}
+      li: {{email: li@park.example}}
+      chief: {{email: chief@park.example}}
+    shifts:
+      - {{name: always, levels: [[wang], [li], [chief]]}}
+  routes:
+    - name: safety
+      match: {{min_severity: high, rules: [leakage]}}  # only the 300 mA alarm
+      channels: [mail, chat]
+      escalation: [{{after_s: 0}}, {{after_s: {L2_AFTER_S}}}, {{after_s: {L3_AFTER_S}}}]
+"""
+    path = tmp / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+def start_gateway(site: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [bin_path("gateway"), "run", str(site)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def wait(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def alarm_states(col: MqttCollector) -> list[dict[str, Any]]:
+    return [m.json() for m in col.snapshot(f"/alarms/{ALARM}")]
+
+
+@pytest.mark.timeout(240)
+def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    influxdb1: InfluxDB1,
+    mqtt_collector: Any,
+    mailbox: tuple[Mailbox, int],
+    webhook: WebhookReceiver,
+) -> None:
+    box, smtp_port = mailbox
+    site = site_yaml(tmp_path, mosquitto, influxdb1, smtp_port, webhook.port)
+    col: MqttCollector = mqtt_collector(mosquitto, "fsg/#")
+    with running_sim(site, {}):
+        gw = start_gateway(site)
+        try:
+            # 1. The alarm: raised after the 5 s on-delay, retained on MQTT.
+            wait(lambda: any(s["state"] == "unacknowledged" for s in alarm_states(col)), 40,
+                 "leakage alarm on MQTT")
+            raised = next(s for s in alarm_states(col) if s["state"] == "unacknowledged")
+            telemetry = [m.json() for m in col.snapshot("/leak-1/telemetry")]
+            first_over = min(t["ts_ns"] for t in telemetry if t["values"].get("leak_ch1", 0) > 300)
+            delay = (raised["ts_ns"] - first_over) / 1e9
+            assert 4.5 <= delay <= 7.0, delay  # on_delay_s is 5, polls every 0.5 s
+            assert raised["latched"] and raised["severity"] == "high"
+            assert "450" in raised["message"]
+            events = [m.json() for m in col.snapshot("/events")]
+            assert any(e.get("alarm_id") == ALARM and e.get("action") == "activate" for e in events)
+            # 2. Level 1 is told by e-mail and in the group chat.
+            wait(lambda: box.to("wang@park.example"), 20, "e-mail to level 1")
+            wait(lambda: webhook.posts, 20, "webhook post")
+            assert "leak" in json.dumps(webhook.posts[0], ensure_ascii=False)
+            assert webhook.posts[0].get("msgtype") in ("text", "markdown")  # DingTalk robot format
+            # 3. InfluxDB has the transition, usable as a Grafana annotation.
+            wait(lambda: influxdb1.rows(f"SELECT * FROM alarm WHERE alarm_id = '{ALARM}'"), 20,
+                 "alarm row in InfluxDB")
+            # 4. Restart: state and the pending escalation survive, nothing fires twice.
+            stop(gw)
+            gw = start_gateway(site)
+            wait(lambda: box.to("li@park.example"), L2_AFTER_S + 25, "level 2 escalation")
+            activations = [
+                e for e in (m.json() for m in col.snapshot("/events"))
+                if e.get("alarm_id") == ALARM and e.get("action") == "activate"
+            ]
+            assert len(activations) == 1, activations
+            assert len(box.to("wang@park.example")) == 1
+            # 5. An on-call engineer acknowledges with mosquitto_pub; the reply says so.
+            cmd = json.dumps({"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"})
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
+                 "-t", "fsg/e2e-park/commands", "-m", cmd],
+                check=True, timeout=10,
+            )
+            wait(lambda: any(m.json().get("request_id") == "r-1" for m in col.snapshot("/replies")),
+                 15, "command reply")
+            reply = next(m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-1")
+            assert reply["ok"] is True and reply["state"] == "acknowledged"
+            wait(lambda: alarm_states(col)[-1]["state"] == "acknowledged", 10, "acked state")
+            assert "li" in alarm_states(col)[-1]["actor"]
+            # A malformed command is answered with an error and changes nothing.
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
+                 "-t", "fsg/e2e-park/commands", "-m", '{"cmd": "ack", "request_id": "r-2"}'],
+                check=True, timeout=10,
+            )
+            wait(lambda: any(m.json().get("request_id") == "r-2" for m in col.snapshot("/replies")),
+                 15, "error reply")
+            bad = next(m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-2")
+            assert bad["ok"] is False and bad["error"] == "bad_command"
+            # 6. Level 3 is never told: the acknowledgement stopped the escalation.
+            time.sleep(max(0.0, L3_AFTER_S + 5 - (time.time_ns() - raised["ts_ns"]) / 1e9))
+            assert box.to("chief@park.example") == []
+            assert gw.poll() is None
+        finally:
+            err = stop(gw)
+    assert "Traceback" not in err, err
