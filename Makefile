@@ -36,7 +36,7 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
-	$(BIN)/ruff check gateway firmware_sim tests bench
+	$(BIN)/ruff check gateway firmware_sim tests bench dashboards deploy
 	$(BIN)/mypy
 
 bench: setup

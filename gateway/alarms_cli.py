@@ -50,14 +50,15 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no active or unacknowledged alarms")
         return 0
     for a in shown:
+        state, severity = a.get("state", "?"), a.get("severity", "")
         print(
-            f"{a.get('alarm_id', '?'):48} {str(a.get('state', '?')):20} "
-            f"{str(a.get('severity', '')):8} raised {_ts(a.get('raised_ns'))}  {a.get('message', '')}"
+            f"{a.get('alarm_id', '?'):48} {state!s:20} {severity!s:8} "
+            f"raised {_ts(a.get('raised_ns'))}  {a.get('message', '')}"
         )
     return 0
 
 
-async def send_command(site: Site, payload: dict[str, Any], timeout: float) -> dict[str, Any]:
+async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> dict[str, Any]:
     """Publish one command to the gateway and wait for its reply."""
     mqtt = site.config.sinks.mqtt
     if mqtt is None or not mqtt.enabled:
@@ -75,7 +76,7 @@ async def send_command(site: Site, payload: dict[str, Any], timeout: float) -> d
         ) as client:
             await client.subscribe(reply_t, qos=1)
             await client.publish(cmd_t, json.dumps(payload).encode(), qos=1)
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait_s):
                 async for msg in client.messages:
                     raw = (
                         msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
@@ -88,7 +89,7 @@ async def send_command(site: Site, payload: dict[str, Any], timeout: float) -> d
                         return reply
     except TimeoutError:
         raise CommandError(
-            f"no reply from the gateway within {timeout:g} s (is it running?)"
+            f"no reply from the gateway within {wait_s:g} s (is it running?)"
         ) from None
     except aiomqtt.MqttError as exc:
         raise CommandError(f"cannot reach the MQTT broker {mqtt.host}:{mqtt.port}: {exc}") from exc
@@ -108,7 +109,9 @@ def cmd_operate(args: argparse.Namespace) -> int:
     reply = asyncio.run(send_command(site, payload, args.timeout))
     print(json.dumps(reply, ensure_ascii=False))
     if not reply.get("ok", False):
-        raise AlarmError(str(reply.get("message") or reply.get("error") or "refused by the gateway"))
+        raise AlarmError(
+            str(reply.get("message") or reply.get("error") or "refused by the gateway")
+        )
     return 0
 
 

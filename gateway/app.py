@@ -116,19 +116,25 @@ class Gateway:
     async def _pipeline(self) -> None:
         while True:
             sample = await self.queue.get()
-            self.samples_out += 1
-            # Data age: how long a reading waited between its read and the
-            # outputs. Exported so falling behind is visible, never silent.
-            age = (self.clock.now_ns() - sample.ts_ns) / 1e9
-            if age > self._max_age_s:
-                self._max_age_s = age
-            self._output(sample)
-            if sample.kind in HEALTH_KINDS:
-                continue
-            if self.alerts is not None:
-                self._append_alarms(self.alerts.on_sample(sample))
-            if self.patrol is not None and sample.kind == "patrol_tap":
-                self._patrol_outputs(self.patrol.on_tap_sample(sample))
+            try:
+                self._process(sample)
+            finally:
+                self.queue.task_done()
+
+    def _process(self, sample: Sample) -> None:
+        self.samples_out += 1
+        # Data age: how long a reading waited between its read and the
+        # outputs. Exported so falling behind is visible, never silent.
+        age = (self.clock.now_ns() - sample.ts_ns) / 1e9
+        if age > self._max_age_s:
+            self._max_age_s = age
+        self._output(sample)
+        if sample.kind in HEALTH_KINDS:
+            return
+        if self.alerts is not None:
+            self._append_alarms(self.alerts.on_sample(sample))
+        if self.patrol is not None and sample.kind == "patrol_tap":
+            self._patrol_outputs(self.patrol.on_tap_sample(sample))
 
     def _output(self, sample: Sample) -> None:
         self.delivery.append_sample(sample)
@@ -323,10 +329,10 @@ class Gateway:
                 pass
             await self.delivery.flush()
 
-    async def _drain(self, timeout: float = 5.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self.queue.empty() and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
+    async def _drain(self, limit_s: float = 5.0) -> None:
+        """Let the pipeline finish what the sources already read (bounded)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), limit_s)
 
     def _extra_tasks(self) -> list[Any]:
         """The MQTT command listener, when MQTT and alerting are both configured."""

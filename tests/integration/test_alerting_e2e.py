@@ -12,7 +12,6 @@ acknowledges with `mosquitto_pub`, and level 3 is never told.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -62,7 +61,7 @@ class WebhookReceiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 outer.posts.append(json.loads(body))
                 self.send_response(200)
@@ -109,7 +108,8 @@ def site_yaml(tmp: Path, mq: Mosquitto, influx: InfluxDB1, smtp_port: int, hook:
     text = f"""
 site: e2e-park
 sources:
-  - {{id: tcp-1, type: modbus_tcp, host: 127.0.0.1, port: {free_port()}, timeout_s: 0.4, retries: 0}}
+  - {{id: tcp-1, type: modbus_tcp, host: 127.0.0.1, port: {free_port()},
+     timeout_s: 0.4, retries: 0}}
 devices:
   - id: leak-1
     profile: leakage-monitor
@@ -198,8 +198,11 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
         gw = start_gateway(site)
         try:
             # 1. The alarm: raised after the 5 s on-delay, retained on MQTT.
-            wait(lambda: any(s["state"] == "unacknowledged" for s in alarm_states(col)), 40,
-                 "leakage alarm on MQTT")
+            wait(
+                lambda: any(s["state"] == "unacknowledged" for s in alarm_states(col)),
+                40,
+                "leakage alarm on MQTT",
+            )
             raised = next(s for s in alarm_states(col) if s["state"] == "unacknowledged")
             telemetry = [m.json() for m in col.snapshot("/leak-1/telemetry")]
             first_over = min(t["ts_ns"] for t in telemetry if t["values"].get("leak_ch1", 0) > 300)
@@ -215,14 +218,18 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
             assert "leak" in json.dumps(webhook.posts[0], ensure_ascii=False)
             assert webhook.posts[0].get("msgtype") in ("text", "markdown")  # DingTalk robot format
             # 3. InfluxDB has the transition, usable as a Grafana annotation.
-            wait(lambda: influxdb1.rows(f"SELECT * FROM alarm WHERE alarm_id = '{ALARM}'"), 20,
-                 "alarm row in InfluxDB")
+            wait(
+                lambda: influxdb1.rows(f"SELECT * FROM alarm WHERE alarm_id = '{ALARM}'"),
+                20,
+                "alarm row in InfluxDB",
+            )
             # 4. Restart: state and the pending escalation survive, nothing fires twice.
             stop(gw)
             gw = start_gateway(site)
             wait(lambda: box.to("li@park.example"), L2_AFTER_S + 25, "level 2 escalation")
             activations = [
-                e for e in (m.json() for m in col.snapshot("/events"))
+                e
+                for e in (m.json() for m in col.snapshot("/events"))
                 if e.get("alarm_id") == ALARM and e.get("action") == "activate"
             ]
             assert len(activations) == 1, activations
@@ -230,25 +237,59 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
             # 5. An on-call engineer acknowledges with mosquitto_pub; the reply says so.
             cmd = json.dumps({"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"})
             subprocess.run(
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-                 "-t", "fsg/e2e-park/commands", "-m", cmd],
-                check=True, timeout=10,
+                [
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(mosquitto.port),
+                    "-q",
+                    "1",
+                    "-t",
+                    "fsg/e2e-park/commands",
+                    "-m",
+                    cmd,
+                ],
+                check=True,
+                timeout=10,
             )
-            wait(lambda: any(m.json().get("request_id") == "r-1" for m in col.snapshot("/replies")),
-                 15, "command reply")
-            reply = next(m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-1")
+            wait(
+                lambda: any(m.json().get("request_id") == "r-1" for m in col.snapshot("/replies")),
+                15,
+                "command reply",
+            )
+            reply = next(
+                m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-1"
+            )
             assert reply["ok"] is True and reply["state"] == "acknowledged"
             wait(lambda: alarm_states(col)[-1]["state"] == "acknowledged", 10, "acked state")
             assert "li" in alarm_states(col)[-1]["actor"]
             # A malformed command is answered with an error and changes nothing.
             subprocess.run(
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
-                 "-t", "fsg/e2e-park/commands", "-m", '{"cmd": "ack", "request_id": "r-2"}'],
-                check=True, timeout=10,
+                [
+                    "mosquitto_pub",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(mosquitto.port),
+                    "-q",
+                    "1",
+                    "-t",
+                    "fsg/e2e-park/commands",
+                    "-m",
+                    '{"cmd": "ack", "request_id": "r-2"}',
+                ],
+                check=True,
+                timeout=10,
             )
-            wait(lambda: any(m.json().get("request_id") == "r-2" for m in col.snapshot("/replies")),
-                 15, "error reply")
-            bad = next(m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-2")
+            wait(
+                lambda: any(m.json().get("request_id") == "r-2" for m in col.snapshot("/replies")),
+                15,
+                "error reply",
+            )
+            bad = next(
+                m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-2"
+            )
             assert bad["ok"] is False and bad["error"] == "bad_command"
             # 6. Level 3 is never told: the acknowledgement stopped the escalation.
             time.sleep(max(0.0, L3_AFTER_S + 5 - (time.time_ns() - raised["ts_ns"]) / 1e9))

@@ -7,7 +7,9 @@ demo; the gateway runs in-process so the test can count its samples.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
+import itertools
 import json
 import os
 import signal
@@ -93,7 +95,7 @@ async def test_every_demo_device_over_tcp_and_rtu(tmp_path: Path) -> None:
 def _intervals(samples: list[Sample], device: str) -> float:
     ts = [s.ts_ns / 1e9 for s in samples if s.device == device and not s.quality]
     assert len(ts) >= 4, (device, len(ts))
-    return mean(b - a for a, b in zip(ts, ts[1:], strict=False))
+    return mean(b - a for a, b in itertools.pairwise(ts))
 
 
 def _rtu_site(tmp_path: Path) -> Path:
@@ -132,7 +134,10 @@ def test_cli_run_prints_every_demo_device(tmp_path: Path) -> None:
     with running_sim(DEMO_SITE, env):
         res = subprocess.run(
             [bin_path("gateway"), "run", str(DEMO_SITE), "--duration", "10"],
-            capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **env},
         )
     assert res.returncode == 0, res.stderr
     records = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
@@ -148,14 +153,15 @@ def test_cli_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     env = demo_env(tmp_path)
     proc = subprocess.Popen(
         [bin_path("gateway"), "run", str(DEMO_SITE)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
     )
     try:
         # Nothing to talk to: the gateway must keep running, then stop on SIGTERM.
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            pass
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.alerting.engine import AlertEngine
 from gateway.alerting.rules import load_rules
 from gateway.errors import ConfigError
-from gateway.model import FakeClock
 from tests.unit.test_rules import site_config
 
 
