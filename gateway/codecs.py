@@ -34,6 +34,7 @@ _STRUCT: dict[DataType, str] = {
     DataType.FLOAT64: ">d",
 }
 _FLOATS = (DataType.FLOAT32, DataType.FLOAT64)
+_STRUCTS = {t: struct.Struct(f) for t, f in _STRUCT.items()}
 
 
 def words_to_bytes(words: Sequence[int], order: Order) -> bytes:
@@ -106,11 +107,31 @@ def decode(point: ModbusPoint, words: Sequence[int]) -> Value:
     raw = decode_raw(point.type, words, point.order, point.bit)
     if isinstance(raw, bool | str):
         return raw
+    return scaled(point, raw)
+
+
+def scaled(point: ModbusPoint, raw: int | float) -> Value:
+    """A numeric raw value to the engineering value (NaN/inf is no reading). Raises CodecError."""
     if isinstance(raw, float) and not math.isfinite(raw):
         raise CodecError(f"point {point.name!r}: device sent {raw} (no valid reading)")
     if point.scale == 1.0 and point.offset == 0.0:
         return raw
     return raw * point.scale + point.offset
+
+
+def direct_struct(point: ModbusPoint) -> struct.Struct | None:
+    """A Struct that unpacks the point's raw value straight from big-endian register bytes.
+
+    Only for numeric points in ABCD order, where the register bytes already are
+    the value's bytes: the poller then converts a whole read to bytes once and
+    unpacks each point at its offset, instead of reordering words per point
+    (``decode``), which profiling showed to be the poller's main cost. Other
+    orders and types return None and go through ``decode``; both give the
+    same value, ``scaled`` finishes either.
+    """
+    if point.order is Order.ABCD and point.type in _STRUCT:
+        return _STRUCTS[point.type]
+    return None
 
 
 def encode(point: ModbusPoint, value: Value) -> list[int]:

@@ -91,25 +91,69 @@ def encode_line(
     return f"{head} {','.join(parts)} {ts_ns}"
 
 
+# Samples are the hot path (one line per device poll): the series key of a
+# device and the escaped point names repeat on every poll, so they are cached.
+# Both caches are bounded by what a site has (devices, point names); the
+# clear() only guards against a caller feeding endless distinct names.
+_CACHE_MAX = 100_000
+_head_cache: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], str] = {}
+_key_cache: dict[str, str] = {}
+_NOT_GOOD = (Quality.BAD, Quality.FAULT)
+
+
+def _sample_head(sample: Sample, site: str) -> str:
+    key = (sample.kind, site, sample.device, tuple(sample.tags.items()))
+    head = _head_cache.get(key)
+    if head is None:
+        if len(_head_cache) >= _CACHE_MAX:
+            _head_cache.clear()
+        tags = {**sample.tags, "site": site, "device": sample.device}
+        head = escape_measurement(sample.kind)
+        for k in sorted(tags):
+            v = tags[k]
+            if v == "" or k == "":
+                continue
+            head += f",{escape_key(k)}={escape_key(v)}"
+        _head_cache[key] = head
+    return head
+
+
+def _field_key(name: str) -> str:
+    key = _key_cache.get(name)
+    if key is None:
+        if len(_key_cache) >= _CACHE_MAX:
+            _key_cache.clear()
+        key = _key_cache[name] = escape_key(name) + "="
+    return key
+
+
 def sample_line(sample: Sample, site: str) -> str | None:
-    tags = {**sample.tags, "site": site, "device": sample.device}
-    fields: dict[str, Any] = {}
+    quality = sample.quality
+    values = sample.values
     bad = 0
-    for point, q in sample.quality.items():
-        if q in (Quality.BAD, Quality.FAULT) or point not in sample.values:
+    for point, q in quality.items():
+        if q in _NOT_GOOD or point not in values:
             bad += 1
-    for point, value in sample.values.items():
-        if sample.quality.get(point) in (Quality.BAD, Quality.FAULT):
+    parts: list[str] = []
+    for point, value in values.items():
+        if quality and quality.get(point) in _NOT_GOOD:
             continue  # counted above; a bad point is never written as a value
-        if format_field(value) is None:
+        # Fast path for the usual finite float; format_field covers the rest.
+        if type(value) is float and math.isfinite(value):
+            parts.append(_field_key(point) + repr(value))
+            continue
+        f = format_field(value)
+        if f is None:
             bad += 1
             continue
-        fields[point] = value
+        parts.append(_field_key(point) + f)
     if bad:
-        fields["_bad_points"] = bad
+        parts.append(f"_bad_points={bad}i")
     if sample.error is not None:
-        fields["_error"] = sample.error
-    return encode_line(sample.kind, tags, fields, sample.ts_ns)
+        parts.append("_error=" + '"' + sample.error.translate(_STR_ESC) + '"')
+    if not parts:
+        return None
+    return f"{_sample_head(sample, site)} {','.join(parts)} {sample.ts_ns}"
 
 
 def alarm_line(event: AlarmEvent, site: str) -> str | None:

@@ -35,7 +35,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,6 +56,9 @@ ROW_OVERHEAD = 40
 # Eviction frees down to this fraction of max_bytes, so a full outbox does not
 # run a DELETE on every flush.
 LOW_WATER = 0.9
+# Decoded items kept for the sinks' reads (see Outbox._items): a few seconds of
+# a large site's samples, about 10-30 MB at 40 points a sample.
+ITEM_CACHE = 10_000
 
 
 class RecordKind(StrEnum):
@@ -215,9 +218,17 @@ class Outbox:
         self._max_pending = max_pending
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
-        # In-memory batch waiting for the next commit: (kind, ts_ns, body).
-        self._pending: deque[tuple[RecordKind, int, str]] = deque()
+        # In-memory batch waiting for the next commit: (kind, ts_ns, body, item).
+        self._pending: deque[tuple[RecordKind, int, str, Item]] = deque()
         self._has_pending = asyncio.Event()
+        # Set when an alarm is appended: it is committed at once, not at the next interval.
+        self._urgent = asyncio.Event()
+        # Worker thread only: the items of recently committed rows by seq, so the
+        # sinks reading them moments later skip the JSON decode (profiling: each
+        # sink decoding every row was the outbox's main cost). Dropped once every
+        # sink has read past them; bounded, so a sink that is down costs no memory.
+        self._items: OrderedDict[int, Item] = OrderedDict()
+        self._read_upto: dict[str, int] = {}
         self._flush_lock = asyncio.Lock()
         self._new_data: dict[str, asyncio.Event] = {s: asyncio.Event() for s in sinks}
         # Mirrors of database state, kept by the worker thread, read by stats().
@@ -277,8 +288,10 @@ class Outbox:
         body = json.dumps(item.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
         if len(self._pending) >= self._max_pending:
             self._drop_pending_telemetry()
-        self._pending.append((kind, item.ts_ns, body))
+        self._pending.append((kind, item.ts_ns, body, item))
         self._has_pending.set()
+        if kind is RecordKind.ALARM:
+            self._urgent.set()
 
     def append_sample(self, sample: Sample) -> None:
         self.append(sample)
@@ -290,7 +303,7 @@ class Outbox:
         self.append(event)
 
     def _drop_pending_telemetry(self) -> None:
-        for i, (kind, _, _) in enumerate(self._pending):
+        for i, (kind, _, _, _) in enumerate(self._pending):
             if kind is not RecordKind.ALARM:
                 del self._pending[i]
                 self._count_eviction(kind, 1)
@@ -335,7 +348,12 @@ class Outbox:
         failing = False
         while True:
             await self._has_pending.wait()
-            await asyncio.sleep(self._flush_interval_s)
+            if not self._urgent.is_set():
+                # Telemetry waits for the interval (one commit for many rows);
+                # an alarm cuts the wait short: its latency is a safety figure.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self._flush_interval_s)
+            self._urgent.clear()
             try:
                 await self.flush()
             except OutboxError as exc:
@@ -452,12 +470,12 @@ class Outbox:
             self._db = None
 
     def _insert_sync(
-        self, batch: list[tuple[RecordKind, int, str]], unsaved: dict[str, int]
+        self, batch: list[tuple[RecordKind, int, str, Item]], unsaved: dict[str, int]
     ) -> int:
         db = self._conn()
         rows = [
             (_KIND_CODE[kind], ts, len(body.encode()) + ROW_OVERHEAD, body)
-            for kind, ts, body in batch
+            for kind, ts, body, _ in batch
         ]
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -490,6 +508,12 @@ class Outbox:
         self._last_seq = last
         for name in self.sink_names:
             self._backlog[name] += len(rows)
+        # One writer, one transaction: the batch got the consecutive seqs ending at ``last``.
+        items = self._items
+        for seq, entry in enumerate(batch, last - len(batch) + 1):
+            items[seq] = entry[3]
+        while len(items) > ITEM_CACHE:
+            items.popitem(last=False)
         self._refresh_heads()
         return last
 
@@ -523,12 +547,21 @@ class Outbox:
         db = self._conn()
         cur = self._cursors[sink]
         out = []
+        items = self._items
         for seq, code, ts, body in db.execute(
             "SELECT seq, kind, ts_ns, body FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
             (cur, limit),
         ):
             kind = _CODE_KIND[code]
-            out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=_decode(kind, body)))
+            item = items.get(seq)
+            if item is None:
+                item = _decode(kind, body)
+            out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=item))
+        if out:
+            self._read_upto[sink] = out[-1].seq
+            low = min(self._read_upto.get(s, 0) for s in self.sink_names)
+            while items and next(iter(items)) <= low:
+                items.popitem(last=False)
         return out
 
     def _ack_sync(self, sink: str, seq: int) -> None:

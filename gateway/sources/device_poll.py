@@ -6,15 +6,24 @@ Modbus TCP and RTU pollers share it, and tests can feed it words directly.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from gateway.codecs import decode, decode_bits
+from gateway.codecs import decode, decode_bits, direct_struct, scaled
 from gateway.config import DeviceConfig
 from gateway.errors import CodecError, DeviceException, DeviceTimeout, FrameError, SourceError
 from gateway.model import Quality, Sample, Value
-from gateway.profiles.schema import ModbusProfile
+from gateway.profiles.schema import ModbusPoint, ModbusProfile
 from gateway.sources.planner import ReadRequest, plan_profile
+
+
+class _Slot(NamedTuple):
+    point: ModbusPoint
+    off: int  # registers from the start of the read
+    direct: struct.Struct | None
+    name: str
 
 
 @dataclass
@@ -63,6 +72,18 @@ class ModbusDevice:
     def __post_init__(self) -> None:
         self.plan = plan_profile(self.profile, self.config.max_gap, self.merge)
         self.tags = {**self.site_tags, **self.config.tags}
+        # Per request, precomputed once: how to turn its words into bytes, and each
+        # point's byte offset and direct Struct (None: the general ``decode``).
+        self._unpack: list[tuple[struct.Struct, list[_Slot]] | None] = []
+        for req in self.plan:
+            if req.table.is_bit:
+                self._unpack.append(None)
+                continue
+            slots = [
+                _Slot(p, p.address - req.address, direct_struct(p), p.name) for p in req.points
+            ]
+            self._unpack.append((struct.Struct(f">{req.count}H"), slots))
+        self._fault_points = [p for p in self.profile.points if p.fault_of]
 
     @property
     def id(self) -> str:
@@ -77,27 +98,42 @@ class ModbusDevice:
         values: dict[str, Value] = {}
         quality: dict[str, Quality] = {}
         errors: list[str] = []
-        for req, res in zip(self.plan, results, strict=True):
+        for req, res, unpack in zip(self.plan, results, self._unpack, strict=True):
             if isinstance(res, SourceError):
                 for p in req.points:
                     quality[p.name] = Quality.BAD
                 errors.append(str(res))
                 continue
+            if unpack is not None:
+                words_st, slots = unpack
+                try:
+                    buf: bytes | None = words_st.pack(*res)
+                except struct.error:
+                    buf = None  # not 16-bit words, or a short read: let decode say why
+                for sl in slots:
+                    p = sl.point
+                    try:
+                        if buf is not None and sl.direct is not None:
+                            values[sl.name] = scaled(p, sl.direct.unpack_from(buf, sl.off * 2)[0])
+                        else:
+                            values[sl.name] = decode(p, res[sl.off : sl.off + p.count])
+                    except CodecError as exc:
+                        self.counters.decode_errors += 1
+                        quality[p.name] = Quality.BAD
+                        errors.append(str(exc))
+                continue
             for p in req.points:
                 off = p.address - req.address
                 try:
-                    if req.table.is_bit:
-                        values[p.name] = decode_bits(p, res[off : off + 1])  # type: ignore[arg-type]
-                    else:
-                        values[p.name] = decode(p, res[off : off + p.count])
+                    values[p.name] = decode_bits(p, res[off : off + 1])  # type: ignore[arg-type]
                 except CodecError as exc:
                     self.counters.decode_errors += 1
                     quality[p.name] = Quality.BAD
                     errors.append(str(exc))
         # A sensor-fault bit turns the readings it guards into faults: a broken
         # leakage loop reads as 0 mA, which must never look like "no leakage".
-        for p in self.profile.points:
-            if p.fault_of and values.get(p.name):
+        for p in self._fault_points:
+            if values.get(p.name):
                 for target in p.fault_of:
                     values.pop(target, None)
                     quality[target] = Quality.FAULT
