@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -12,6 +13,13 @@ from gateway.config import load_site
 from gateway.errors import ConfigError
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "site.yaml"
+
+
+def demo_data() -> dict[str, Any]:
+    """The demo site's devices and scenarios, without parts that name files relative to it."""
+    data = yaml.safe_load(DEMO.read_text())
+    keep = ("site", "description", "sources", "devices", "simulation")
+    return {k: v for k, v in data.items() if k in keep}
 
 
 @pytest.fixture
@@ -42,9 +50,9 @@ def test_every_demo_scenario_resolves(demo_env: Path) -> None:
 def test_chosen_scenario_goes_on_top_of_default(demo_env: Path) -> None:
     site = load_site(DEMO)
     base = resolve(site, None)
-    assert base.serial["rfid-gate"].loop_s == 150  # demo patrol from `default`
+    assert base.serial["rfid-gate"].loop_s == 900  # demo patrol from `default`
     leak = resolve(site, "leak-fault")
-    assert leak.serial["rfid-gate"].loop_s == 150  # default kept
+    assert leak.serial["rfid-gate"].loop_s == 900  # default kept
     assert set(leak.plan("leak-north").points) == {"leak_ch1"}
     assert leak.plan("leak-lake").points["fault_ch3"].value == 1
     night = resolve(site, "patrol-missed-round")
@@ -63,7 +71,7 @@ def test_unknown_scenario_lists_the_known_ones(demo_env: Path) -> None:
 
 
 def test_bad_scenario_problems_name_device_point_and_field(demo_env: Path) -> None:
-    data = yaml.safe_load(DEMO.read_text())
+    data = demo_data()
     data["simulation"]["scenarios"]["broken"] = {
         "devices": {
             "ghost": {"fault": {"kind": "no_answer"}},
@@ -90,7 +98,7 @@ def test_bad_scenario_problems_name_device_point_and_field(demo_env: Path) -> No
 
 
 def test_devices_missing_from_a_trimmed_site_are_warnings(demo_env: Path) -> None:
-    data = yaml.safe_load(DEMO.read_text())
+    data = demo_data()
     data["sources"] = [s for s in data["sources"] if s["id"] == "rs485-park"]
     data["devices"] = [d for d in data["devices"] if d["source"] == "rs485-park"]
     path = demo_env / "rtu.yaml"
