@@ -358,11 +358,11 @@ def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
     return remove
 
 
-async def run_site(site: Site, duration: float | None = None) -> int:
+async def run_site(site: Site, duration: float | None = None, clock: Clock | None = None) -> int:
     stop = asyncio.Event()
     remove = install_signal_handlers(stop)
     try:
-        gw = Gateway(site)
+        gw = Gateway(site, clock)
         log.info(
             "gateway for site %s: %d sources, %d devices",
             site.config.site,

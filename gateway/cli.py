@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from gateway.config import Site, load_site
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import ModbusProfile
 from gateway.sources.planner import plan_profile
@@ -53,7 +53,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.app import run_site
 
     site = _load(args.site)
-    return asyncio.run(run_site(site, args.duration))
+    clock = None
+    if args.sim_clock_start is not None:
+        from datetime import datetime
+
+        from gateway.model import ScaledClock
+
+        try:
+            start = datetime.fromisoformat(args.sim_clock_start)
+        except ValueError as exc:
+            raise CommandError(f"--sim-clock-start: {exc}") from None
+        if start.tzinfo is None:
+            raise CommandError(
+                "--sim-clock-start needs a UTC offset, e.g. 2026-11-26T22:00:00+08:00"
+            )
+        clock = ScaledClock(int(start.timestamp() * 1e9), args.sim_clock_speed)
+    return asyncio.run(run_site(site, args.duration, clock))
 
 
 def _registry(args: argparse.Namespace) -> ProfileRegistry:
@@ -102,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the gateway on a site")
     p.add_argument("site")
     p.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    p.add_argument(
+        "--sim-clock-start",
+        default=None,
+        metavar="ISO",
+        help="simulation only: the wall clock starts at this time (with UTC offset)",
+    )
+    p.add_argument(
+        "--sim-clock-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="simulation only: the wall clock runs X times faster (as gateway-sim --speed)",
+    )
     p.set_defaults(func=cmd_run)
 
     prof = sub.add_parser("profiles", help="list or show device profiles")

@@ -197,3 +197,26 @@ class AlarmEvent:
             area=d.get("area"),
             extra=dict(d.get("extra", {})),
         )
+
+
+class ScaledClock:
+    """Simulated wall time: starts at ``start_ns`` and runs ``speed`` times faster.
+
+    For demos and tests that replay a night in a minute, in step with
+    ``gateway-sim --speed``. ``monotonic`` stays real, so devices are still
+    polled in real time; everything that reads the wall clock (timestamps,
+    on-delays, escalation, patrol rounds) sees the fast time.
+    """
+
+    def __init__(self, start_ns: int, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._start_ns = start_ns
+        self._speed = speed
+        self._t0 = time.monotonic()
+
+    def now_ns(self) -> int:
+        return self._start_ns + int((time.monotonic() - self._t0) * self._speed * 1e9)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
