@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import signal
 import struct
@@ -122,9 +123,7 @@ class Fleet:
     def flip(self, d: int, point: PointDef) -> None:
         word = point.address * 2
         over = _encode(point, OVER_LIMIT)
-        self.flipped[d] = [
-            img[:word] + over + img[word + len(over) :] for img in self.images[d]
-        ]
+        self.flipped[d] = [img[:word] + over + img[word + len(over) :] for img in self.images[d]]
 
     def unflip(self, d: int) -> None:
         self.flipped.pop(d, None)
@@ -222,7 +221,7 @@ async def serve(args: argparse.Namespace) -> None:
     ports = []
     for e in range(n_endpoints):
         srv = await loop.create_server(
-            lambda e=e: ModbusTcpFleetProtocol(fleet, e), "127.0.0.1", 0, backlog=64
+            functools.partial(ModbusTcpFleetProtocol, fleet, e), "127.0.0.1", 0, backlog=64
         )
         servers.append(srv)
         ports.append(int(srv.sockets[0].getsockname()[1]))
@@ -261,21 +260,21 @@ async def serve(args: argparse.Namespace) -> None:
             t.cancel()
         for srv in servers:
             srv.close()
-        cpu = time.process_time()
         if args.stats:
-            Path(args.stats).write_text(
-                json.dumps(
-                    {
-                        "requests": fleet.requests,
-                        "registers": fleet.registers,
-                        "exceptions": fleet.exceptions,
-                        "per_device": fleet.per_device,
-                        "cpu_s": cpu,
-                        "wall_s": time.monotonic() - start,
-                        "paused_at": paused_at[0] if paused_at else None,
-                    }
-                )
-            )
+            _write_stats(args.stats, fleet, time.monotonic() - start, paused_at)
+
+
+def _write_stats(path: str, fleet: Fleet, wall_s: float, paused_at: list[float]) -> None:
+    stats = {
+        "requests": fleet.requests,
+        "registers": fleet.registers,
+        "exceptions": fleet.exceptions,
+        "per_device": fleet.per_device,
+        "cpu_s": time.process_time(),
+        "wall_s": wall_s,
+        "paused_at": paused_at[0] if paused_at else None,
+    }
+    Path(path).write_text(json.dumps(stats))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,7 +53,15 @@ class Sink(Protocol):
     async def aclose(self) -> None: ...
 
 
+_last_second: list[tuple[int, str]] = [(-1, "")]
+
+
 def iso_utc(ts_ns: int) -> str:
     """ISO 8601 UTC with microseconds and ``Z`` (``ts_ns`` keeps full precision)."""
-    dt = datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{(ts_ns % 1_000_000_000) // 1000:06d}Z"
+    sec = ts_ns // 1_000_000_000
+    # Every message of a batch falls in the same few seconds: format each second once.
+    last, text = _last_second[0]
+    if sec != last:
+        text = f"{datetime.fromtimestamp(sec, UTC):%Y-%m-%dT%H:%M:%S}"
+        _last_second[0] = (sec, text)
+    return f"{text}.{(ts_ns % 1_000_000_000) // 1000:06d}Z"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import signal
 import subprocess
 import time
