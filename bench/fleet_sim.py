@@ -13,9 +13,10 @@ encoding): ~20 µs a request.
 
 Values change: every ``--change-s`` the fleet switches to the next of
 ``VARIANTS`` precomputed images, so consecutive polls see different numbers.
-Alarm latency: every ``--flip-every`` seconds one (device, point) is driven
-over the benchmark's limit for ``--flip-hold`` seconds (round robin over
-devices, so no alarm repeats and chatter detection stays out of the way);
+Alarm latency: every ``--flip-every`` seconds one more (device, point) is
+driven over the benchmark's limit for ``--flip-hold`` seconds (round robin
+over devices, so no alarm repeats within a run and chatter detection stays
+out of the way; several flips overlap when the hold is longer);
 each flip is written as a JSON line ``{"flip": ...}`` on stdout with its
 wall-clock start. SIGUSR1 stops answering (so the harness knows exactly
 what was served before the gateway stops); SIGTERM/SIGINT end the process
@@ -192,23 +193,24 @@ async def _variants(fleet: Fleet, change_s: float) -> None:
 
 
 async def _flips(fleet: Fleet, every_s: float, hold_s: float, start_after_s: float) -> None:
-    """Drive one point over the limit at a time; print each flip's wall-clock start."""
+    """Every ``every_s`` drive one more point over the limit for ``hold_s``; print each start."""
     await asyncio.sleep(start_after_s)
-    # Step through devices by a stride co-prime with the fleet size, so flips
-    # land on different endpoints and never on the same device twice in a run.
-    stride = next(s for s in (97, 89, 83, 79, 1) if fleet.n % s or s == 1)
+    loop = asyncio.get_running_loop()
+    # Step through devices by a prime stride that does not divide the fleet size,
+    # so flips land on different endpoints and no device repeats within a run.
+    stride = next((s for s in (97, 89, 83, 79) if fleet.n % s), 1)
     d = 0
     k = 0
     float_points = [p for p in fleet.points if p.type == "float32"]
     while True:
-        point = float_points[k % len(float_points)]
-        fleet.flip(d, point)
-        ev = {"flip": {"device": d, "point": point.name, "t_ns": time.time_ns()}}
-        sys.stdout.write(json.dumps(ev) + "\n")
-        sys.stdout.flush()
-        await asyncio.sleep(hold_s)
-        fleet.unflip(d)
-        await asyncio.sleep(max(0.0, every_s - hold_s))
+        if d not in fleet.flipped:
+            point = float_points[k % len(float_points)]
+            fleet.flip(d, point)
+            ev = {"flip": {"device": d, "point": point.name, "t_ns": time.time_ns()}}
+            sys.stdout.write(json.dumps(ev) + "\n")
+            sys.stdout.flush()
+            loop.call_later(hold_s, fleet.unflip, d)
+        await asyncio.sleep(every_s)
         d = (d + stride) % fleet.n
         k += 1
 
