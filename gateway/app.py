@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,6 +44,32 @@ from gateway.sources.serial_lines import SerialLineDevice
 log = logging.getLogger(__name__)
 
 HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
+# A clean stop flushes the outbox and closes every connection in well under
+# this; past it something is stuck and systemd/an operator would wait forever.
+SHUTDOWN_LIMIT_S = 20.0
+
+
+class ShutdownWatchdog:
+    """A thread that ends the process if shutdown hangs, after dumping every stack.
+
+    A thread, not a task: it must work even if the event loop itself is blocked.
+    Nothing is lost by the hard exit: what was not delivered is in the outbox.
+    """
+
+    def __init__(self, limit_s: float) -> None:
+        self._timer = threading.Timer(limit_s, self._fire)
+        self._timer.daemon = True
+        self.limit_s = limit_s
+
+    def start(self) -> None:
+        if not self._timer.is_alive():
+            self._timer.start()
+
+    def _fire(self) -> None:
+        log.error("shutdown did not finish in %g s; stacks follow, exiting", self.limit_s)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(3)
 TICK_S = 1.0
 
 __all__ = ["Gateway", "run_site"]
@@ -101,6 +130,8 @@ class Gateway:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
         self.commands_handled = 0
+        # Armed by run_site only: in a test process a hard exit would end the test run.
+        self.shutdown_watchdog: ShutdownWatchdog | None = None
 
     # ------------------------------------------------------------------ pipeline
 
@@ -319,6 +350,8 @@ class Gateway:
                         tasks.append(tg.create_task(extra))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=duration)
+                    if self.shutdown_watchdog is not None:
+                        self.shutdown_watchdog.start()
                     # Sources first, then let the pipeline drain what they read.
                     for t in tasks[: len(self.sources)]:
                         t.cancel()
@@ -369,6 +402,9 @@ async def run_site(site: Site, duration: float | None = None, clock: Clock | Non
             len(gw.sources),
             sum(1 for d in site.config.devices if d.enabled),
         )
+        # Left armed after run() returns: it also covers the event loop's own teardown,
+        # and it is a daemon thread, so a normal exit does not wait for it.
+        gw.shutdown_watchdog = ShutdownWatchdog(SHUTDOWN_LIMIT_S)
         await gw.run(stop, duration)
     finally:
         remove()

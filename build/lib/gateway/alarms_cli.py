@@ -1,0 +1,140 @@
+"""``gateway alarms list | ack | shelve | unshelve | reset``: the on-call engineer's command line.
+
+``list`` reads the alarm state database read-only (WAL lets it read while the
+gateway runs). The other commands are published, validated, to the running
+gateway's MQTT command topic, and the gateway's reply (matched by request id)
+is printed: the gateway stays the only writer of alarm state, and the command
+leaves the same audit trail (who, when) as one from a phone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from gateway.alerting.commands import build_command
+from gateway.alerting.store import read_alarms
+from gateway.config import Site, load_site
+from gateway.errors import AlarmError, CommandError
+from gateway.sinks.mqtt import MqttSink
+from gateway.sinks.mqtt_commands import command_topic, reply_topic
+
+
+def state_db_path(site: Site) -> Path:
+    cfg = site.config.alerting
+    state = Path(cfg.state_db if cfg is not None else "gateway-alarms.sqlite")
+    return state if state.is_absolute() else site.path.parent / state
+
+
+def _ts(ns: Any) -> str:
+    if not isinstance(ns, int):
+        return "-"
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    alarms = read_alarms(state_db_path(site))
+    shown = [a for a in alarms if args.all or a.get("active") or not a.get("acked", True)]
+    if args.json:
+        print(json.dumps(shown, indent=2, ensure_ascii=False))
+        return 0
+    if not shown:
+        print("no active or unacknowledged alarms")
+        return 0
+    for a in shown:
+        state, severity = a.get("state", "?"), a.get("severity", "")
+        print(
+            f"{a.get('alarm_id', '?'):48} {state!s:20} {severity!s:8} "
+            f"raised {_ts(a.get('raised_ns'))}  {a.get('message', '')}"
+        )
+    return 0
+
+
+async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> dict[str, Any]:
+    """Publish one command to the gateway and wait for its reply."""
+    mqtt = site.config.sinks.mqtt
+    if mqtt is None or not mqtt.enabled:
+        raise CommandError("the site has no MQTT sink: commands go through the MQTT broker")
+    name = site.config.site
+    cmd_t, reply_t = command_topic(mqtt.prefix, name), reply_topic(mqtt.prefix, name)
+    try:
+        async with aiomqtt.Client(
+            mqtt.host,
+            mqtt.port,
+            username=mqtt.username,
+            password=mqtt.password,
+            identifier=f"fsg-cli-{uuid.uuid4().hex[:8]}",
+            tls_context=MqttSink(mqtt, name).tls_context(),
+        ) as client:
+            await client.subscribe(reply_t, qos=1)
+            await client.publish(cmd_t, json.dumps(payload).encode(), qos=1)
+            async with asyncio.timeout(wait_s):
+                async for msg in client.messages:
+                    raw = (
+                        msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+                    )
+                    try:
+                        reply = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if isinstance(reply, dict) and reply.get("request_id") == payload["request_id"]:
+                        return reply
+    except TimeoutError:
+        raise CommandError(
+            f"no reply from the gateway within {wait_s:g} s (is it running?)"
+        ) from None
+    except aiomqtt.MqttError as exc:
+        raise CommandError(f"cannot reach the MQTT broker {mqtt.host}:{mqtt.port}: {exc}") from exc
+    raise CommandError("the broker closed the connection before the gateway replied")
+
+
+def cmd_operate(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    payload = build_command(
+        args.alarm_command,
+        args.alarm_id,
+        duration=getattr(args, "duration", None),
+        by=args.by,
+        comment=args.comment,
+        request_id=uuid.uuid4().hex,
+    )
+    reply = asyncio.run(send_command(site, payload, args.timeout))
+    print(json.dumps(reply, ensure_ascii=False))
+    if not reply.get("ok", False):
+        raise AlarmError(
+            str(reply.get("message") or reply.get("error") or "refused by the gateway")
+        )
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("alarms", help="list, acknowledge, shelve or reset alarms")
+    asub = p.add_subparsers(dest="alarm_command", required=True)
+    q = asub.add_parser("list", help="active and unacknowledged alarms")
+    q.add_argument("--site", required=True)
+    q.add_argument("--all", action="store_true", help="include alarms back to normal")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_list)
+    for name, helptext in (
+        ("ack", "acknowledge an alarm"),
+        ("shelve", "shelve an alarm for a while"),
+        ("unshelve", "end a shelve early"),
+        ("reset", "reset a latched alarm whose condition is gone"),
+    ):
+        q = asub.add_parser(name, help=helptext)
+        q.add_argument("alarm_id")
+        q.add_argument("--site", required=True)
+        q.add_argument("--by", default=None, help="who does it (recorded with the alarm)")
+        q.add_argument("--comment", default=None)
+        q.add_argument("--timeout", type=float, default=10.0)
+        if name == "shelve":
+            q.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h")
+        q.set_defaults(func=cmd_operate)

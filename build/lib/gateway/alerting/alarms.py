@@ -1,0 +1,473 @@
+"""The alarm book: each alarm's ISA-18.2 state, its transitions, flood and chatter counters.
+
+An alarm's state is derived from a few facts, so no transition can leave
+it inconsistent:
+
+    out of service  > shelved > suppressed by design > (active or latched, acknowledged)
+
+    active   acked   state
+    yes      no      unacknowledged
+    yes      yes     acknowledged
+    no       no      rtn_unacknowledged
+    no       yes     normal
+
+A latched alarm counts as active until an operator resets it, and a reset
+is refused while the condition is still present. Every change returns
+``AlarmEvent``s (who, what, when, on which value) for the outbox; the book
+itself does no I/O: ``dirty`` tells the store what to write.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.rules import AlarmSpec
+from gateway.errors import AlarmError
+from gateway.model import AlarmEvent, AlarmState, Value
+
+FLOOD_ALARM = "gateway:alarm_flood"
+
+
+@dataclass
+class Alarm:
+    """One alarm: its identity (spec) and its live facts."""
+
+    spec: AlarmSpec
+    active: bool = False
+    latched_on: bool = False
+    acked: bool = True
+    shelved_until_ns: int | None = None
+    shelved_by: str | None = None
+    out_of_service: bool = False
+    suppressed: bool = False
+    value: Value | None = None
+    message: str = ""
+    raised_ns: int | None = None
+    cleared_ns: int | None = None
+    acked_ns: int | None = None
+    acked_by: str | None = None
+    changed_ns: int = 0
+    activation_count: int = 0
+    chattering: bool = False
+    chatter_count: int = 0
+    # Recent activation times for chatter detection, bounded by the chatter count.
+    recent: deque[int] = field(default_factory=lambda: deque(maxlen=64))
+    comment: str | None = None
+
+    @property
+    def alarm_id(self) -> str:
+        return self.spec.alarm_id
+
+    @property
+    def on(self) -> bool:
+        return self.active or self.latched_on
+
+    @property
+    def state(self) -> AlarmState:
+        if self.out_of_service:
+            return AlarmState.OUT_OF_SERVICE
+        if self.shelved_until_ns is not None:
+            return AlarmState.SHELVED
+        if self.suppressed:
+            return AlarmState.SUPPRESSED
+        if self.on:
+            return AlarmState.ACKED if self.acked else AlarmState.UNACKED
+        return AlarmState.NORMAL if self.acked else AlarmState.RTN_UNACKED
+
+    def to_json_dict(self) -> dict[str, Any]:
+        s = self.spec
+        return {
+            "spec": {
+                "alarm_id": s.alarm_id,
+                "rule": s.rule,
+                "kind": s.kind,
+                "device": s.device,
+                "point": s.point,
+                "limit": s.limit,
+                "limit_value": s.limit_value,
+                "severity": str(s.severity),
+                "latch": s.latch,
+                "area": s.area,
+                "template": s.template,
+                "inhibited_by": list(s.inhibited_by),
+                "unit": s.unit,
+            },
+            "active": self.active,
+            "latched_on": self.latched_on,
+            "acked": self.acked,
+            "shelved_until_ns": self.shelved_until_ns,
+            "shelved_by": self.shelved_by,
+            "out_of_service": self.out_of_service,
+            "suppressed": self.suppressed,
+            "value": self.value,
+            "message": self.message,
+            "raised_ns": self.raised_ns,
+            "cleared_ns": self.cleared_ns,
+            "acked_ns": self.acked_ns,
+            "acked_by": self.acked_by,
+            "changed_ns": self.changed_ns,
+            "activation_count": self.activation_count,
+            "chattering": self.chattering,
+            "chatter_count": self.chatter_count,
+            "recent": list(self.recent),
+            "comment": self.comment,
+            "state": str(self.state),
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> Alarm:
+        s = dict(d["spec"])
+        s["severity"] = Severity(s["severity"])
+        s["inhibited_by"] = tuple(s.get("inhibited_by", ()))
+        spec = AlarmSpec(**s)
+        a = cls(spec=spec)
+        for key in (
+            "active", "latched_on", "acked", "shelved_until_ns", "shelved_by", "out_of_service",
+            "suppressed", "value", "message", "raised_ns", "cleared_ns", "acked_ns", "acked_by",
+            "changed_ns", "activation_count", "chattering", "chatter_count", "comment",
+        ):  # fmt: skip
+            if key in d:
+                setattr(a, key, d[key])
+        a.recent = deque(d.get("recent", []), maxlen=64)
+        return a
+
+
+class AlarmBook:
+    """All alarms of the site, keyed by alarm id."""
+
+    def __init__(self, cfg: AlertingConfig) -> None:
+        self.cfg = cfg
+        self.alarms: dict[str, Alarm] = {}
+        self.dirty: set[str] = set()
+        # Annunciated activations (into unacknowledged) for flood detection.
+        self.flood_recent: deque[int] = deque(maxlen=max(1000, cfg.flood.count * 10))
+        self.in_flood = False
+        self.counters: dict[str, int] = {
+            "activations": 0,
+            "acks": 0,
+            "resets": 0,
+            "shelves": 0,
+            "realarms": 0,
+            "chatter_episodes": 0,
+            "floods": 0,
+            "suppressed": 0,
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def get(self, alarm_id: str) -> Alarm:
+        a = self.alarms.get(alarm_id)
+        if a is None:
+            near = [k for k in self.alarms if alarm_id in k][:5]
+            hint = f" (did you mean: {', '.join(near)})" if near else ""
+            raise AlarmError(f"unknown alarm {alarm_id!r}{hint}")
+        return a
+
+    def ensure(self, spec: AlarmSpec) -> Alarm:
+        a = self.alarms.get(spec.alarm_id)
+        if a is None:
+            a = Alarm(spec=spec)
+            a.suppressed = self._inhibited(a)
+            self.alarms[spec.alarm_id] = a
+        else:
+            # Rule files may have changed severity or message since the alarm was stored.
+            a.spec = spec
+        return a
+
+    def _event(
+        self,
+        a: Alarm,
+        previous: AlarmState,
+        action: str,
+        ts_ns: int,
+        actor: str = "system",
+        **extra: Any,
+    ) -> AlarmEvent:
+        a.changed_ns = ts_ns
+        self.dirty.add(a.alarm_id)
+        s = a.spec
+        ex: dict[str, Any] = {"kind": s.kind}
+        if s.limit:
+            ex["limit"] = s.limit
+            ex["limit_value"] = s.limit_value
+        if a.chattering:
+            ex["chattering"] = True
+        if a.shelved_until_ns is not None:
+            ex["shelved_until_ns"] = a.shelved_until_ns
+        ex["activations"] = a.activation_count
+        ex.update(extra)
+        return AlarmEvent(
+            alarm_id=a.alarm_id,
+            ts_ns=ts_ns,
+            state=a.state,
+            previous=previous,
+            action=action,
+            severity=str(s.severity),
+            device=s.device,
+            point=s.point,
+            rule=s.rule,
+            message=a.message,
+            value=a.value,
+            actor=actor,
+            active=a.on,
+            latched=a.latched_on,
+            area=s.area,
+            extra=ex,
+        )
+
+    def _inhibited(self, a: Alarm) -> bool:
+        pats = a.spec.inhibited_by
+        if not pats:
+            return False
+        return any(
+            other.on
+            and other is not a
+            and any(fnmatch.fnmatchcase(other.alarm_id, p) for p in pats)
+            for other in self.alarms.values()
+        )
+
+    def _propagate(self, cause: Alarm, ts_ns: int) -> list[AlarmEvent]:
+        """Suppression by design: re-derive the alarms that ``cause`` may inhibit."""
+        out: list[AlarmEvent] = []
+        for a in self.alarms.values():
+            if a is cause or not a.spec.inhibited_by:
+                continue
+            if not any(fnmatch.fnmatchcase(cause.alarm_id, p) for p in a.spec.inhibited_by):
+                continue
+            want = self._inhibited(a)
+            if want != a.suppressed:
+                prev = a.state
+                a.suppressed = want
+                if want:
+                    self.counters["suppressed"] += 1
+                elif not a.on:
+                    # Never presented and already over: nothing left for anyone to acknowledge.
+                    a.acked = True
+                action = "suppress" if want else "unsuppress"
+                out.append(self._event(a, prev, action, ts_ns, cause=cause.alarm_id))
+        return out
+
+    # ------------------------------------------------------------------ process side
+
+    def set_active(
+        self, spec: AlarmSpec, active: bool, value: Value | None, ts_ns: int, detail: str = ""
+    ) -> list[AlarmEvent]:
+        """The debounced condition changed (or was re-asserted after a restart)."""
+        a = self.ensure(spec)
+        a.value = value
+        if active == a.active:
+            return []
+        prev = a.state
+        out: list[AlarmEvent] = []
+        if active:
+            a.active = True
+            a.acked = False
+            a.raised_ns = ts_ns
+            a.cleared_ns = None
+            a.comment = None
+            a.message = spec.render(value, detail)
+            if spec.latch:
+                a.latched_on = True
+            a.activation_count += 1
+            self.counters["activations"] += 1
+            a.recent.append(ts_ns)
+            chatter_started = self._chatter_check(a, ts_ns)
+            out.append(self._event(a, prev, "activate", ts_ns))
+            if chatter_started:
+                out.append(self._event(a, a.state, "chatter_start", ts_ns, recent=len(a.recent)))
+            if a.state is AlarmState.UNACKED:
+                out.extend(self._flood_note(ts_ns))
+        else:
+            a.active = False
+            a.cleared_ns = ts_ns
+            action = "clear" if not a.latched_on else "condition_clear"
+            out.append(self._event(a, prev, action, ts_ns))
+        out.extend(self._propagate(a, ts_ns))
+        return out
+
+    def _chatter_check(self, a: Alarm, ts_ns: int) -> bool:
+        win = int(self.cfg.chatter.window_s * 1e9)
+        n = sum(1 for t in a.recent if t > ts_ns - win)
+        if not a.chattering and n >= self.cfg.chatter.count:
+            a.chattering = True
+            a.chatter_count += 1
+            self.counters["chatter_episodes"] += 1
+            return True
+        return False
+
+    def _flood_note(self, ts_ns: int) -> list[AlarmEvent]:
+        self.flood_recent.append(ts_ns)
+        n = self._flood_n(ts_ns)
+        if not self.in_flood and n > self.cfg.flood.count:
+            self.in_flood = True
+            self.counters["floods"] += 1
+            return self._flood_alarm(True, n, ts_ns)
+        return []
+
+    def _flood_n(self, ts_ns: int) -> int:
+        win = int(self.cfg.flood.window_s * 1e9)
+        return sum(1 for t in self.flood_recent if t > ts_ns - win)
+
+    def _flood_alarm(self, on: bool, n: int, ts_ns: int) -> list[AlarmEvent]:
+        spec = AlarmSpec(
+            alarm_id=FLOOD_ALARM,
+            rule="gateway",
+            kind="flood",
+            device="gateway",
+            point=None,
+            limit=None,
+            limit_value=None,
+            severity=Severity.HIGH,
+            latch=False,
+            area=None,
+            template=None,
+        )
+        minutes = self.cfg.flood.window_s / 60
+        detail = f"alarm flood: {n} alarms in {minutes:g} min"
+        if on:
+            # The flood alarm itself does not count toward the flood.
+            a = self.ensure(spec)
+            prev = a.state
+            a.active, a.acked, a.raised_ns, a.value = True, False, ts_ns, n
+            a.message = detail
+            a.activation_count += 1
+            return [self._event(a, prev, "flood_start", ts_ns, count=n)]
+        a = self.ensure(spec)
+        prev = a.state
+        a.active, a.value, a.cleared_ns = False, n, ts_ns
+        return [self._event(a, prev, "flood_end", ts_ns, count=n)]
+
+    # ------------------------------------------------------------------ operator side
+
+    def ack(
+        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
+        a = self.get(alarm_id)
+        if a.acked:
+            raise AlarmError(f"alarm {alarm_id!r} is {a.state}: nothing to acknowledge")
+        prev = a.state
+        a.acked, a.acked_ns, a.acked_by, a.comment = True, ts_ns, actor, comment
+        self.counters["acks"] += 1
+        return [self._event(a, prev, "ack", ts_ns, actor, comment=comment)]
+
+    def reset(
+        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
+        a = self.get(alarm_id)
+        if not a.spec.latch:
+            raise AlarmError(f"alarm {alarm_id!r} does not latch: nothing to reset")
+        if not a.latched_on:
+            raise AlarmError(f"alarm {alarm_id!r} is not latched: nothing to reset")
+        if a.active:
+            raise AlarmError(
+                f"alarm {alarm_id!r} cannot be reset while its condition is present"
+                f" ({a.message}); clear the cause first"
+            )
+        prev = a.state
+        a.latched_on = False
+        # A reset is a deliberate act by someone who has seen the alarm: it acknowledges it.
+        if not a.acked:
+            a.acked, a.acked_ns, a.acked_by = True, ts_ns, actor
+        a.comment = comment
+        self.counters["resets"] += 1
+        out = [self._event(a, prev, "reset", ts_ns, actor, comment=comment)]
+        out.extend(self._propagate(a, ts_ns))
+        return out
+
+    def shelve(
+        self, alarm_id: str, duration_s: float, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
+        a = self.get(alarm_id)
+        if duration_s <= 0:
+            raise AlarmError("shelve duration must be positive")
+        if duration_s > self.cfg.max_shelve_s:
+            raise AlarmError(
+                f"shelve duration {duration_s:g} s exceeds the site's limit of"
+                f" {self.cfg.max_shelve_s:g} s"
+            )
+        if a.out_of_service:
+            raise AlarmError(f"alarm {alarm_id!r} is out of service; return it to service first")
+        prev = a.state
+        a.shelved_until_ns = ts_ns + int(duration_s * 1e9)
+        a.shelved_by, a.comment = actor, comment
+        self.counters["shelves"] += 1
+        return [
+            self._event(a, prev, "shelve", ts_ns, actor, comment=comment, duration_s=duration_s)
+        ]
+
+    def unshelve(
+        self, alarm_id: str, actor: str, ts_ns: int, action: str = "unshelve"
+    ) -> list[AlarmEvent]:
+        a = self.get(alarm_id)
+        if a.shelved_until_ns is None:
+            raise AlarmError(f"alarm {alarm_id!r} is not shelved")
+        prev = a.state
+        a.shelved_until_ns = None
+        a.shelved_by = None
+        if not a.on:
+            a.acked = True  # ISA-18.2: an unshelved alarm whose condition is gone is normal
+        return [self._event(a, prev, action, ts_ns, actor)]
+
+    def out_of_service(
+        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
+        a = self.get(alarm_id)
+        if a.out_of_service:
+            raise AlarmError(f"alarm {alarm_id!r} is already out of service")
+        prev = a.state
+        a.out_of_service = True
+        a.shelved_until_ns = None
+        a.comment = comment
+        return [self._event(a, prev, "out_of_service", ts_ns, actor, comment=comment)]
+
+    def in_service(
+        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+    ) -> list[AlarmEvent]:
+        a = self.get(alarm_id)
+        if not a.out_of_service:
+            raise AlarmError(f"alarm {alarm_id!r} is not out of service")
+        prev = a.state
+        a.out_of_service = False
+        if not a.on:
+            a.acked = True
+        a.comment = comment
+        return [self._event(a, prev, "in_service", ts_ns, actor, comment=comment)]
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self, now_ns: int) -> list[AlarmEvent]:
+        """Shelve expiry, re-alarm, chatter end, flood end."""
+        out: list[AlarmEvent] = []
+        chatter_win = int(self.cfg.chatter.window_s * 1e9)
+        realarm = int(self.cfg.realarm_s * 1e9) if self.cfg.realarm_s else None
+        for a in self.alarms.values():
+            if a.shelved_until_ns is not None and now_ns >= a.shelved_until_ns:
+                out.extend(self.unshelve(a.alarm_id, "system", now_ns, action="shelve_expired"))
+            if a.chattering and not any(t > now_ns - chatter_win for t in a.recent):
+                a.chattering = False
+                out.append(self._event(a, a.state, "chatter_end", now_ns))
+            if (
+                realarm is not None
+                and a.active
+                and a.acked
+                and a.acked_ns is not None
+                and now_ns - a.acked_ns >= realarm
+                and a.state is AlarmState.ACKED
+            ):
+                prev = a.state
+                a.acked = False
+                self.counters["realarms"] += 1
+                out.append(self._event(a, prev, "realarm", now_ns))
+        if self.in_flood:
+            n = self._flood_n(now_ns)
+            if n < self.cfg.flood.end_below:
+                self.in_flood = False
+                out.extend(self._flood_alarm(False, n, now_ns))
+        return out
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [a.to_json_dict() for a in sorted(self.alarms.values(), key=lambda a: a.alarm_id)]

@@ -1,0 +1,212 @@
+"""Operator commands (ack, shelve, unshelve, reset, out/in service, list) as validated JSON.
+
+The same models serve the MQTT command topic and the CLI, so both accept and
+refuse exactly the same things. A malformed payload raises ``CommandError``
+with one clear line per problem and changes nothing; ``error_reply`` turns
+any failure into the JSON the app publishes on the response topic.
+
+    {"cmd": "ack", "alarm_id": "leakage:lk-1:leak_ch1:hihi", "by": "wang", "comment": "on my way"}
+    {"cmd": "shelve", "alarm_id": "...", "duration": "2h", "comment": "sensor replaced tomorrow"}
+    {"cmd": "reset", "alarm_id": "..."}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from gateway.errors import AlarmError, CommandError
+
+MAX_PAYLOAD = 16 * 1024
+ALARM_ID = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
+_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
+                       r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")  # fmt: skip
+
+
+def parse_duration(value: str | float | int) -> float:
+    """``90``, ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"`` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("duration must be a number of seconds or a text like 2h, 30m, 1h30m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip()
+        m = _DURATION.match(text)
+        if not text or not m or not any(m.groups()):
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(
+                    f"duration {value!r} is not understood; use seconds or e.g. 2h, 30m, 1h30m"
+                ) from None
+        else:
+            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = d * 86400 + h * 3600 + mi * 60 + s
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    return seconds
+
+
+class _Cmd(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str | None = Field(default=None, max_length=128)
+    # The operator's name, recorded with the transition next to the channel it came by.
+    by: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s/#+]+$")
+    comment: str | None = Field(default=None, max_length=500)
+
+
+class AckCmd(_Cmd):
+    cmd: Literal["ack"]
+    alarm_id: ALARM_ID
+
+
+class ShelveCmd(_Cmd):
+    cmd: Literal["shelve"]
+    alarm_id: ALARM_ID
+    duration: float
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float:
+        if not isinstance(v, str | int | float):
+            raise ValueError("duration must be seconds or a text like 2h, 30m")
+        return parse_duration(v)
+
+
+class UnshelveCmd(_Cmd):
+    cmd: Literal["unshelve"]
+    alarm_id: ALARM_ID
+
+
+class ResetCmd(_Cmd):
+    cmd: Literal["reset"]
+    alarm_id: ALARM_ID
+
+
+class OutOfServiceCmd(_Cmd):
+    cmd: Literal["out_of_service"]
+    alarm_id: ALARM_ID
+
+
+class InServiceCmd(_Cmd):
+    cmd: Literal["in_service"]
+    alarm_id: ALARM_ID
+
+
+class ListCmd(_Cmd):
+    cmd: Literal["list"]
+    # Default: every alarm that is not normal.
+    all: bool = False
+
+
+Command = Annotated[
+    AckCmd | ShelveCmd | UnshelveCmd | ResetCmd | OutOfServiceCmd | InServiceCmd | ListCmd,
+    Field(discriminator="cmd"),
+]
+AnyCommand = AckCmd | ShelveCmd | UnshelveCmd | ResetCmd | OutOfServiceCmd | InServiceCmd | ListCmd
+COMMANDS = ("ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list")
+_ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in COMMANDS]
+    return ".".join(parts) or "payload"
+
+
+def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
+    """Validate a command payload; raise CommandError naming every bad field."""
+    data: Any = raw
+    if isinstance(raw, bytes | bytearray):
+        if len(raw) > MAX_PAYLOAD:
+            raise CommandError(f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD}")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"payload is not UTF-8: {exc.reason} at byte {exc.start}") from None
+    if isinstance(raw, str):
+        if len(raw) > MAX_PAYLOAD:
+            raise CommandError(f"payload is {len(raw)} characters; the limit is {MAX_PAYLOAD}")
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise CommandError(
+                f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+    if not isinstance(data, dict):
+        raise CommandError(
+            f'payload must be a JSON object like {{"cmd": "ack", "alarm_id": "..."}},'
+            f" not {type(data).__name__}"
+        )
+    cmd = data.get("cmd")
+    if cmd is None:
+        raise CommandError(f"cmd: missing; one of {', '.join(COMMANDS)}")
+    if cmd not in COMMANDS:
+        raise CommandError(f"cmd: unknown command {cmd!r}; one of {', '.join(COMMANDS)}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        problems = [
+            f"{_loc(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors()
+        ]
+        raise CommandError(f"{cmd}: " + "; ".join(problems)) from None
+
+
+def actor_of(cmd: AnyCommand, channel: str) -> str:
+    """Who did it: the named operator and the channel, e.g. ``wang via mqtt``."""
+    return f"{cmd.by} via {channel}" if cmd.by else channel
+
+
+def request_id_of(raw: Any) -> str | None:
+    """Best-effort request id from a payload that may not even be valid JSON."""
+    data = raw
+    if isinstance(raw, bytes | bytearray):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    if isinstance(raw, str):
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(data, dict):
+        rid = data.get("request_id")
+        if isinstance(rid, str) and len(rid) <= 128:
+            return rid
+    return None
+
+
+def error_reply(raw: Any, exc: Exception) -> dict[str, Any]:
+    """The response-topic payload for a refused command."""
+    kind = (
+        "bad_command"
+        if isinstance(exc, CommandError)
+        else ("refused" if isinstance(exc, AlarmError) else "error")
+    )
+    return {"ok": False, "error": kind, "message": str(exc), "request_id": request_id_of(raw)}
+
+
+def build_command(
+    cmd: str,
+    alarm_id: str | None = None,
+    *,
+    duration: str | float | None = None,
+    by: str | None = None,
+    comment: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """The payload the CLI publishes (validated here so the CLI fails before sending)."""
+    data: dict[str, Any] = {"cmd": cmd}
+    if alarm_id is not None:
+        data["alarm_id"] = alarm_id
+    if duration is not None:
+        data["duration"] = duration
+    for key, val in (("by", by), ("comment", comment), ("request_id", request_id)):
+        if val is not None:
+            data[key] = val
+    parse_command(data)
+    return data

@@ -1,0 +1,672 @@
+"""The alerting facade the app calls: samples and time in, alarm events out.
+
+``AlertEngine`` binds the site's rules to its devices, feeds samples to the
+checks (hot path: a dict lookup per device and a few comparisons per point;
+I/O only when an alarm changes), runs the time-driven parts in ``tick``
+(no-data, delay expiry, shelve expiry, re-alarm, escalation, flood end),
+applies operator commands, turns the gateway's own health signals into
+alarms, and owns the notifier task. Every transition comes back as an
+``AlarmEvent`` for the outbox; state and queued notifications are written
+to SQLite in the same transaction, so a restart neither forgets nor repeats.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from gateway.alerting.alarms import Alarm, AlarmBook
+from gateway.alerting.commands import (
+    AckCmd,
+    InServiceCmd,
+    ListCmd,
+    OutOfServiceCmd,
+    ResetCmd,
+    ShelveCmd,
+    UnshelveCmd,
+    actor_of,
+    parse_command,
+)
+from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.notify import Notifier, Publish
+from gateway.alerting.rules import (
+    AlarmSpec,
+    Change,
+    Check,
+    Detector,
+    DeviationRule,
+    DeviceInfo,
+    HealthRule,
+    LoadedRule,
+    NoDataRule,
+    RuleSet,
+    build_check,
+    check_against_devices,
+    load_rules,
+    selects,
+)
+from gateway.alerting.store import AlertStore
+from gateway.config import Site, SiteConfig
+from gateway.errors import AlarmError, ConfigError
+from gateway.model import AlarmEvent, AlarmState, Clock, Sample
+from gateway.profiles.schema import ModbusProfile
+
+log = logging.getLogger(__name__)
+DEFAULT_INTERVAL_S = 60.0
+
+
+class _NoData:
+    """One no_data rule on one device: silence of the device, or of named points."""
+
+    def __init__(
+        self, lr: LoadedRule, info: DeviceInfo, pending: set[Detector], check: Check
+    ) -> None:
+        assert isinstance(lr.rule, NoDataRule)
+        self.lr = lr
+        self.rule: NoDataRule = lr.rule
+        self.info = info
+        self.check = check
+        timeout = self.rule.timeout_s
+        if timeout is None:
+            timeout = self.rule.missed_polls * (info.interval_s or DEFAULT_INTERVAL_S)
+        self.timeout_ns = int(timeout * 1e9)
+        self.pending = pending
+        self.inhibit: tuple[str, ...] = ()
+        if info.source:
+            self.inhibit = (f"{self.rule.id}:source:{info.source}", f"gateway:source:{info.source}")
+
+    def detector(self, point: str | None) -> Detector:
+        key = f"{self.rule.id}:{self.info.device}" + (f":{point}" if point else "")
+        det = self.check.detectors.get(key)
+        if det is None:
+            det = self.check.detector(key, point)
+            det.spec.inhibited_by = det.spec.inhibited_by + self.inhibit
+        return det
+
+
+class AlertEngine:
+    """Rules, alarm book, state store and notifier for one site.
+
+    ``site`` is a loaded ``Site`` (preferred: it knows each device's profile
+    and kind) or a bare ``SiteConfig`` plus ``base_dir`` for relative paths.
+    ``rules`` overrides the rule files named in the site; ``alerting``
+    overrides its ``alerting:`` block; ``state_path`` its state database
+    (``":memory:"`` for tests). ``publish(topic, payload)`` delivers MQTT
+    notifications (the app wires it to the outbox); ``emit(events)`` receives
+    events produced outside a call, e.g. a notification channel's health alarm.
+    """
+
+    def __init__(
+        self,
+        site: Site | SiteConfig,
+        clock: Clock,
+        *,
+        rules: RuleSet | None = None,
+        alerting: AlertingConfig | None = None,
+        base_dir: str | Path | None = None,
+        state_path: str | Path | None = None,
+        publish: Publish | None = None,
+        emit: Callable[[list[AlarmEvent]], None] | None = None,
+    ) -> None:
+        if isinstance(site, Site):
+            self.config = site.config
+            base = Path(base_dir) if base_dir is not None else site.path.parent
+            profiles = dict(site.device_profiles)
+        else:
+            self.config = site
+            base = Path(base_dir) if base_dir is not None else Path.cwd()
+            profiles = {}
+        self.clock = clock
+        self.cfg = alerting or self.config.alerting or AlertingConfig()
+        self.emit = emit
+        self.devices: dict[str, DeviceInfo] = {}
+        point_names: dict[str, set[str]] = {}
+        for dev in self.config.devices:
+            if not dev.enabled:
+                continue
+            prof = profiles.get(dev.id)
+            units: dict[str, str] = {}
+            if isinstance(prof, ModbusProfile):
+                units = {p.name: p.unit for p in prof.points if p.unit}
+                point_names[prof.name] = {p.name for p in prof.points}
+            elif prof is not None:
+                point_names[prof.name] = {f.name for f in prof.fields}
+            self.devices[dev.id] = DeviceInfo(
+                device=dev.id,
+                profile=dev.profile,
+                kind=prof.kind if prof is not None else None,
+                tags=dict(dev.tags),
+                source=dev.source,
+                interval_s=dev.interval_s,
+                units=units,
+            )
+        if rules is None:
+            rules = load_rules([base / p for p in self.config.rules])
+        self.rules = rules
+        problems = check_against_devices(
+            rules,
+            {d.device: (d.profile, d.kind, d.tags) for d in self.devices.values()},
+            point_names,
+        )
+        if problems:
+            raise ConfigError(problems[0], problems)
+        state = state_path if state_path is not None else self.cfg.state_db
+        self.state_path = str(state) if str(state) == ":memory:" else str(base / Path(state))
+        self.book = AlarmBook(self.cfg)
+        self.store: AlertStore | None = None
+        self.notifier: Notifier | None = None
+        self._publish = publish
+        self.pending: set[Detector] = set()
+        self.latest: dict[tuple[str, str], tuple[int, float]] = {}
+        self._watched = {
+            (op.device, op.point)
+            for lr in rules.of_kind("deviation")
+            if isinstance(lr.rule, DeviationRule)
+            for op in (lr.rule.a, lr.rule.b)
+            if op.device is not None
+        }
+        self._checks: dict[str, list[Check]] = {}
+        self._nodata: dict[str, list[_NoData]] = {}
+        self._point_nodata: set[str] = set()
+        self._kinds_known: set[str] = {d.device for d in self.devices.values() if d.kind}
+        self._health: dict[str, Detector] = {}
+        self._health_rules = [lr for lr in rules.rules if isinstance(lr.rule, HealthRule)]
+        self.last_seen: dict[str, int] = {}
+        self.last_point: dict[tuple[str, str], int] = {}
+        self._source_dets: dict[tuple[str, str], Detector] = {}
+        self._started_ns = clock.now_ns()
+        self._later: list[AlarmEvent] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> AlertEngine:
+        self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the state store and restore alarms, counters and pending escalations."""
+        self.store = AlertStore(self.state_path)
+        for doc in self.store.load_alarms():
+            a = Alarm.from_json_dict(doc)
+            self.book.alarms[a.alarm_id] = a
+        counters = self.store.get_meta("counters")
+        if isinstance(counters, dict):
+            self.book.counters.update({k: int(v) for k, v in counters.items()})
+        flood = self.store.get_meta("flood")
+        if isinstance(flood, dict):
+            self.book.in_flood = bool(flood.get("in_flood"))
+            self.book.flood_recent.extend(int(t) for t in flood.get("recent", []))
+        self.notifier = Notifier(
+            self.cfg,
+            self.store,
+            self.clock,
+            site=self.config.site,
+            publish=self._publish,
+            health=self._notifier_health,
+            facts=self._facts,
+            in_flood=lambda: self.book.in_flood,
+        )
+        self._started_ns = self.clock.now_ns()
+        for info in self.devices.values():
+            self._bind(info)
+        # Health alarms that were active stay active until the signal says ok.
+        for a in self.book.alarms.values():
+            if a.spec.kind == "health" and a.active:
+                self._health_detector(a.spec.alarm_id.removeprefix("gateway:")).active = True
+
+    def close(self) -> None:
+        if self.store is not None:
+            self._flush([])
+            self.store.close()
+            self.store = None
+
+    def _need_store(self) -> AlertStore:
+        if self.store is None:
+            raise AlarmError("the alert engine is not open (use 'async with AlertEngine(...)')")
+        return self.store
+
+    # ------------------------------------------------------------------ binding
+
+    def _bind(self, info: DeviceInfo) -> list[Check]:
+        checks: list[Check] = []
+        nodata: list[_NoData] = []
+        for lr in self.rules.rules:
+            if not selects(lr, info):
+                continue
+            check = build_check(lr, info, self.pending, self.latest)
+            if check is not None:
+                checks.append(check)
+            elif isinstance(lr.rule, NoDataRule):
+                nodata.append(_NoData(lr, info, self.pending, Check(lr, info, self.pending)))
+        self._checks[info.device] = checks
+        self._nodata[info.device] = nodata
+        if any(nd.rule.points for nd in nodata):
+            self._point_nodata.add(info.device)
+        # After a restart: alarms that were active keep their detectors active,
+        # so the same condition does not fire twice.
+        prefix = f":{info.device}"
+        for a in self.book.alarms.values():
+            if not a.active or not a.alarm_id.startswith(a.spec.rule + prefix):
+                continue
+            for check in checks:
+                if check.lr.rule.id == a.spec.rule:
+                    lim = (
+                        getattr(check.lr.rule, "limits", {}).get(a.spec.limit)
+                        if a.spec.limit
+                        else None
+                    )
+                    check.detector(a.alarm_id, a.spec.point, a.spec.limit, lim).active = True
+            for nd in nodata:
+                if nd.rule.id == a.spec.rule:
+                    nd.detector(a.spec.point).active = True
+        return checks
+
+    def _learn_kind(self, sample: Sample) -> list[Check]:
+        """A device configured without a resolved profile learns its kind from its first sample."""
+        self._kinds_known.add(sample.device)
+        info = self.devices[sample.device]
+        if info.kind is None and sample.kind:
+            info = replace(info, kind=sample.kind)
+            self.devices[sample.device] = info
+            return self._bind(info)
+        return self._checks[sample.device]
+
+    def _info_from_sample(self, sample: Sample) -> DeviceInfo:
+        return DeviceInfo(
+            device=sample.device, profile=None, kind=sample.kind, tags=dict(sample.tags)
+        )
+
+    # ------------------------------------------------------------------ hot path
+
+    def on_sample(self, sample: Sample) -> list[AlarmEvent]:
+        """Evaluate one device poll; returns the alarm transitions it caused (usually none)."""
+        dev = sample.device
+        checks = self._checks.get(dev)
+        if checks is None:
+            info = self._info_from_sample(sample)
+            self.devices[dev] = info
+            self._kinds_known.add(dev)
+            checks = self._bind(info)
+        elif dev not in self._kinds_known:
+            checks = self._learn_kind(sample)
+        ts = sample.ts_ns
+        changes: list[Change] = []
+        if sample.values:
+            self.last_seen[dev] = ts
+            if dev in self._point_nodata:
+                for point in sample.values:
+                    self.last_point[(dev, point)] = ts
+            if self._watched:
+                for point, v in sample.values.items():
+                    if (
+                        (dev, point) in self._watched
+                        and sample.is_good(point)
+                        and not isinstance(v, str)
+                    ):
+                        self.latest[(dev, point)] = (ts, float(v))
+            for nd in self._nodata.get(dev, ()):
+                for det in nd.check.detectors.values():
+                    if det.active or det.since_ns is not None:
+                        pt = det.spec.point
+                        if pt is None or pt in sample.values:
+                            nd.check.emit(det, False, ts, 0.0, changes)
+        for check in checks:
+            check.feed(sample, changes)
+        if not changes:
+            return []
+        events = self._apply(changes, ts)
+        if self.info_source(dev):
+            events.extend(self._source_eval(self.clock.now_ns()))
+        return self._flush(events)
+
+    def info_source(self, dev: str) -> str | None:
+        info = self.devices.get(dev)
+        return info.source if info else None
+
+    def _apply(self, changes: list[Change], ts: int) -> list[AlarmEvent]:
+        events: list[AlarmEvent] = []
+        for det, new in changes:
+            detail = "" if det.last_value is None else str(det.last_value)
+            events.extend(self.book.set_active(det.spec, new, det.last_value, ts, detail))
+        return events
+
+    # ------------------------------------------------------------------ time
+
+    def tick(self) -> list[AlarmEvent]:
+        """Time-driven work; call about once a second."""
+        now = self.clock.now_ns()
+        changes: list[Change] = []
+        for det in list(self.pending):
+            new = det.due(now)
+            if det.since_ns is None:
+                self.pending.discard(det)
+            if new is not None:
+                changes.append((det, new))
+        events: list[AlarmEvent] = []
+        events.extend(self._source_eval(now))
+        changes.extend(self._nodata_eval(now))
+        events.extend(self._apply(changes, now))
+        events.extend(self.book.tick(now))
+        flushed = self._flush(events)
+        if self.notifier is not None and self.store is not None:
+            self.notifier.fire_due(now)
+        later, self._later = self._later, []
+        return later + flushed
+
+    def _nodata_eval(self, now: int) -> list[Change]:
+        changes: list[Change] = []
+        for dev, nds in self._nodata.items():
+            for nd in nds:
+                if not nd.rule.points:
+                    last = self.last_seen.get(dev, self._started_ns)
+                    self._nodata_feed(nd, None, f"{nd.rule.id}:{dev}", now, last, changes)
+                    continue
+                for p in nd.rule.points:
+                    last = self.last_point.get((dev, p), self._started_ns)
+                    self._nodata_feed(nd, p, f"{nd.rule.id}:{dev}:{p}", now, last, changes)
+        return changes
+
+    def _nodata_feed(
+        self, nd: _NoData, point: str | None, key: str, now: int, last: int, changes: list[Change]
+    ) -> None:
+        silent = now - last > nd.timeout_ns
+        det = nd.detector(point) if silent else nd.check.detectors.get(key)
+        if det is not None:
+            nd.check.emit(det, silent, now, round((now - last) / 1e9), changes)
+
+    def _source_eval(self, now: int) -> list[AlarmEvent]:
+        """A source whose every selected device is silent gets one alarm that suppresses theirs."""
+        by_source: dict[tuple[str, str], list[bool]] = {}
+        rules: dict[str, NoDataRule] = {}
+        for nds in self._nodata.values():
+            for nd in nds:
+                if not nd.rule.source_alarm or not nd.info.source or nd.rule.points:
+                    continue
+                silent = now - self.last_seen.get(nd.info.device, self._started_ns) > nd.timeout_ns
+                by_source.setdefault((nd.rule.id, nd.info.source), []).append(silent)
+                rules[nd.rule.id] = nd.rule
+        events: list[AlarmEvent] = []
+        for (rule_id, src), flags in by_source.items():
+            rule = rules[rule_id]
+            raw = len(flags) >= rule.source_min_devices and all(flags)
+            key = (rule_id, src)
+            det = self._source_dets.get(key)
+            if det is None:
+                if not raw:
+                    continue
+                spec = AlarmSpec(
+                    alarm_id=f"{rule_id}:source:{src}",
+                    rule=rule_id,
+                    kind="no_data",
+                    device=f"source:{src}",
+                    point=None,
+                    limit=None,
+                    limit_value=None,
+                    severity=rule.severity,
+                    latch=False,
+                    area=rule.area,
+                    template=None,
+                )
+                det = Detector(spec, 0.0, 0.0)
+                stored = self.book.alarms.get(spec.alarm_id)
+                det.active = bool(stored and stored.active)
+                self._source_dets[key] = det
+            if raw != det.active:
+                if not raw:
+                    # The line is back: give each device behind it a fresh timeout to answer
+                    # and clear their silence while still suppressed, instead of presenting
+                    # every one of them the moment the source alarm stops suppressing them.
+                    for nds in self._nodata.values():
+                        for nd in nds:
+                            if nd.info.source != src or nd.rule.id != rule_id:
+                                continue
+                            dev = nd.info.device
+                            self.last_seen[dev] = max(self.last_seen.get(dev, 0), now)
+                            for d in nd.check.detectors.values():
+                                if d.active and d.spec.point is None:
+                                    d.active, d.since_ns = False, None
+                                    self.pending.discard(d)
+                                    events.extend(self.book.set_active(d.spec, False, 0, now))
+                det.active = raw
+                det.last_value = len(flags)
+                events.extend(
+                    self.book.set_active(
+                        det.spec, raw, len(flags), now, f"all {len(flags)} devices silent"
+                    )
+                )
+        return events
+
+    # ------------------------------------------------------------------ health
+
+    def _health_detector(self, name: str) -> Detector:
+        det = self._health.get(name)
+        if det is None:
+            rule: HealthRule | None = None
+            for lr in self._health_rules:
+                assert isinstance(lr.rule, HealthRule)
+                if lr.rule.enabled and any(fnmatch.fnmatchcase(name, p) for p in lr.rule.signals):
+                    rule = lr.rule
+                    break
+            spec = AlarmSpec(
+                alarm_id=f"gateway:{name}",
+                rule=rule.id if rule else "gateway",
+                kind="health",
+                device="gateway",
+                point=name,
+                limit=None,
+                limit_value=None,
+                severity=rule.severity if rule else self.cfg.health_severity,
+                latch=False,
+                area=rule.area if rule else None,
+                template=rule.message if rule else None,
+            )
+            det = Detector(
+                spec, rule.on_delay_s if rule else 0.0, rule.off_delay_s if rule else 0.0
+            )
+            self._health[name] = det
+        return det
+
+    def health(self, name: str, ok: bool, detail: str) -> list[AlarmEvent]:
+        """A gateway health signal (``sink:mqtt``, ``outbox:backlog``, ``source:rtu-1``...)."""
+        det = self._health_detector(name)
+        now = self.clock.now_ns()
+        new = det.feed(not ok, now, detail)
+        if det.since_ns is None:
+            self.pending.discard(det)
+        else:
+            self.pending.add(det)
+        if new is None:
+            return []
+        events = self.book.set_active(det.spec, new, detail, now, detail)
+        return self._flush(events)
+
+    def external(
+        self,
+        alarm_id: str,
+        active: bool,
+        *,
+        severity: str,
+        device: str,
+        message: str,
+        rule: str,
+        kind: str = "external",
+        point: str | None = None,
+        area: str | None = None,
+        ts_ns: int | None = None,
+    ) -> list[AlarmEvent]:
+        """An alarm decided outside the rule engine (the patrol check), in the same book.
+
+        ``active`` True raises it, False clears it; a one-off finding is raised
+        and cleared at once, so it waits return-to-normal-unacknowledged for an
+        operator. Persisted, notified, escalated like any other alarm.
+        """
+        spec = AlarmSpec(
+            alarm_id=alarm_id,
+            rule=rule,
+            kind=kind,
+            device=device,
+            point=point,
+            limit=None,
+            limit_value=None,
+            severity=Severity(severity),
+            latch=False,
+            area=area,
+            template="{detail}",
+        )
+        now = self.clock.now_ns() if ts_ns is None else ts_ns
+        return self._flush(self.book.set_active(spec, active, None, now, message))
+
+    def _notifier_health(self, name: str, ok: bool, detail: str) -> None:
+        events = self.health(name, ok, detail)
+        if not events:
+            return
+        if self.emit is not None:
+            self.emit(events)
+        else:
+            self._later.extend(events)
+
+    def drain_events(self) -> list[AlarmEvent]:
+        """Events made outside a call (notifier health) when no ``emit`` hook is set."""
+        out, self._later = self._later, []
+        return out
+
+    # ------------------------------------------------------------------ commands
+
+    def command(
+        self, cmd: dict[str, Any] | str | bytes, actor: str
+    ) -> tuple[list[AlarmEvent], dict[str, Any]]:
+        """Apply an operator command; CommandError / AlarmError leave everything unchanged."""
+        c = parse_command(cmd)
+        self._need_store()
+        who = actor_of(c, actor)
+        now = self.clock.now_ns()
+        reply: dict[str, Any] = {"ok": True, "cmd": c.cmd, "request_id": c.request_id}
+        if isinstance(c, ListCmd):
+            reply["alarms"] = [
+                self.describe(a)
+                for a in sorted(self.book.alarms.values(), key=lambda a: a.alarm_id)
+                if c.all or a.state is not AlarmState.NORMAL
+            ]
+            return [], reply
+        b = self.book
+        if isinstance(c, AckCmd):
+            events = b.ack(c.alarm_id, who, now, c.comment)
+        elif isinstance(c, ShelveCmd):
+            events = b.shelve(c.alarm_id, c.duration, who, now, c.comment)
+        elif isinstance(c, UnshelveCmd):
+            events = b.unshelve(c.alarm_id, who, now)
+        elif isinstance(c, ResetCmd):
+            events = b.reset(c.alarm_id, who, now, c.comment)
+        elif isinstance(c, OutOfServiceCmd):
+            events = b.out_of_service(c.alarm_id, who, now, c.comment)
+        else:
+            assert isinstance(c, InServiceCmd)
+            events = b.in_service(c.alarm_id, who, now, c.comment)
+        self._flush(events)
+        a = b.alarms[c.alarm_id]
+        reply.update({"alarm_id": c.alarm_id, "state": str(a.state), "actor": who})
+        return events, reply
+
+    # ------------------------------------------------------------------ state
+
+    def _facts(self, alarm_id: str) -> AlarmEvent | None:
+        a = self.book.alarms.get(alarm_id)
+        if a is None:
+            return None
+        s = a.spec
+        return AlarmEvent(
+            alarm_id=a.alarm_id,
+            ts_ns=a.changed_ns,
+            state=a.state,
+            previous=a.state,
+            action="facts",
+            severity=str(s.severity),
+            device=s.device,
+            point=s.point,
+            rule=s.rule,
+            message=a.message,
+            value=a.value,
+            active=a.on,
+            latched=a.latched_on,
+            area=s.area,
+        )
+
+    def _flush(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
+        """Persist changed alarms and plan notifications in one transaction."""
+        store = self.store
+        if store is None:
+            return events
+        if not events and not self.book.dirty:
+            return events
+        with store.transaction():
+            if self.book.dirty:
+                store.save_alarms(
+                    [self.book.alarms[i].to_json_dict() for i in sorted(self.book.dirty)]
+                )
+                store.set_meta("counters", self.book.counters)
+                store.set_meta(
+                    "flood",
+                    {
+                        "in_flood": self.book.in_flood,
+                        "recent": list(self.book.flood_recent)[-1000:],
+                    },
+                )
+                self.book.dirty.clear()
+            if events and self.notifier is not None:
+                self.notifier.on_events(events)
+        return events
+
+    def describe(self, a: Alarm) -> dict[str, Any]:
+        return {
+            "alarm_id": a.alarm_id,
+            "state": str(a.state),
+            "severity": str(a.spec.severity),
+            "area": a.spec.area,
+            "device": a.spec.device,
+            "point": a.spec.point,
+            "rule": a.spec.rule,
+            "message": a.message,
+            "value": a.value,
+            "latched": a.latched_on,
+            "raised_ns": a.raised_ns,
+            "acked_by": a.acked_by,
+            "shelved_until_ns": a.shelved_until_ns,
+            "activations": a.activation_count,
+            "chattering": a.chattering,
+        }
+
+    def alarms(self, include_normal: bool = False) -> list[dict[str, Any]]:
+        return [
+            self.describe(a)
+            for a in sorted(self.book.alarms.values(), key=lambda a: a.alarm_id)
+            if include_normal or a.state is not AlarmState.NORMAL
+        ]
+
+    def counters(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.book.counters)
+        out["in_flood"] = self.book.in_flood
+        out["chattering_now"] = sum(1 for a in self.book.alarms.values() if a.chattering)
+        if self.store is not None:
+            out["notifications"] = self.store.counts()
+        return out
+
+    # ------------------------------------------------------------------ notifier
+
+    async def run_notifier(self, poll_s: float = 1.0) -> None:
+        """Long-lived task: deliver queued notifications with durable retry."""
+        self._need_store()
+        assert self.notifier is not None
+        await self.notifier.run(poll_s)

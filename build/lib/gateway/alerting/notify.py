@@ -1,0 +1,584 @@
+"""Notifications: routes, the on-call roster, escalation, grouping, channels and durable retry.
+
+``Notifier.on_events`` (synchronous, called by the engine inside its state
+transaction) decides who must hear about an alarm: routes match severity,
+area and rule; the first escalation level is due at once, later levels when
+the alarm is still unacknowledged ``after_s`` after it was raised, then the
+last level again every ``repeat_s``. Acknowledge, reset, shelve or out of
+service stops the escalation. Each step only *queues* rows in SQLite.
+
+``Notifier.deliver_due`` (async) sends what is queued: rows for one channel
+and one set of recipients that fall within ``group_window_s`` go out as one
+message, so a burst is one message, not forty. A failed send stays queued
+and is retried with exponential back-off; a channel that fails
+``fail_alarm_after`` times in a row raises its own health alarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import fnmatch
+import hashlib
+import hmac
+import logging
+import smtplib
+import ssl
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from gateway.alerting.config import (
+    WEEKDAYS,
+    AlertingConfig,
+    EmailChannel,
+    MqttChannel,
+    Person,
+    Route,
+    Severity,
+    WebhookChannel,
+    parse_hhmm,
+)
+from gateway.alerting.store import AlertStore, Escalation, QueuedNotification
+from gateway.errors import GatewayError
+from gateway.model import AlarmEvent, AlarmState, Clock
+
+log = logging.getLogger(__name__)
+
+NEVER = 2**62
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+HealthHook = Callable[[str, bool, str], None]
+MAX_LINES = 25  # a grouped message lists this many alarms, then says how many more
+
+
+class NotifyError(GatewayError):
+    """A channel could not deliver a notification (it stays queued and is retried)."""
+
+
+# --------------------------------------------------------------------------- roster
+
+
+class Roster:
+    """Who is on call now, per escalation level, from weekday and time-of-day shifts."""
+
+    def __init__(self, cfg: AlertingConfig) -> None:
+        self.cfg = cfg.roster
+        self.tz = ZoneInfo(self.cfg.timezone)
+
+    def _on(self, shift_days: list[str], start: str, end: str, local: datetime) -> bool:
+        day = WEEKDAYS[local.weekday()]
+        prev_day = WEEKDAYS[(local.weekday() - 1) % 7]
+        t = local.time()
+        st = parse_hhmm(start)
+        en = parse_hhmm(end)
+        assert st is not None  # start is never 24:00 in practice; 24:00 would mean never
+        if en is None or st < en:
+            return day in shift_days and t >= st and (en is None or t < en)
+        # A shift that wraps midnight belongs to the weekday it started on.
+        return (day in shift_days and t >= st) or (prev_day in shift_days and t < en)
+
+    def on_call(self, now_ns: int, level: int) -> list[str]:
+        local = datetime.fromtimestamp(now_ns / 1e9, self.tz)
+        names: list[str] = []
+        for shift in self.cfg.shifts:
+            if not self._on(list(shift.days), shift.start, shift.end, local):
+                continue
+            # Past the last level of a shift, keep telling its last level.
+            for who in shift.levels[min(level, len(shift.levels) - 1)]:
+                if who not in names:
+                    names.append(who)
+        return names
+
+    def person(self, name: str) -> Person:
+        return self.cfg.people.get(name, Person())
+
+    def local(self, ts_ns: int) -> datetime:
+        return datetime.fromtimestamp(ts_ns / 1e9, self.tz)
+
+
+def route_matches(route: Route, severity: str, area: str | None, rule: str) -> bool:
+    try:
+        sev = Severity(severity)
+    except ValueError:
+        sev = Severity.HIGH
+    m = route.match
+    if sev.rank < m.min_severity.rank:
+        return False
+    if m.areas and (area or "") not in m.areas:
+        return False
+    return not (m.rules and not any(fnmatch.fnmatchcase(rule, p) for p in m.rules))
+
+
+def routes_for(cfg: AlertingConfig, severity: str, area: str | None, rule: str) -> list[Route]:
+    out: list[Route] = []
+    for route in cfg.routes:
+        if route_matches(route, severity, area, rule):
+            out.append(route)
+            if not route.continue_matching:
+                break
+    return out
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass
+class Message:
+    title: str
+    text: str
+    items: list[dict[str, Any]]
+    people: list[tuple[str, Person]] = field(default_factory=list)
+
+    @property
+    def phones(self) -> list[str]:
+        return [p.phone for _, p in self.people if p.phone]
+
+    @property
+    def emails(self) -> list[str]:
+        return [p.email for _, p in self.people if p.email]
+
+
+_WHAT = {
+    "alarm": "ALARM",
+    "repeat": "STILL UNACKNOWLEDGED",
+    "escalation": "ESCALATED",
+    "rtn": "back to normal",
+    "chatter": "CHATTERING",
+}
+
+
+def compose(site: str, items: list[dict[str, Any]], roster: Roster, people: list[str]) -> Message:
+    """One message for a group of queued items (highest severity first)."""
+    order = {s.value: s.rank for s in Severity}
+    items = sorted(
+        items, key=lambda i: (-order.get(i.get("severity", ""), 0), i.get("raised_ns", 0))
+    )
+    top = items[0]
+    sev = str(top.get("severity", "")).upper()
+    if len(items) == 1:
+        where = f"{top.get('area')}: " if top.get("area") else ""
+        title = f"[{sev}] {_WHAT.get(top['what'], top['what'])} {where}{top['message']}"
+    else:
+        areas = sorted({str(i.get("area")) for i in items if i.get("area")})
+        title = f"[{sev}] {len(items)} alarms at {site}" + (
+            f" ({', '.join(areas)})" if areas else ""
+        )
+    lines = []
+    for i in items[:MAX_LINES]:
+        when = roster.local(int(i.get("raised_ns") or i["created_ns"])).strftime("%m-%d %H:%M:%S")
+        lvl = f", level {i['level'] + 1}" if i.get("level") else ""
+        lines.append(
+            f"- {str(i.get('severity', '')).upper()} {_WHAT.get(i['what'], i['what'])} {when}"
+            f" [{i.get('area') or '-'}] {i['message']} ({i['state']}{lvl}) id={i['alarm_id']}"
+        )
+    if len(items) > MAX_LINES:
+        lines.append(f"... and {len(items) - MAX_LINES} more; see `gateway alarms list`")
+    lines.append("")
+    lines.append("Acknowledge: gateway alarms ack <id>  (or the MQTT command topic)")
+    return Message(
+        title=title,
+        text="\n".join(lines),
+        items=items,
+        people=[(n, roster.person(n)) for n in people],
+    )
+
+
+def webhook_body(ch: WebhookChannel, msg: Message, now_s: float) -> tuple[str, dict[str, Any]]:
+    """URL and JSON body for a channel preset (the robots' documented payload shapes)."""
+    url = ch.url
+    text = f"{msg.title}\n{msg.text}"
+    if ch.preset == "dingtalk":
+        if ch.secret:
+            ts = str(int(now_s * 1000))
+            digest = hmac.new(ch.secret.encode(), f"{ts}\n{ch.secret}".encode(), hashlib.sha256)
+            sign = urllib.parse.quote_plus(base64.b64encode(digest.digest()).decode())
+            url += ("&" if "?" in url else "?") + f"timestamp={ts}&sign={sign}"
+        at = " ".join(f"@{p}" for p in msg.phones)
+        md = f"### {msg.title}\n\n" + msg.text.replace("\n", "\n\n") + (f"\n\n{at}" if at else "")
+        return url, {
+            "msgtype": "markdown",
+            "markdown": {"title": msg.title[:64], "text": md},
+            "at": {"atMobiles": msg.phones, "isAtAll": False},
+        }
+    if ch.preset == "wecom":
+        return url, {
+            "msgtype": "text",
+            "text": {"content": text, "mentioned_mobile_list": msg.phones},
+        }
+    if ch.preset == "feishu":
+        body: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
+        if ch.secret:
+            ts = str(int(now_s))
+            key = f"{ts}\n{ch.secret}".encode()
+            body["timestamp"] = ts
+            body["sign"] = base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+        return url, body
+    if ch.preset == "slack":
+        mentions = " ".join(f"<@{p.chat_id}>" for _, p in msg.people if p.chat_id)
+        return url, {"text": f"*{msg.title}*\n{msg.text}" + (f"\n{mentions}" if mentions else "")}
+    return url, {
+        "title": msg.title,
+        "text": msg.text,
+        "recipients": [n for n, _ in msg.people],
+        "alarms": msg.items,
+    }
+
+
+async def send_webhook(
+    client: httpx.AsyncClient, ch: WebhookChannel, msg: Message, now_s: float
+) -> None:
+    url, body = webhook_body(ch, msg, now_s)
+    try:
+        resp = await client.post(url, json=body, headers=ch.headers, timeout=ch.timeout_s)
+    except httpx.HTTPError as exc:
+        raise NotifyError(f"webhook {ch.name}: {type(exc).__name__}: {exc}") from exc
+    if resp.status_code >= 300:
+        raise NotifyError(f"webhook {ch.name}: HTTP {resp.status_code}: {resp.text[:200]}")
+    # Group robots answer 200 with an error code in the body when they refuse a message.
+    try:
+        answer = resp.json()
+    except ValueError:
+        return
+    if isinstance(answer, dict):
+        code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0)))
+        if code not in (0, None, "0"):
+            detail = answer.get("errmsg") or answer.get("msg") or answer
+            raise NotifyError(f"webhook {ch.name}: refused: code {code}: {detail}")
+
+
+def _ssl_context(ch: EmailChannel) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=ch.ca_file)
+    if not ch.verify_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def send_email_sync(ch: EmailChannel, msg: Message) -> None:
+    """Blocking SMTP send (run it in a worker thread)."""
+    to = msg.emails or ch.to
+    if not to:
+        raise NotifyError(f"email {ch.name}: nobody to send to (no roster e-mail, no 'to')")
+    em = EmailMessage()
+    em["From"] = ch.sender
+    em["To"] = ", ".join(to)
+    em["Subject"] = msg.title[:200]
+    em["X-Gateway-Alarms"] = ",".join(i["alarm_id"] for i in msg.items[:MAX_LINES])
+    em.set_content(msg.text)
+    try:
+        smtp: smtplib.SMTP
+        if ch.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                ch.host, ch.port, timeout=ch.timeout_s, context=_ssl_context(ch)
+            )
+        else:
+            smtp = smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout_s)
+        with smtp:
+            if ch.security == "starttls":
+                smtp.starttls(context=_ssl_context(ch))
+            if ch.username is not None and ch.password is not None:
+                smtp.login(ch.username, ch.password)
+            smtp.send_message(em, to_addrs=to)
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        raise NotifyError(f"email {ch.name}: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- notifier
+
+
+class Notifier:
+    """Plans notifications into the store and delivers them from it."""
+
+    def __init__(
+        self,
+        cfg: AlertingConfig,
+        store: AlertStore,
+        clock: Clock,
+        *,
+        site: str = "site",
+        publish: Publish | None = None,
+        health: HealthHook | None = None,
+        facts: Callable[[str], AlarmEvent | None] | None = None,
+        in_flood: Callable[[], bool] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.site = site
+        self.publish = publish
+        self.health = health
+        # The alarm's current facts (state, message, ...) as an event-shaped snapshot.
+        self.facts = facts or (lambda _id: None)
+        self.in_flood = in_flood or (lambda: False)
+        self.roster = Roster(cfg)
+        self.routes = {r.name: r for r in cfg.routes}
+        self.failures: dict[str, int] = {}
+        self.alarmed: set[str] = set()
+        self.wake = asyncio.Event()
+        self.sent_messages = 0
+
+    # ------------------------------------------------------------------ planning (sync)
+
+    def on_events(self, events: list[AlarmEvent]) -> None:
+        """Start, stop or keep escalations for these transitions (inside a store transaction)."""
+        now = self.clock.now_ns()
+        for ev in events:
+            if ev.state is AlarmState.UNACKED and ev.previous is not AlarmState.UNACKED:
+                self._start(ev, now)
+            elif ev.action == "chatter_start":
+                self._chatter_note(ev, now)
+            elif ev.state not in (AlarmState.UNACKED, AlarmState.RTN_UNACKED):
+                # Acknowledged, reset, shelved, suppressed, out of service, or normal: stop.
+                self.store.drop_escalations(ev.alarm_id)
+            if ev.action in ("clear", "condition_clear", "flood_end") and not ev.active:
+                self._rtn(ev, now)
+        self.fire_due(now)
+
+    def _start(self, ev: AlarmEvent, now: int) -> None:
+        if ev.extra.get("chattering") and ev.action not in ("realarm", "flood_start"):
+            return  # the chatter note already told them; do not page on every bounce
+        if (
+            self.in_flood()
+            and ev.action != "flood_start"
+            and Severity(ev.severity).rank < Severity.HIGH.rank
+        ):
+            return  # during a flood only high and critical alarms page; all are still recorded
+        existing = {e.route for e in self.store.escalations() if e.alarm_id == ev.alarm_id}
+        for route in routes_for(self.cfg, ev.severity, ev.area, ev.rule):
+            if route.name in existing and ev.action != "realarm":
+                continue  # an unacknowledged episode is already being escalated
+            self.store.put_escalation(Escalation(ev.alarm_id, route.name, 0, now, ev.ts_ns, 0))
+
+    def _chatter_note(self, ev: AlarmEvent, now: int) -> None:
+        for route in routes_for(self.cfg, ev.severity, ev.area, ev.rule):
+            self._queue(ev, route, 0, "chatter", now, f"chatter|{ev.ts_ns}")
+
+    def _rtn(self, ev: AlarmEvent, now: int) -> None:
+        for route in routes_for(self.cfg, ev.severity, ev.area, ev.rule):
+            if route.notify_rtn:
+                self._queue(ev, route, 0, "rtn", now, f"rtn|{ev.ts_ns}")
+
+    def _queue(
+        self,
+        ev: AlarmEvent,
+        route: Route,
+        level: int,
+        what: str,
+        now: int,
+        key: str,
+        raised_ns: int | None = None,
+    ) -> int:
+        lvl = route.escalation[min(level, len(route.escalation) - 1)]
+        roster_level = lvl.roster_level if lvl.roster_level is not None else level
+        people = self.roster.on_call(now, roster_level)
+        people += [p for p in lvl.people if p not in people]
+        raised = raised_ns if raised_ns is not None else ev.ts_ns
+        item = {
+            "what": what,
+            "alarm_id": ev.alarm_id,
+            "severity": ev.severity,
+            "area": ev.area,
+            "device": ev.device,
+            "point": ev.point,
+            "rule": ev.rule,
+            "message": ev.message,
+            "value": ev.value,
+            "state": str(ev.state),
+            "raised_ns": raised,
+            "created_ns": now,
+            "route": route.name,
+            "level": level,
+        }
+        due = now + int(self.cfg.group_window_s * 1e9)
+        n = 0
+        for ch in lvl.channels or route.channels:
+            dedupe = f"{ev.alarm_id}|{route.name}|{key}|{ch}"
+            if self.store.enqueue(dedupe, ch, tuple(people), item, now, due):
+                n += 1
+        if n:
+            self.wake.set()
+        return n
+
+    def fire_due(self, now: int | None = None) -> int:
+        """Run the escalation steps that are due; returns how many fired."""
+        now = self.clock.now_ns() if now is None else now
+        fired = 0
+        with self.store.transaction():
+            for esc in self.store.escalations(due_before_ns=now):
+                route = self.routes.get(esc.route)
+                ev = self.facts(esc.alarm_id)
+                if (
+                    route is None
+                    or ev is None
+                    or ev.state not in (AlarmState.UNACKED, AlarmState.RTN_UNACKED)
+                ):
+                    self.store.drop_escalations(esc.alarm_id, esc.route)
+                    continue
+                levels = route.escalation
+                if esc.level >= len(levels):
+                    what = "repeat"
+                    level = len(levels) - 1
+                else:
+                    what = "alarm" if esc.level == 0 else "escalation"
+                    level = esc.level
+                key = f"{esc.raised_ns}|{esc.level}|{esc.repeats}"
+                self._queue(ev, route, level, what, now, key, raised_ns=esc.raised_ns)
+                fired += 1
+                nxt = esc.level + 1
+                if nxt < len(levels):
+                    due = esc.raised_ns + int(levels[nxt].after_s * 1e9)
+                    self.store.put_escalation(
+                        Escalation(
+                            esc.alarm_id, esc.route, nxt, max(due, now), esc.raised_ns, esc.repeats
+                        )
+                    )
+                elif route.repeat_s is not None:
+                    self.store.put_escalation(
+                        Escalation(
+                            esc.alarm_id, esc.route, len(levels), now + int(route.repeat_s * 1e9),
+                            esc.raised_ns, esc.repeats + 1,
+                        )
+                    )  # fmt: skip
+                else:
+                    # Exhausted: keep the row so a bounce of the same unacknowledged alarm
+                    # does not start paging from level 0 again; ack removes it.
+                    self.store.put_escalation(
+                        Escalation(
+                            esc.alarm_id, esc.route, len(levels), NEVER, esc.raised_ns, esc.repeats
+                        )
+                    )
+        return fired
+
+    # ------------------------------------------------------------------ delivery (async)
+
+    def _backoff_ns(self, attempts: int) -> int:
+        r = self.cfg.retry
+        return int(min(r.max_s, r.min_s * 2 ** max(0, attempts - 1)) * 1e9)
+
+    def ready_groups(self, now: int) -> list[list[QueuedNotification]]:
+        groups: dict[tuple[str, tuple[str, ...]], list[QueuedNotification]] = {}
+        for q in self.store.pending():
+            groups.setdefault((q.channel, q.recipients), []).append(q)
+        retry_at = self.store.next_attempt()
+        out = []
+        for key, items in groups.items():
+            first_due = min(q.due_ns for q in items)
+            if first_due <= now and retry_at.get(key, 0) <= now:
+                out.append(items)
+        return out
+
+    async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
+        """Send every group that is due; returns messages sent. Failures stay queued."""
+        own = client is None
+        if client is None:
+            client = httpx.AsyncClient()
+        sent = 0
+        try:
+            self.fire_due()
+            now = self.clock.now_ns()
+            for items in self.ready_groups(now):
+                if await self._deliver(client, items, now):
+                    sent += 1
+        finally:
+            if own:
+                await client.aclose()
+        return sent
+
+    async def _deliver(
+        self, client: httpx.AsyncClient, items: list[QueuedNotification], now: int
+    ) -> bool:
+        name = items[0].channel
+        ids = [q.id for q in items]
+        try:
+            ch = self.cfg.channel(name)
+        except KeyError:
+            self.store.mark_dead(ids, f"channel {name!r} is no longer configured")
+            return False
+        msg = compose(self.site, [q.item for q in items], self.roster, list(items[0].recipients))
+        try:
+            await self._send(client, ch, msg)
+        except NotifyError as exc:
+            self._failed(name, ch.fail_alarm_after, items, now, str(exc))
+            return False
+        self.store.mark_sent(ids, self.clock.now_ns())
+        self.sent_messages += 1
+        if self.failures.get(name):
+            self.failures[name] = 0
+        if name in self.alarmed:
+            self.alarmed.discard(name)
+            if self.health:
+                self.health(f"notify:{name}", True, "delivering again")
+        return True
+
+    def _failed(
+        self, name: str, threshold: int, items: list[QueuedNotification], now: int, err: str
+    ) -> None:
+        attempts = max(q.attempts for q in items) + 1
+        give_up = int(self.cfg.retry.give_up_s * 1e9)
+        dead = [q.id for q in items if now - q.created_ns >= give_up]
+        live = [q.id for q in items if q.id not in dead]
+        if dead:
+            self.store.mark_dead(dead, err)
+        if live:
+            self.store.mark_failed(live, now + self._backoff_ns(attempts), err)
+        # Attempts are stored, so a restart does not forget how long a channel has been failing.
+        n = max(self.failures.get(name, 0) + 1, attempts)
+        self.failures[name] = n
+        log.warning("notification channel %s failed (%d in a row): %s", name, n, err)
+        if n >= threshold and name not in self.alarmed:
+            self.alarmed.add(name)
+            if self.health:
+                self.health(f"notify:{name}", False, f"{n} failures in a row: {err}")
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        ch: MqttChannel | WebhookChannel | EmailChannel,
+        msg: Message,
+    ) -> None:
+        if isinstance(ch, WebhookChannel):
+            await send_webhook(client, ch, msg, self.clock.now_ns() / 1e9)
+        elif isinstance(ch, EmailChannel):
+            await asyncio.to_thread(send_email_sync, ch, msg)
+        else:
+            if self.publish is None:
+                raise NotifyError(f"mqtt {ch.name}: no MQTT publisher is wired")
+            payload = {
+                "title": msg.title,
+                "text": msg.text,
+                "recipients": [n for n, _ in msg.people],
+                "alarms": msg.items,
+                "ts_ns": self.clock.now_ns(),
+            }
+            try:
+                await self.publish(ch.topic, payload)
+            except GatewayError as exc:
+                raise NotifyError(f"mqtt {ch.name}: {exc}") from exc
+
+    def next_wake_s(self, poll_s: float) -> float:
+        """Seconds until something may be due (bounded by ``poll_s``)."""
+        now = self.clock.now_ns()
+        cands = [poll_s]
+        nxt = self.store.next_escalation_ns()
+        if nxt is not None and nxt < NEVER:
+            cands.append(max(0.0, (nxt - now) / 1e9))
+        return max(0.05, min(cands))
+
+    async def run(self, poll_s: float = 1.0) -> None:
+        """The long-lived delivery loop; never raises for a channel failure."""
+        async with httpx.AsyncClient() as client:
+            while True:
+                try:
+                    await self.deliver_due(client)
+                except GatewayError as exc:
+                    log.error("notifier: %s", exc)
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.next_wake_s(poll_s))

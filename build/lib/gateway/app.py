@@ -1,0 +1,375 @@
+"""The running gateway: sources, pipeline, alerting, patrol and delivery in one TaskGroup.
+
+Sources put Samples on one bounded queue; when it is full they wait, so a
+slow consumer delays polls (visible as data age and overruns) instead of
+silently dropping readings. The pipeline task takes each Sample in order and
+
+1. appends it to the outbox (and the console view) through ``Delivery``,
+2. runs the alert rules on it; every alarm transition is appended too,
+3. feeds patrol taps to the patrol check; its records and alarms follow.
+
+A once-a-second tick drives everything time-based (on-delays, no-data,
+shelve expiry, escalation, overdue rounds) and turns the gateway's own
+health (sources down, sinks down, backlog, data age) into alarm signals.
+``Gateway.run`` returns when the stop event is set (SIGINT/SIGTERM) or the
+duration is over, and closes everything it opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from gateway.alerting.engine import AlertEngine
+from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+from gateway.delivery import Delivery
+from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.outbox import Event
+from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
+from gateway.patrol.engine import PatrolOutput
+from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.sources.device_poll import DeviceCounters, ModbusDevice
+from gateway.sources.modbus import ModbusSource
+from gateway.sources.serial_lines import SerialLineDevice
+
+log = logging.getLogger(__name__)
+
+HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
+TICK_S = 1.0
+
+__all__ = ["Gateway", "run_site"]
+
+
+class Gateway:
+    """Builds the sources, alerting, patrol and delivery for a site and runs them."""
+
+    def __init__(
+        self,
+        site: Site,
+        clock: Clock | None = None,
+        out: TextIO | None = None,
+        *,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.site = site
+        self.clock: Clock = clock or SystemClock()
+        self.out = out or sys.stdout
+        cfg = site.config
+        self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
+        self.sources: list[ModbusSource | SerialLineDevice] = []
+        self.samples_out = 0
+        self._max_age_s = 0.0
+        self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
+        site_tags = {"site": cfg.site}
+        units: dict[str, dict[str, str]] = {}
+        for src in cfg.sources:
+            devs = site.devices_of(src.id)
+            if not devs:
+                continue
+            if isinstance(src, ModbusTcpSource | ModbusRtuSource):
+                mdevs = []
+                for d in devs:
+                    prof = site.device_profiles[d.id]
+                    assert isinstance(prof, ModbusProfile)
+                    mdevs.append(ModbusDevice(d, prof, site_tags))
+                    units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
+                self.sources.append(ModbusSource(src, mdevs, self.queue.put, self.clock))
+            else:
+                assert isinstance(src, SerialLineSource)
+                sprof = site.device_profiles[devs[0].id]
+                assert isinstance(sprof, SerialLineProfile)
+                self.sources.append(
+                    SerialLineDevice(src, devs[0], sprof, self.queue.put, self.clock, site_tags)
+                )
+        # State files live beside the outbox unless told otherwise.
+        self.state_dir = state_dir or Path(cfg.outbox.path).parent
+        self.delivery = Delivery.from_config(cfg, self.clock, units=units, stdout=self.out)
+        self.alerts: AlertEngine | None = None
+        if cfg.rules or cfg.alerting is not None:
+            self.alerts = AlertEngine(
+                site, self.clock, publish=self._notify_mqtt, emit=self._append_alarms
+            )
+        self.patrol: PatrolEngine | None = None
+        patrol_cfg = resolve_patrol(cfg.patrol, site.path)
+        if patrol_cfg is not None:
+            store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
+            self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
+        self.commands_handled = 0
+
+    # ------------------------------------------------------------------ pipeline
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        out: dict[str, DeviceCounters] = {}
+        for s in self.sources:
+            if isinstance(s, ModbusSource):
+                out.update({d.id: d.counters for d in s.devices})
+            else:
+                out[s.device.id] = s.counters
+        return out
+
+    async def _pipeline(self) -> None:
+        while True:
+            sample = await self.queue.get()
+            try:
+                self._process(sample)
+            finally:
+                self.queue.task_done()
+
+    def _process(self, sample: Sample) -> None:
+        self.samples_out += 1
+        # Data age: how long a reading waited between its read and the
+        # outputs. Exported so falling behind is visible, never silent.
+        age = (self.clock.now_ns() - sample.ts_ns) / 1e9
+        if age > self._max_age_s:
+            self._max_age_s = age
+        self._output(sample)
+        if sample.kind in HEALTH_KINDS:
+            return
+        if self.alerts is not None:
+            self._append_alarms(self.alerts.on_sample(sample))
+        if self.patrol is not None and sample.kind == "patrol_tap":
+            self._patrol_outputs(self.patrol.on_tap_sample(sample))
+
+    def _output(self, sample: Sample) -> None:
+        self.delivery.append_sample(sample)
+
+    def _append_alarms(self, events: list[AlarmEvent]) -> None:
+        for ev in events:
+            self.delivery.append_alarm(ev)
+
+    def _patrol_outputs(self, outputs: list[PatrolOutput]) -> None:
+        for ev in to_events(outputs):
+            self.delivery.append_event(ev)
+        if self.alerts is None:
+            return
+        for f in alarms_of(outputs):
+            raise_it = f.alarm_action in ("raise", "pulse")
+            clear_it = f.alarm_action in ("clear", "pulse")
+            for active in [True] * raise_it + [False] * clear_it:
+                self._append_alarms(
+                    self.alerts.external(
+                        f.alarm_key or f"patrol/{f.type}",
+                        active,
+                        severity=str(f.severity),
+                        device=f.device or "patrol",
+                        message=f.message,
+                        rule=f"patrol_{f.type}",
+                        kind="patrol",
+                        point=f.checkpoint,
+                        area="patrol",
+                        ts_ns=f.ts_ns,
+                    )
+                )
+
+    async def _notify_mqtt(self, topic: str, payload: dict[str, Any]) -> None:
+        """The alerting MQTT channel: a notification rides the outbox like any event."""
+        self.delivery.append_event(
+            Event(
+                kind="notification",
+                ts_ns=self.clock.now_ns(),
+                data={"topic": topic, **payload},
+                measurement="notification",
+            )
+        )
+
+    # ------------------------------------------------------------------ health and time
+
+    def health_samples(self) -> list[Sample]:
+        """The gateway's own health as samples: one per device, one for the gateway."""
+        now = self.clock.now_ns()
+        tags = {"site": self.site.config.site}
+        out: list[Sample] = []
+        for dev_id, c in self.device_counters().items():
+            out.append(
+                Sample(
+                    device=dev_id,
+                    kind="device_health",
+                    ts_ns=now,
+                    values={
+                        "polls": c.polls,
+                        "good_polls": c.good_polls,
+                        "timeouts": c.timeouts,
+                        "exceptions": c.exceptions,
+                        "frame_errors": c.frame_errors,
+                        "connect_errors": c.connect_errors,
+                        "decode_errors": c.decode_errors,
+                        "overruns": c.overruns,
+                        "consecutive_failures": c.consecutive_failures,
+                        "latency_ms": round(c.last_latency_s * 1000, 3),
+                        "online": c.consecutive_failures == 0 and c.polls > 0,
+                    },
+                    tags={**tags, **self._device_tags.get(dev_id, {})},
+                )
+            )
+        values: dict[str, float | int | bool | str] = {
+            "samples": self.samples_out,
+            "queue_depth": self.queue.qsize(),
+            "data_age_max_s": round(self._max_age_s, 6),
+        }
+        stats = self.delivery.stats()
+        if stats.outbox is not None:
+            values["outbox_rows"] = stats.outbox.rows
+            values["outbox_bytes"] = stats.outbox.bytes
+            values["evictions"] = stats.outbox.evicted
+            for name, b in stats.outbox.sinks.items():
+                values[f"backlog_{name}"] = b.backlog
+                values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)
+        for name, st in stats.sinks.items():
+            values[f"connected_{name}"] = st.connected
+        if self.alerts is not None:
+            for k, v in self.alerts.counters().items():
+                if isinstance(v, int | float | bool):
+                    values[f"alarm_{k}"] = v
+        out.append(
+            Sample(device="gateway", kind="gateway_health", ts_ns=now, values=values, tags=tags)
+        )
+        self._max_age_s = 0.0
+        return out
+
+    async def _health(self) -> None:
+        interval = self.site.config.pipeline.health_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            for s in self.health_samples():
+                await self.queue.put(s)
+
+    def _health_signals(self) -> list[tuple[str, bool, str]]:
+        """(signal, ok, detail) for every health alarm the gateway raises on itself."""
+        out: list[tuple[str, bool, str]] = []
+        for src in self.sources:
+            if src.link_ok is not None:
+                sid = src.cfg.id
+                out.append((f"source:{sid}", src.link_ok, src.link_error or "link up"))
+        stats = self.delivery.stats()
+        for name, st in stats.sinks.items():
+            if st.attempts or st.connected:
+                out.append((f"sink:{name}", st.connected, st.last_error or "delivering"))
+        if stats.outbox is not None:
+            age = stats.oldest_undelivered_age_s
+            limit = self.site.config.pipeline.max_delivery_age_s
+            out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
+        return out
+
+    def tick(self) -> None:
+        """Everything time-based, once a second."""
+        if self.alerts is not None:
+            self._append_alarms(self.alerts.tick())
+            for name, ok, detail in self._health_signals():
+                self._append_alarms(self.alerts.health(name, ok, detail))
+        if self.patrol is not None:
+            self._patrol_outputs(self.patrol.tick())
+            for src in self.sources:
+                if isinstance(src, SerialLineDevice):
+                    self._patrol_outputs(
+                        self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
+                    )
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self.tick()
+
+    # ------------------------------------------------------------------ commands
+
+    def handle_command(self, payload: bytes | str | dict[str, Any], actor: str) -> dict[str, Any]:
+        """An operator command (ack, shelve, reset...): apply it and return the reply.
+
+        Bad payloads and illegal transitions give an error reply and change nothing.
+        """
+        from gateway.alerting.commands import error_reply
+        from gateway.errors import AlarmError, CommandError
+
+        if self.alerts is None:
+            return {"ok": False, "error": "alerting is not configured on this gateway"}
+        try:
+            events, reply = self.alerts.command(payload, actor)
+        except (CommandError, AlarmError) as exc:
+            log.warning("rejected command from %s: %s", actor, exc)
+            return error_reply(payload, exc)
+        self._append_alarms(events)
+        self.commands_handled += 1
+        return reply
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event, duration: float | None = None) -> None:
+        """Run until ``stop`` is set or ``duration`` seconds passed."""
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(self.delivery)
+            if self.alerts is not None:
+                await stack.enter_async_context(self.alerts)
+            for s in self.sources:
+                await stack.enter_async_context(s)
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [tg.create_task(s.run()) for s in self.sources]
+                    tasks.append(tg.create_task(self._pipeline()))
+                    tasks.append(tg.create_task(self._health()))
+                    tasks.append(tg.create_task(self._ticker()))
+                    tasks.append(tg.create_task(self.delivery.run()))
+                    if self.alerts is not None:
+                        tasks.append(tg.create_task(self.alerts.run_notifier()))
+                    for extra in self._extra_tasks():
+                        tasks.append(tg.create_task(extra))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=duration)
+                    # Sources first, then let the pipeline drain what they read.
+                    for t in tasks[: len(self.sources)]:
+                        t.cancel()
+                    await self._drain()
+                    for t in tasks[len(self.sources) :]:
+                        t.cancel()
+            except* asyncio.CancelledError:
+                pass
+            await self.delivery.flush()
+
+    async def _drain(self, limit_s: float = 5.0) -> None:
+        """Let the pipeline finish what the sources already read (bounded)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), limit_s)
+
+    def _extra_tasks(self) -> list[Any]:
+        """The MQTT command listener, when MQTT and alerting are both configured."""
+        mqtt = self.site.config.sinks.mqtt
+        if mqtt is None or not mqtt.enabled or self.alerts is None:
+            return []
+        from gateway.sinks.mqtt_commands import CommandListener
+
+        listener = CommandListener(mqtt, self.site.config.site, self.handle_command)
+        return [listener.run()]
+
+
+def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
+    """SIGINT/SIGTERM set ``stop``; returns a function that removes the handlers."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def remove() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+    return remove
+
+
+async def run_site(site: Site, duration: float | None = None, clock: Clock | None = None) -> int:
+    stop = asyncio.Event()
+    remove = install_signal_handlers(stop)
+    try:
+        gw = Gateway(site, clock)
+        log.info(
+            "gateway for site %s: %d sources, %d devices",
+            site.config.site,
+            len(gw.sources),
+            sum(1 for d in site.config.devices if d.enabled),
+        )
+        await gw.run(stop, duration)
+    finally:
+        remove()
+    return 0

@@ -1,0 +1,187 @@
+"""The ``gateway`` command: run, check, profiles (and later alarms, report, grafana).
+
+Every expected failure (a bad site file, an unknown profile) prints clear
+messages on stderr and exits 2; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from gateway.config import Site, load_site
+from gateway.errors import CommandError, ConfigError, GatewayError
+from gateway.profiles.registry import ProfileRegistry
+from gateway.profiles.schema import ModbusProfile
+from gateway.sources.planner import plan_profile
+
+EXIT_INVALID = 2
+
+
+def _print_problems(exc: ConfigError) -> None:
+    for line in exc.problems:
+        print(f"error: {line}", file=sys.stderr)
+
+
+def _load(path: str) -> Site:
+    return load_site(Path(path))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    site = _load(args.site)
+    cfg = site.config
+    print(f"{site.path}: site {cfg.site!r} is valid")
+    for src in cfg.sources:
+        devs = site.devices_of(src.id)
+        print(f"  source {src.id} ({src.type}): {len(devs)} device(s)")
+        for d in devs:
+            prof = site.device_profiles[d.id]
+            extra = ""
+            if isinstance(prof, ModbusProfile):
+                reqs = plan_profile(prof, d.max_gap)
+                extra = f", {len(prof.points)} points in {len(reqs)} read(s)"
+            print(f"    {d.id}: {prof.name} unit {d.unit} every {d.interval_s:g} s{extra}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.app import run_site
+
+    site = _load(args.site)
+    clock = None
+    if args.sim_clock_start is not None:
+        from datetime import datetime
+
+        from gateway.model import ScaledClock
+
+        try:
+            start = datetime.fromisoformat(args.sim_clock_start)
+        except ValueError as exc:
+            raise CommandError(f"--sim-clock-start: {exc}") from None
+        if start.tzinfo is None:
+            raise CommandError(
+                "--sim-clock-start needs a UTC offset, e.g. 2026-11-26T22:00:00+08:00"
+            )
+        clock = ScaledClock(int(start.timestamp() * 1e9), args.sim_clock_speed)
+    return asyncio.run(run_site(site, args.duration, clock))
+
+
+def _registry(args: argparse.Namespace) -> ProfileRegistry:
+    dirs: list[Path] = [Path(d) for d in (args.profile_dir or [])]
+    if getattr(args, "site", None):
+        site = _load(args.site)
+        return site.profiles
+    registry, problems = ProfileRegistry.load(dirs)
+    if problems:
+        raise ConfigError(problems[0], problems)
+    return registry
+
+
+def cmd_profiles_list(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    for name in reg.names():
+        p = reg.get(name)
+        count = len(p.points) if isinstance(p, ModbusProfile) else len(p.fields)
+        print(f"{name:28} {p.protocol:12} {p.kind:14} {count:3} points  {p.description}")
+    return 0
+
+
+def cmd_profiles_show(args: argparse.Namespace) -> int:
+    reg = _registry(args)
+    prof = reg.get(args.name)
+    data = prof.model_dump(mode="json", exclude_defaults=True)
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    if isinstance(prof, ModbusProfile):
+        reqs = plan_profile(prof)
+        print(f"# read plan: {len(reqs)} request(s) for {len(prof.points)} points")
+        for r in reqs:
+            names = ", ".join(p.name for p in r.points)
+            print(f"#   {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="gateway", description="Facility safety gateway")
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check", help="validate a site file and every profile it uses")
+    p.add_argument("site")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="run the gateway on a site")
+    p.add_argument("site")
+    p.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
+    p.add_argument(
+        "--sim-clock-start",
+        default=None,
+        metavar="ISO",
+        help="simulation only: the wall clock starts at this time (with UTC offset)",
+    )
+    p.add_argument(
+        "--sim-clock-speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="simulation only: the wall clock runs X times faster (as gateway-sim --speed)",
+    )
+    p.set_defaults(func=cmd_run)
+
+    prof = sub.add_parser("profiles", help="list or show device profiles")
+    psub = prof.add_subparsers(dest="profiles_command", required=True)
+    for name, func in (("list", cmd_profiles_list), ("show", cmd_profiles_show)):
+        q = psub.add_parser(name)
+        if name == "show":
+            q.add_argument("name")
+        q.add_argument("--site", help="include the site's extra profile folders")
+        q.add_argument("--profile-dir", action="append", help="an extra profile folder")
+        q.set_defaults(func=func)
+
+    from gateway.alarms_cli import register_cli as register_alarms
+    from gateway.patrol.report import register_cli as register_report
+
+    register_alarms(sub)
+    register_report(sub)
+    try:
+        from gateway.grafana import register_cli as register_grafana
+    except ImportError:  # grafana-client not installed: the other commands still work
+        pass
+    else:
+        register_grafana(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # One line per request is noise at INFO; outages are logged by the sinks themselves.
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        _print_problems(exc)
+        return EXIT_INVALID
+    except GatewayError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `gateway check site.yaml | head`: the reader left; not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

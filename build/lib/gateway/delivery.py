@@ -1,0 +1,313 @@
+"""Delivery: the outbox plus one worker per sink, as one component the app wires in.
+
+    async with Delivery.from_config(site_config, clock) as delivery:
+        tg.create_task(delivery.run())          # until cancelled
+        delivery.append_sample(sample)          # never blocks
+        delivery.append_alarm(event)
+        delivery.append_event(Event(...))
+        delivery.stats()                        # backlog, data age, evictions, sink states
+
+``append_*`` is synchronous and cheap: the console sink (a live view, not a
+durable sink) prints at once, and the item joins the outbox's in-memory batch,
+committed within ``outbox.flush_interval_s``; ``await flush()`` waits for that
+commit when a caller must know an item is durable.
+
+Each durable sink (MQTT, InfluxDB, and any ``extra_sinks``) gets a worker that
+reads from its own outbox cursor, sends, and advances the cursor only after
+the sink returned (the far side acknowledged). On failure it reconnects with
+exponential back-off (``retry_min_s`` doubling up to ``retry_max_s``, with
+jitter so a fleet does not reconnect in step) and retries the same batch.
+It logs one line when an outage starts (and again only if the cause
+changes, e.g. unreachable -> credentials refused) and one when delivery
+resumes; retries are logged at debug level. Nothing a sink raises stops the
+gateway: wrong credentials, an unreachable server or a bug in a sink are an
+outage of that sink, visible in ``stats()``, while the other sinks go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from gateway.config import OutboxConfig, Sinks, SiteConfig
+from gateway.errors import GatewayError, SinkAuthError
+from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.outbox import Event, Item, Outbox, OutboxStats, Record
+from gateway.sinks.base import Sink, SinkRejected
+from gateway.sinks.console import ConsoleSink
+
+log = logging.getLogger(__name__)
+
+# A worker with nothing to do still wakes this often (a missed wake-up costs
+# at most this much latency, never a stall).
+_IDLE_WAKE_S = 1.0
+
+
+@dataclass(slots=True)
+class SinkState:
+    """How one sink is doing; ``stats()`` returns copies."""
+
+    name: str
+    connected: bool = False
+    delivered: int = 0
+    rejected: int = 0
+    attempts: int = 0
+    last_error: str | None = None
+    down_since_ns: int | None = None
+    last_ok_ns: int | None = None
+
+    def copy(self) -> SinkState:
+        return SinkState(
+            self.name,
+            self.connected,
+            self.delivered,
+            self.rejected,
+            self.attempts,
+            self.last_error,
+            self.down_since_ns,
+            self.last_ok_ns,
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class DeliveryStats:
+    """Health of delivery: export it, and alarm on backlog and data age."""
+
+    outbox: OutboxStats | None
+    sinks: dict[str, SinkState]
+
+    @property
+    def backlog(self) -> int:
+        return self.outbox.max_backlog if self.outbox else 0
+
+    @property
+    def oldest_undelivered_age_s(self) -> float:
+        return self.outbox.oldest_undelivered_age_s if self.outbox else 0.0
+
+    @property
+    def evicted(self) -> int:
+        return self.outbox.evicted if self.outbox else 0
+
+
+class Delivery:
+    """Outbox + sink workers + the console view (see the module docstring)."""
+
+    def __init__(
+        self,
+        site: str,
+        sinks: Sinks,
+        outbox: OutboxConfig,
+        clock: Clock | None = None,
+        *,
+        extra_sinks: Sequence[Sink] = (),
+        units: Mapping[str, Mapping[str, str]] | None = None,
+        stdout: TextIO | None = None,
+        outbox_path: str | Path | None = None,
+    ) -> None:
+        self.site = site
+        self._clock = clock or SystemClock()
+        self._console: ConsoleSink | None = None
+        if sinks.console is not None and sinks.console.enabled:
+            self._console = ConsoleSink(stdout, pretty=sinks.console.pretty)
+        durable: list[Sink] = []
+        # Imported here so a console-only gateway never loads the network libraries.
+        if sinks.mqtt is not None and sinks.mqtt.enabled:
+            from gateway.sinks.mqtt import MqttSink
+
+            durable.append(MqttSink(sinks.mqtt, site, units=units))
+        if sinks.influx is not None and sinks.influx.enabled:
+            from gateway.sinks.influx import InfluxSink
+
+            durable.append(InfluxSink(sinks.influx, site))
+        durable.extend(extra_sinks)
+        self.sinks: list[Sink] = durable
+        self._outbox: Outbox | None = None
+        if durable:
+            self._outbox = Outbox(
+                outbox_path if outbox_path is not None else outbox.path,
+                [s.name for s in durable],
+                max_bytes=outbox.max_bytes,
+                clock=self._clock,
+                synchronous=outbox.synchronous,
+                flush_interval_s=outbox.flush_interval_s,
+                max_pending=outbox.max_pending,
+            )
+        self._states = {s.name: SinkState(s.name) for s in durable}
+        self._healthy: dict[str, bool] = {s.name: False for s in durable}
+
+    @classmethod
+    def from_config(
+        cls,
+        config: SiteConfig,
+        clock: Clock | None = None,
+        *,
+        extra_sinks: Sequence[Sink] = (),
+        units: Mapping[str, Mapping[str, str]] | None = None,
+        stdout: TextIO | None = None,
+        outbox_path: str | Path | None = None,
+    ) -> Delivery:
+        return cls(
+            config.site,
+            config.sinks,
+            config.outbox,
+            clock,
+            extra_sinks=extra_sinks,
+            units=units,
+            stdout=stdout,
+            outbox_path=outbox_path,
+        )
+
+    @property
+    def outbox(self) -> Outbox | None:
+        return self._outbox
+
+    async def __aenter__(self) -> Delivery:
+        if self._outbox is not None:
+            await self._outbox.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._outbox is not None:
+            await self._outbox.aclose()
+
+    # ------------------------------------------------------------------ producing
+
+    def _append(self, item: Item) -> None:
+        if self._console is not None:
+            self._console.emit(item)
+        if self._outbox is not None:
+            self._outbox.append(item)
+
+    def append_sample(self, sample: Sample) -> None:
+        self._append(sample)
+
+    def append_alarm(self, event: AlarmEvent) -> None:
+        self._append(event)
+
+    def append_event(self, event: Event) -> None:
+        self._append(event)
+
+    async def flush(self) -> None:
+        """Return once everything appended so far is committed to the outbox."""
+        if self._outbox is not None:
+            await self._outbox.flush()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        """Commit appends and run one worker per sink, until cancelled."""
+        if self._outbox is None:
+            await asyncio.Event().wait()  # console only: nothing to deliver durably
+            return
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._outbox.run_flusher(), name="outbox-flusher")
+            for sink in self.sinks:
+                tg.create_task(self._worker(self._outbox, sink), name=f"sink-{sink.name}")
+
+    def stats(self) -> DeliveryStats:
+        return DeliveryStats(
+            outbox=self._outbox.stats() if self._outbox else None,
+            sinks={name: st.copy() for name, st in self._states.items()},
+        )
+
+    async def _worker(self, outbox: Outbox, sink: Sink) -> None:
+        st = self._states[sink.name]
+        delay = sink.retry_min_s
+        while True:
+            st.attempts += 1
+            try:
+                async with sink:
+                    st.connected = True
+                    await self._pump(outbox, sink, st)
+            except (GatewayError, OSError) as exc:
+                self._went_down(sink, st, exc, delay)
+            except Exception as exc:
+                # A bug in a sink is an outage of that sink, not of the gateway.
+                self._went_down(sink, st, exc, delay, unexpected=True)
+            st.connected = False
+            if self._healthy[sink.name]:
+                delay = sink.retry_min_s
+                self._healthy[sink.name] = False
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, sink.retry_max_s)
+
+    def _went_down(
+        self, sink: Sink, st: SinkState, exc: BaseException, delay: float, unexpected: bool = False
+    ) -> None:
+        msg = f"{type(exc).__name__}: {exc}" if unexpected else str(exc)
+        if st.down_since_ns is None:
+            st.down_since_ns = self._clock.now_ns()
+            hint = " (check username/password)" if isinstance(exc, SinkAuthError) else ""
+            log.error(
+                "sink %s: cannot deliver: %s%s; data waits in the outbox,"
+                " retrying with back-off up to %.0f s",
+                sink.name,
+                msg,
+                hint,
+                sink.retry_max_s,
+                exc_info=exc if unexpected else None,
+            )
+        elif msg != st.last_error:
+            log.error("sink %s: still down, now: %s", sink.name, msg)
+        else:
+            log.debug("sink %s: retry in %.1f s failed: %s", sink.name, delay, msg)
+        st.last_error = msg
+
+    def _came_up(self, sink: Sink, st: SinkState) -> None:
+        self._healthy[sink.name] = True
+        st.last_ok_ns = self._clock.now_ns()
+        if st.down_since_ns is not None:
+            outage = (st.last_ok_ns - st.down_since_ns) / 1e9
+            log.warning(
+                "sink %s: delivering again after %.1f s (%d attempts)",
+                sink.name,
+                outage,
+                st.attempts,
+            )
+            st.down_since_ns = None
+            st.last_error = None
+            st.attempts = 0
+
+    async def _pump(self, outbox: Outbox, sink: Sink, st: SinkState) -> None:
+        name = sink.name
+        lingered = False
+        while True:
+            outbox.clear_new_data(name)
+            records = await outbox.read(name, sink.batch_size)
+            if not records:
+                await outbox.wait_for_data(name, _IDLE_WAKE_S)
+                continue
+            if len(records) < sink.batch_size and sink.flush_interval_s > 0 and not lingered:
+                # Let a partial batch fill for a moment: fewer, larger requests.
+                lingered = True
+                await asyncio.sleep(sink.flush_interval_s)
+                continue
+            lingered = False
+            rejected = await self._send(sink, records)
+            await outbox.ack(name, records[-1].seq)
+            st.delivered += len(records) - rejected
+            st.rejected += rejected
+            self._came_up(sink, st)
+
+    async def _send(self, sink: Sink, records: Sequence[Record]) -> int:
+        """Send; on a permanent rejection, bisect to skip only the bad records."""
+        try:
+            await sink.send(records)
+            return 0
+        except SinkRejected as exc:
+            if len(records) == 1:
+                log.error(
+                    "sink %s: record %d (%s) rejected for good, skipped: %s",
+                    sink.name,
+                    records[0].seq,
+                    records[0].kind,
+                    exc,
+                )
+                return 1
+        half = len(records) // 2
+        return await self._send(sink, records[:half]) + await self._send(sink, records[half:])

@@ -1,0 +1,222 @@
+"""The types that flow through the gateway: Sample, Quality, AlarmEvent, Clock.
+
+A ``Sample`` is one device's poll. Batching by device keeps the hot path cheap:
+one object, one outbox row, one MQTT message, one line of line protocol.
+Timestamps are taken when the read completes, never later in the pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+Value = float | int | bool | str
+
+
+class Quality(StrEnum):
+    """Per-point quality, OPC-style.
+
+    ``good`` values are in ``Sample.values``. A ``bad`` point could not be
+    read (timeout, exception, garbage) and carries no value. A ``fault``
+    point was read but the device reports its sensor broken (e.g. a
+    residual-current sensor loop open): it carries no value either, because
+    a broken loop is a fault, not a zero. ``uncertain`` points carry a value
+    that should be treated with care (e.g. out of the sensor's range).
+    """
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+    FAULT = "fault"
+
+
+@dataclass(slots=True)
+class Sample:
+    """One poll of one device.
+
+    ``values`` holds every point that has a value (good or uncertain).
+    ``quality`` lists only the points whose quality is not good; a point
+    absent from it is good. A point that is bad or fault is absent from
+    ``values``. ``kind`` is the profile's device kind (InfluxDB measurement),
+    ``tags`` the device's site tags (area, ...).
+    """
+
+    device: str
+    kind: str
+    ts_ns: int
+    values: dict[str, Value]
+    quality: dict[str, Quality] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+    def is_good(self, point: str) -> bool:
+        return point in self.values and self.quality.get(point, Quality.GOOD) is Quality.GOOD
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "kind": self.kind,
+            "ts_ns": self.ts_ns,
+            "values": self.values,
+            "quality": {k: str(v) for k, v in self.quality.items()},
+            "tags": self.tags,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> Sample:
+        return cls(
+            device=d["device"],
+            kind=d["kind"],
+            ts_ns=int(d["ts_ns"]),
+            values=dict(d["values"]),
+            quality={k: Quality(v) for k, v in d.get("quality", {}).items()},
+            tags=dict(d.get("tags", {})),
+            error=d.get("error"),
+        )
+
+
+class Clock(Protocol):
+    """Injected time. Rule and patrol tests move a fake clock; they never sleep."""
+
+    def now_ns(self) -> int:
+        """Wall-clock time in ns since the epoch (timestamps)."""
+        ...
+
+    def monotonic(self) -> float:
+        """Monotonic seconds (intervals, timeouts)."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now_ns(self) -> int:
+        return time.time_ns()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class FakeClock:
+    """A clock that only moves when told to: for tests and fast simulated time."""
+
+    def __init__(self, start_ns: int = 1_767_225_600_000_000_000) -> None:
+        self._ns = start_ns
+        self._mono = 1000.0
+
+    def now_ns(self) -> int:
+        return self._ns
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._ns += int(seconds * 1e9)
+        self._mono += seconds
+
+
+class AlarmState(StrEnum):
+    """ISA-18.2 alarm states (plus the administrative ones)."""
+
+    NORMAL = "normal"
+    UNACKED = "unacknowledged"
+    ACKED = "acknowledged"
+    RTN_UNACKED = "rtn_unacknowledged"
+    SHELVED = "shelved"
+    SUPPRESSED = "suppressed"
+    OUT_OF_SERVICE = "out_of_service"
+
+
+@dataclass(slots=True)
+class AlarmEvent:
+    """One alarm transition: what changed, when, on which value, and who did it.
+
+    ``actor`` is ``"system"`` for transitions the rules made, otherwise the
+    operator who acknowledged/shelved/reset. Every transition goes through
+    the outbox to MQTT and InfluxDB, so the record proves nothing was late,
+    missed or hidden.
+    """
+
+    alarm_id: str
+    ts_ns: int
+    state: AlarmState
+    previous: AlarmState
+    action: str
+    severity: str
+    device: str
+    point: str | None
+    rule: str
+    message: str
+    value: Value | None = None
+    actor: str = "system"
+    active: bool = False
+    latched: bool = False
+    area: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "alarm_id": self.alarm_id,
+            "ts_ns": self.ts_ns,
+            "state": str(self.state),
+            "previous": str(self.previous),
+            "action": self.action,
+            "severity": self.severity,
+            "device": self.device,
+            "point": self.point,
+            "rule": self.rule,
+            "message": self.message,
+            "value": self.value,
+            "actor": self.actor,
+            "active": self.active,
+            "latched": self.latched,
+            "area": self.area,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_json_dict(cls, d: dict[str, Any]) -> AlarmEvent:
+        return cls(
+            alarm_id=d["alarm_id"],
+            ts_ns=int(d["ts_ns"]),
+            state=AlarmState(d["state"]),
+            previous=AlarmState(d["previous"]),
+            action=d["action"],
+            severity=d["severity"],
+            device=d["device"],
+            point=d.get("point"),
+            rule=d["rule"],
+            message=d["message"],
+            value=d.get("value"),
+            actor=d.get("actor", "system"),
+            active=bool(d.get("active", False)),
+            latched=bool(d.get("latched", False)),
+            area=d.get("area"),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+class ScaledClock:
+    """Simulated wall time: starts at ``start_ns`` and runs ``speed`` times faster.
+
+    For demos and tests that replay a night in a minute, in step with
+    ``gateway-sim --speed``. ``monotonic`` stays real, so devices are still
+    polled in real time; everything that reads the wall clock (timestamps,
+    on-delays, escalation, patrol rounds) sees the fast time.
+    """
+
+    def __init__(self, start_ns: int, speed: float) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._start_ns = start_ns
+        self._speed = speed
+        self._t0 = time.monotonic()
+
+    def now_ns(self) -> int:
+        return self._start_ns + int((time.monotonic() - self._t0) * self._speed * 1e9)
+
+    def monotonic(self) -> float:
+        return time.monotonic()

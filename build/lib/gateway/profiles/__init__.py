@@ -1,0 +1,1 @@
+"""Device profiles: declarative register maps and line formats, loaded from YAML."""

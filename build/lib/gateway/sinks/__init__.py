@@ -1,0 +1,11 @@
+"""Sinks: where the gateway delivers what the outbox holds.
+
+One module per sink (``console``, ``mqtt``, ``influx``), each exposing one
+async class that follows the small protocol in ``base``. Only the modules in
+this package import aiomqtt, influxdb_client or httpx; everything above sees
+``Sink`` and ``SinkError``.
+"""
+
+from gateway.sinks.base import Sink, SinkRejected, iso_utc
+
+__all__ = ["Sink", "SinkRejected", "iso_utc"]

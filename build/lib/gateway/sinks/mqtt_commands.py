@@ -1,0 +1,109 @@
+"""Operator commands over MQTT: acknowledge, shelve, reset alarms from a phone or a console.
+
+The listener subscribes (QoS 1) to ``<prefix>/<site>/commands`` and answers
+every message on ``<prefix>/<site>/replies`` with a JSON reply that echoes the
+command's ``request_id``. A malformed payload gets an error reply and is
+logged; it never changes state and never stops the listener. The broker's
+ACL should let on-call users publish only to the commands topic (see
+deploy/mosquitto/acl). The connection is its own (client id ``<id>-cmd``), so
+a burst of telemetry never delays an acknowledgement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiomqtt
+
+from gateway.config import MqttSinkConfig
+from gateway.sinks.mqtt import MqttSink, topic_level
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 16 * 1024
+Handler = Callable[[bytes, str], dict[str, Any]]
+
+
+def command_topic(prefix: str, site: str) -> str:
+    return f"{prefix}/{topic_level(site)}/commands"
+
+
+def reply_topic(prefix: str, site: str) -> str:
+    return f"{prefix}/{topic_level(site)}/replies"
+
+
+class CommandListener:
+    """Receives commands, hands them to ``handler``, publishes its replies."""
+
+    def __init__(self, config: MqttSinkConfig, site: str, handler: Handler) -> None:
+        self.config = config
+        self.site = site
+        self.handler = handler
+        self.command_topic = command_topic(config.prefix, site)
+        self.reply_topic = reply_topic(config.prefix, site)
+        self.connected = False
+        self.received = 0
+
+    def _client(self) -> aiomqtt.Client:
+        cfg = self.config
+        v5 = cfg.protocol == "5"
+        return aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            identifier=f"{cfg.client_id or f'fsg-{self.site}'}-cmd",
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            tls_context=MqttSink(cfg, self.site).tls_context(),
+            keepalive=cfg.keepalive,
+        )
+
+    def answer(self, payload: bytes) -> dict[str, Any]:
+        """The reply to one raw payload (never raises)."""
+        if len(payload) > MAX_COMMAND_BYTES:
+            return {"ok": False, "error": f"command larger than {MAX_COMMAND_BYTES} bytes"}
+        try:
+            return self.handler(payload, "mqtt")
+        except Exception as exc:  # a bug must not kill the command channel
+            log.exception("command handler failed")
+            return {"ok": False, "error": f"internal error: {exc}"}
+
+    async def run(self) -> None:
+        """Listen until cancelled; reconnect with capped back-off."""
+        delay = self.config.retry_min_s
+        logged = False
+        while True:
+            try:
+                async with self._client() as client:
+                    await client.subscribe(self.command_topic, qos=1)
+                    self.connected = True
+                    if logged:
+                        log.warning("mqtt commands: listening again on %s", self.command_topic)
+                    logged = False
+                    delay = self.config.retry_min_s
+                    async for msg in client.messages:
+                        self.received += 1
+                        raw = (
+                            msg.payload
+                            if isinstance(msg.payload, bytes)
+                            else str(msg.payload).encode()
+                        )
+                        reply = self.answer(raw)
+                        await client.publish(
+                            self.reply_topic,
+                            json.dumps(reply, ensure_ascii=False, default=str).encode(),
+                            qos=1,
+                        )
+            except aiomqtt.MqttError as exc:
+                self.connected = False
+                if not logged:
+                    log.warning(
+                        "mqtt commands: %s; retrying up to every %g s", exc, self.config.retry_max_s
+                    )
+                    logged = True
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.retry_max_s)
