@@ -1,1 +1,0 @@
-"""Device profiles: declarative register maps and line formats, loaded from YAML."""
