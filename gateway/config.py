@@ -152,7 +152,9 @@ class MqttSinkConfig(_DeliverySettings):
     keepalive: int = Field(default=30, ge=5, le=3600)
     # QoS 0 is not offered: the outbox cursor only advances on a PUBACK.
     qos: Literal[1, 2] = 1
-    max_inflight: int = Field(default=100, ge=1, le=65535)
+    # At least one batch in flight: the worker waits for every PUBACK of a batch
+    # (bench: 100 cut MQTT to ~14,000 points/s, 1000 keeps up with the CPU).
+    max_inflight: int = Field(default=1000, ge=1, le=65535)
 
 
 class InfluxSinkConfig(_DeliverySettings):
