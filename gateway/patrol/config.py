@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.errors import ConfigError
+from gateway.validators import TimeZoneName
 from gateway.yamlfile import LinedData, explain, load_yaml
 
 ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
@@ -105,7 +106,7 @@ class NightWindow(_Strict):
 
 
 class PatrolConfig(_Strict):
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     night: NightWindow = Field(default_factory=NightWindow)
     # Longest allowed time without a complete round during the night window.
     max_gap_s: float = Field(default=3 * 3600.0, gt=0)
@@ -122,15 +123,6 @@ class PatrolConfig(_Strict):
     guards: list[Guard] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(min_length=1)
     walks: list[Walk] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r}") from exc
-        return v
 
     @model_validator(mode="after")
     def _cross(self) -> PatrolConfig:

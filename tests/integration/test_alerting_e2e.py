@@ -178,6 +178,38 @@ def wait(cond: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def command_over_mqtt(
+    mq: Mosquitto, col: MqttCollector, payload: str, request_id: str
+) -> dict[str, Any]:
+    """Publish a command with mosquitto_pub, as an on-call phone would; return the reply."""
+    topic = "fsg/e2e-park/commands"
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(mq.port),
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-m",
+            payload,
+        ],
+        check=True,
+        timeout=10,
+    )
+
+    def replies() -> list[dict[str, Any]]:
+        return [
+            m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == request_id
+        ]
+
+    wait(lambda: bool(replies()), 15, f"reply to {request_id}")
+    return replies()[0]
+
+
 def alarm_states(col: MqttCollector) -> list[dict[str, Any]]:
     return [m.json() for m in col.snapshot(f"/alarms/{ALARM}")]
 
@@ -235,62 +267,15 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
             assert len(activations) == 1, activations
             assert len(box.to("wang@park.example")) == 1
             # 5. An on-call engineer acknowledges with mosquitto_pub; the reply says so.
-            cmd = json.dumps({"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"})
-            subprocess.run(
-                [
-                    "mosquitto_pub",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(mosquitto.port),
-                    "-q",
-                    "1",
-                    "-t",
-                    "fsg/e2e-park/commands",
-                    "-m",
-                    cmd,
-                ],
-                check=True,
-                timeout=10,
-            )
-            wait(
-                lambda: any(m.json().get("request_id") == "r-1" for m in col.snapshot("/replies")),
-                15,
-                "command reply",
-            )
-            reply = next(
-                m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-1"
-            )
+            cmd = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"}
+            reply = command_over_mqtt(mosquitto, col, json.dumps(cmd), "r-1")
             assert reply["ok"] is True and reply["state"] == "acknowledged"
             wait(lambda: alarm_states(col)[-1]["state"] == "acknowledged", 10, "acked state")
             assert "li" in alarm_states(col)[-1]["actor"]
             # A malformed command is answered with an error and changes nothing.
-            subprocess.run(
-                [
-                    "mosquitto_pub",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(mosquitto.port),
-                    "-q",
-                    "1",
-                    "-t",
-                    "fsg/e2e-park/commands",
-                    "-m",
-                    '{"cmd": "ack", "request_id": "r-2"}',
-                ],
-                check=True,
-                timeout=10,
-            )
-            wait(
-                lambda: any(m.json().get("request_id") == "r-2" for m in col.snapshot("/replies")),
-                15,
-                "error reply",
-            )
-            bad = next(
-                m.json() for m in col.snapshot("/replies") if m.json().get("request_id") == "r-2"
-            )
+            bad = command_over_mqtt(mosquitto, col, '{"cmd": "ack", "request_id": "r-2"}', "r-2")
             assert bad["ok"] is False and bad["error"] == "bad_command"
+            assert alarm_states(col)[-1]["state"] == "acknowledged"
             # 6. Level 3 is never told: the acknowledgement stopped the escalation.
             time.sleep(max(0.0, L3_AFTER_S + 5 - (time.time_ns() - raised["ts_ns"]) / 1e9))
             assert box.to("chief@park.example") == []
