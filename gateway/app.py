@@ -60,13 +60,27 @@ class ShutdownWatchdog:
         self._timer = threading.Timer(limit_s, self._fire)
         self._timer.daemon = True
         self.limit_s = limit_s
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
         if not self._timer.is_alive():
+            self._loop = asyncio.get_running_loop()
             self._timer.start()
+
+    def _dump_tasks(self, done: threading.Event) -> None:
+        for task in asyncio.all_tasks():
+            print(f"task {task.get_name()}: {task!r}", file=sys.stderr)
+            task.print_stack(file=sys.stderr)
+        done.set()
 
     def _fire(self) -> None:
         log.error("shutdown did not finish in %g s; stacks follow, exiting", self.limit_s)
+        if self._loop is not None and not self._loop.is_closed():
+            # The loop is usually idle in a hang: ask it for its tasks' stacks.
+            done = threading.Event()
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._dump_tasks, done)
+                done.wait(2.0)
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         sys.stderr.flush()
         os._exit(3)
@@ -353,11 +367,9 @@ class Gateway:
                     if self.shutdown_watchdog is not None:
                         self.shutdown_watchdog.start()
                     # Sources first, then let the pipeline drain what they read.
-                    for t in tasks[: len(self.sources)]:
-                        t.cancel()
+                    await cancel_and_wait(tasks[: len(self.sources)])
                     await self._drain()
-                    for t in tasks[len(self.sources) :]:
-                        t.cancel()
+                    await cancel_and_wait(tasks[len(self.sources) :])
             except* asyncio.CancelledError:
                 pass
             await self.delivery.flush()
@@ -376,6 +388,24 @@ class Gateway:
 
         listener = CommandListener(mqtt, self.site.config.site, self.handle_command)
         return [listener.run()]
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again if needed.
+
+    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives
+    just as the awaited future completes (fixed in 3.12); a library using it
+    (pymodbus does, per request) then keeps running and the stop hangs.
+    Cancelling again until the task is done makes the stop reliable.
+    """
+    for t in tasks:
+        t.cancel()
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        await asyncio.wait(pending, timeout=0.5)
+        pending = [t for t in pending if not t.done()]
+        for t in pending:
+            t.cancel()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
