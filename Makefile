@@ -38,6 +38,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check gateway firmware_sim tests bench dashboards deploy
 	$(BIN)/mypy
+	$(BIN)/mypy bench dashboards
 
 bench: setup
 	$(BIN)/python -m bench.run
