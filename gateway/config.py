@@ -155,6 +155,9 @@ class MqttSinkConfig(_DeliverySettings):
     # At least one batch in flight: the worker waits for every PUBACK of a batch
     # (bench: 100 cut MQTT to ~14,000 points/s, 1000 keeps up with the CPU).
     max_inflight: int = Field(default=1000, ge=1, le=65535)
+    # Alarm transitions on their own outbox cursor and connection (client id
+    # "<id>-alarms"), so an alarm is never queued behind a telemetry backlog.
+    alarm_lane: bool = True
 
 
 class InfluxSinkConfig(_DeliverySettings):

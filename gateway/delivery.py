@@ -37,11 +37,14 @@ from typing import TextIO
 from gateway.config import OutboxConfig, Sinks, SiteConfig
 from gateway.errors import GatewayError, SinkAuthError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
-from gateway.outbox import Event, Item, Outbox, OutboxStats, Record
+from gateway.outbox import Event, Item, Outbox, OutboxStats, Record, RecordKind
 from gateway.sinks.base import Sink, SinkRejected
 from gateway.sinks.console import ConsoleSink
 
 log = logging.getLogger(__name__)
+
+# The MQTT alarm lane's sink name (its outbox cursor and its connection).
+ALARM_LANE = "mqtt-alarms"
 
 # A worker with nothing to do still wakes this often (a missed wake-up costs
 # at most this much latency, never a stall).
@@ -115,11 +118,18 @@ class Delivery:
         if sinks.console is not None and sinks.console.enabled:
             self._console = ConsoleSink(stdout, pretty=sinks.console.pretty)
         durable: list[Sink] = []
+        lanes: dict[str, tuple[RecordKind, ...]] = {}
         # Imported here so a console-only gateway never loads the network libraries.
         if sinks.mqtt is not None and sinks.mqtt.enabled:
             from gateway.sinks.mqtt import MqttSink
 
             durable.append(MqttSink(sinks.mqtt, site, units=units))
+            if sinks.mqtt.alarm_lane:
+                # Alarms on their own cursor and connection: after an outage an
+                # alarm goes out at once, not behind the whole telemetry backlog.
+                durable.append(MqttSink(sinks.mqtt, site, name=ALARM_LANE, alarms_only=True))
+                lanes[durable[-2].name] = (RecordKind.SAMPLE, RecordKind.EVENT)
+                lanes[ALARM_LANE] = (RecordKind.ALARM,)
         if sinks.influx is not None and sinks.influx.enabled:
             from gateway.sinks.influx import InfluxSink
 
@@ -136,6 +146,7 @@ class Delivery:
                 synchronous=outbox.synchronous,
                 flush_interval_s=outbox.flush_interval_s,
                 max_pending=outbox.max_pending,
+                lanes=lanes,
             )
         self._states = {s.name: SinkState(s.name) for s in durable}
         self._healthy: dict[str, bool] = {s.name: False for s in durable}
@@ -278,9 +289,13 @@ class Delivery:
         lingered = False
         while True:
             outbox.clear_new_data(name)
-            records = await outbox.read(name, sink.batch_size)
-            if not records:
+            records, upto = await outbox.read_batch(name, sink.batch_size)
+            if upto is None:
                 await outbox.wait_for_data(name, _IDLE_WAKE_S)
+                continue
+            if not records:
+                # Only rows of other lanes: move over them (nothing to send).
+                await outbox.ack(name, upto)
                 continue
             if len(records) < sink.batch_size and sink.flush_interval_s > 0 and not lingered:
                 # Let a partial batch fill for a moment: fewer, larger requests.
@@ -289,7 +304,7 @@ class Delivery:
                 continue
             lingered = False
             rejected = await self._send(sink, records)
-            await outbox.ack(name, records[-1].seq)
+            await outbox.ack(name, upto)
             st.delivered += len(records) - rejected
             st.rejected += rejected
             self._came_up(sink, st)

@@ -36,7 +36,7 @@ import json
 import logging
 import sqlite3
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -206,11 +206,19 @@ class Outbox:
         synchronous: Literal["normal", "full"] = "full",
         flush_interval_s: float = 0.05,
         max_pending: int = 100_000,
+        lanes: Mapping[str, Iterable[RecordKind]] | None = None,
     ) -> None:
         if len(set(sinks)) != len(sinks):
             raise OutboxError(f"duplicate sink names: {list(sinks)}")
         self.path = Path(path)
         self.sink_names = list(sinks)
+        # A lane is a sink that delivers only some kinds (the MQTT alarm lane:
+        # alarms only, on their own connection, so an alarm never waits behind
+        # a telemetry backlog). Its cursor still moves over every row it
+        # scanned, so it never holds pruning back.
+        self._lanes: dict[str, frozenset[int]] = {
+            name: frozenset(_KIND_CODE[k] for k in kinds) for name, kinds in (lanes or {}).items()
+        }
         self.max_bytes = max_bytes
         self._clock = clock or SystemClock()
         self._synchronous = synchronous
@@ -370,6 +378,15 @@ class Outbox:
 
     async def read(self, sink: str, limit: int) -> list[Record]:
         """Up to ``limit`` records after ``sink``'s cursor, oldest first."""
+        records, _ = await self.read_batch(sink, limit)
+        return records
+
+    async def read_batch(self, sink: str, limit: int) -> tuple[list[Record], int | None]:
+        """Records for ``sink`` among the next ``limit`` rows, and the last seq scanned.
+
+        For a lane the records are only its kinds; acknowledge up to the last
+        seq scanned (None: nothing new) even when no record was for it.
+        """
         return await self._call(self._read_sync, sink, limit)
 
     async def ack(self, sink: str, seq: int) -> None:
@@ -549,9 +566,11 @@ class Outbox:
                         self._backlog[name] -= 1
         return counts
 
-    def _read_sync(self, sink: str, limit: int) -> list[Record]:
+    def _read_sync(self, sink: str, limit: int) -> tuple[list[Record], int | None]:
         db = self._conn()
         cur = self._cursors[sink]
+        kinds = self._lanes.get(sink)
+        scanned: int | None = None
         out = []
         items = self._items
         # The cache holds one run of consecutive seqs: rows from its first seq on
@@ -562,6 +581,9 @@ class Outbox:
             " FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
             (cached_from, cur, limit),
         ):
+            scanned = seq
+            if kinds is not None and code not in kinds:
+                continue
             kind = _CODE_KIND[code]
             item = items.get(seq) if body is None else None
             if item is None:
@@ -571,12 +593,12 @@ class Outbox:
                     body = row[0]
                 item = _decode(kind, body)
             out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=item))
-        if out:
-            self._read_upto[sink] = out[-1].seq
+        if scanned is not None:
+            self._read_upto[sink] = scanned
             low = min(self._read_upto.get(s, 0) for s in self.sink_names)
             while items and next(iter(items)) <= low:
                 items.popitem(last=False)
-        return out
+        return out, scanned
 
     def _ack_sync(self, sink: str, seq: int) -> None:
         db = self._conn()

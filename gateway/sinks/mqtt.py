@@ -126,12 +126,16 @@ class MqttSink:
         *,
         name: str = "mqtt",
         units: Mapping[str, Mapping[str, str]] | None = None,
+        alarms_only: bool = False,
     ) -> None:
         self.config = config
         self.site = site
         self.name = name
+        # The alarm lane: its own connection, no gateway status or last will
+        # (the main connection owns those), and never a lingering batch.
+        self.alarms_only = alarms_only
         self.batch_size = config.batch_size
-        self.flush_interval_s = config.flush_interval_s
+        self.flush_interval_s = 0.0 if alarms_only else config.flush_interval_s
         self.retry_min_s = config.retry_min_s
         self.retry_max_s = config.retry_max_s
         self._units = units or {}
@@ -180,9 +184,12 @@ class MqttSink:
             cfg.port,
             username=cfg.username,
             password=cfg.password,
-            identifier=cfg.client_id or f"fsg-{self.site}",
+            identifier=(cfg.client_id or f"fsg-{self.site}")
+            + ("-alarms" if self.alarms_only else ""),
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            will=aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
+            will=None
+            if self.alarms_only
+            else aiomqtt.Will(self.status_topic, b"offline", qos=1, retain=True),
             # Our outbox is the session state; a broker-side session adds nothing.
             clean_session=None if v5 else True,
             keepalive=cfg.keepalive,
@@ -224,6 +231,8 @@ class MqttSink:
         self._client = client
         self._lost = lost
         self._availability = {}
+        if self.alarms_only:
+            return self
         try:
             await self._publish_all([(self.status_topic, b"online", True)])
         except BaseException:
@@ -288,7 +297,7 @@ class MqttSink:
         client, self._client = self._client, None
         if client is None:
             return
-        if self._lost is not None and not self._lost.done():
+        if self._lost is not None and not self._lost.done() and not self.alarms_only:
             # A clean disconnect does not fire the will: say offline ourselves.
             with contextlib.suppress(aiomqtt.MqttError):
                 await client.publish(self.status_topic, b"offline", qos=1, retain=True, timeout=2.0)

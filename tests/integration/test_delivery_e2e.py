@@ -91,7 +91,9 @@ async def test_n_samples_arrive_complete_at_mosquitto_influxdb_and_victoria(
         )
         await wait_until(lambda: d.stats().backlog == 0, 30, "every sink to catch up")
         st = d.stats()
-        assert st.sinks["mqtt"].delivered == n + 2
+        # MQTT: telemetry and events on the main connection, the alarm on the alarm lane.
+        assert st.sinks["mqtt"].delivered == n + 1
+        assert st.sinks["mqtt-alarms"].delivered == 1
         assert st.sinks["influx"].delivered == n + 2
         assert st.sinks["victoria"].delivered == n + 2
 
@@ -170,9 +172,10 @@ async def test_tls_without_client_certificate_is_refused_and_retried(
             await wait_until(lambda: d.stats().sinks["mqtt"].attempts >= 3, 15, "3 attempts")
             st = d.stats()
             assert st.backlog == 1 and not st.sinks["mqtt"].connected
-    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1, [r.getMessage() for r in errors]  # one line per outage
-    assert "sink mqtt: cannot deliver" in errors[0].getMessage()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    # One line per outage and connection: the telemetry one and the alarm lane.
+    assert sorted(e.split(":")[0] for e in errors) == ["sink mqtt", "sink mqtt-alarms"], errors
+    assert all("certificate required" in e for e in errors)
 
 
 async def test_wrong_credentials_logged_once_then_fixed_data_flows(
@@ -193,8 +196,9 @@ async def test_wrong_credentials_logged_once_then_fixed_data_flows(
             assert st.delivered == 0 and st.down_since_ns is not None
             assert "credentials" in (st.last_error or "")
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1, errors
-    assert "refused the credentials" in errors[0] and "check username/password" in errors[0]
+    # One line per outage and connection: the telemetry one and the alarm lane.
+    assert sorted(e.split(":")[0] for e in errors) == ["sink mqtt", "sink mqtt-alarms"], errors
+    assert all("refused the credentials" in e and "check username/password" in e for e in errors)
     assert col.snapshot() == []
     # The operator fixes the password; the gateway restarts and the outbox delivers.
     good = make_delivery(tmp_path / "ob.sqlite", mqtt=mosquitto_auth.sink_config())
@@ -232,7 +236,7 @@ async def test_unreachable_servers_retry_until_they_come_up(
                     lambda: all(s.attempts >= 3 for s in d.stats().sinks.values()), 15, "retries"
                 )
                 errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-                assert len(errors) == 2, errors  # one per sink, not one per retry
+                assert len(errors) == 3, errors  # one per sink (mqtt, its alarm lane, influx)
                 assert any(
                     f"sink mqtt: cannot deliver: mqtt 127.0.0.1:{mqtt_port}" in e for e in errors
                 )

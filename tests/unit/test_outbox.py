@@ -208,3 +208,29 @@ async def test_append_throughput(tmp_path: Path) -> None:
         t_read = loop.time() - t0
         assert n == 5000
         assert t_write < 2.0 and t_read < 2.0, (t_write, t_read)
+
+
+async def test_lanes_split_kinds_and_move_over_other_rows(tmp_path: Path) -> None:
+    lanes = {"main": (RecordKind.SAMPLE, RecordKind.EVENT), "alarms": (RecordKind.ALARM,)}
+    async with Outbox(tmp_path / "ob.sqlite", ["main", "alarms"], lanes=lanes) as ob:
+        ob.append_sample(sample(1))
+        ob.append_alarm(alarm(2))
+        ob.append_sample(sample(3))
+        await ob.flush()
+        recs, upto = await ob.read_batch("alarms", 100)
+        assert [r.kind for r in recs] == [RecordKind.ALARM] and upto is not None
+        await ob.ack("alarms", upto)  # over the samples too: they are not its business
+        main, main_upto = await ob.read_batch("main", 100)
+        assert [r.kind for r in main] == [RecordKind.SAMPLE, RecordKind.SAMPLE]
+        assert ob.stats().sinks["alarms"].backlog == 0
+        assert ob.stats().rows == 3  # the main lane has not delivered yet: nothing pruned
+        assert main_upto is not None
+        await ob.ack("main", main_upto)
+        assert ob.stats().rows == 0  # both lanes are past every row: pruned
+        # Only rows of the other lane: nothing to send, but the scan still moves on.
+        ob.append_sample(sample(4))
+        await ob.flush()
+        none, scanned = await ob.read_batch("alarms", 100)
+        assert none == [] and scanned is not None
+        await ob.ack("alarms", scanned)
+        assert await ob.read_batch("alarms", 100) == ([], None)
