@@ -193,10 +193,14 @@ async def test_outbox_full_evicts_counted_telemetry_and_keeps_alarms(
         await asyncio.to_thread(mq.start)
         try:
             await wait_until(lambda: d.stats().backlog == 0, 30, "the backlog to drain")
+            # Alarms come on their own connection (the alarm lane): wait for both.
             msgs = col.wait_for(
-                lambda ms: sum(m.topic.endswith("/telemetry") for m in ms) >= kept,
+                lambda ms: (
+                    sum(m.topic.endswith("/telemetry") for m in ms) >= kept
+                    and sum(m.topic == f"fsg/{SITE}/events" for m in ms) >= n // 100
+                ),
                 10,
-                "surviving telemetry",
+                "surviving telemetry and every alarm",
             )
         finally:
             await asyncio.to_thread(mq.stop)
