@@ -23,8 +23,7 @@ from gateway.alerting.commands import build_command
 from gateway.alerting.store import read_alarms
 from gateway.config import Site, load_site
 from gateway.errors import AlarmError, CommandError
-from gateway.sinks.mqtt import MqttSink
-from gateway.sinks.mqtt_commands import command_topic, reply_topic
+from gateway.sinks.mqtt_commands import command_client, command_topic, reply_topic
 
 
 def state_db_path(site: Site) -> Path:
@@ -66,14 +65,7 @@ async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> di
     name = site.config.site
     cmd_t, reply_t = command_topic(mqtt.prefix, name), reply_topic(mqtt.prefix, name)
     try:
-        async with aiomqtt.Client(
-            mqtt.host,
-            mqtt.port,
-            username=mqtt.username,
-            password=mqtt.password,
-            identifier=f"fsg-cli-{uuid.uuid4().hex[:8]}",
-            tls_context=MqttSink(mqtt, name).tls_context(),
-        ) as client:
+        async with command_client(mqtt, f"fsg-cli-{uuid.uuid4().hex[:8]}") as client:
             await client.subscribe(reply_t, qos=1)
             await client.publish(cmd_t, json.dumps(payload).encode(), qos=1)
             async with asyncio.timeout(wait_s):

@@ -112,6 +112,22 @@ class _PahoLog(logging.LoggerAdapter[logging.Logger]):
         super().log(logging.DEBUG, msg, *args, **kwargs)
 
 
+def tls_context(config: MqttSinkConfig) -> ssl.SSLContext | None:
+    """The TLS context of an MQTT connection (sink, command listener, CLI), or None."""
+    tls = config.tls
+    if tls is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file and tls.key_file:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise SinkError(f"mqtt: cannot load TLS files: {exc}") from exc
+    # insecure skips only the host name check; the chain is still verified.
+    ctx.check_hostname = not tls.insecure
+    return ctx
+
+
 def _dumps(d: Mapping[str, Any]) -> bytes:
     return json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -160,20 +176,6 @@ class MqttSink:
 
     # ------------------------------------------------------------------ connection
 
-    def tls_context(self) -> ssl.SSLContext | None:
-        tls = self.config.tls
-        if tls is None:
-            return None
-        try:
-            ctx = ssl.create_default_context(cafile=tls.ca_file)
-            if tls.cert_file and tls.key_file:
-                ctx.load_cert_chain(tls.cert_file, tls.key_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise SinkError(f"mqtt: cannot load TLS files: {exc}") from exc
-        # insecure skips only the host name check; the chain is still verified.
-        ctx.check_hostname = not tls.insecure
-        return ctx
-
     async def __aenter__(self) -> Self:
         cfg = self.config
         where = f"{cfg.host}:{cfg.port}"
@@ -194,7 +196,7 @@ class MqttSink:
             clean_session=None if v5 else True,
             keepalive=cfg.keepalive,
             timeout=cfg.timeout_s,
-            tls_context=self.tls_context(),
+            tls_context=tls_context(self.config),
             max_inflight_messages=cfg.max_inflight,
             logger=cast(logging.Logger, paho_log),
         )

@@ -20,7 +20,7 @@ from typing import Any
 import aiomqtt
 
 from gateway.config import MqttSinkConfig
-from gateway.sinks.mqtt import MqttSink, topic_level
+from gateway.sinks.mqtt import tls_context, topic_level
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,21 @@ def command_topic(prefix: str, site: str) -> str:
 
 def reply_topic(prefix: str, site: str) -> str:
     return f"{prefix}/{topic_level(site)}/replies"
+
+
+def command_client(cfg: MqttSinkConfig, identifier: str) -> aiomqtt.Client:
+    """An MQTT client for the command channel (the listener, and `gateway alarms`)."""
+    v5 = cfg.protocol == "5"
+    return aiomqtt.Client(
+        cfg.host,
+        cfg.port,
+        username=cfg.username,
+        password=cfg.password,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+        tls_context=tls_context(cfg),
+        keepalive=cfg.keepalive,
+    )
 
 
 class CommandListener:
@@ -50,17 +65,7 @@ class CommandListener:
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
-        v5 = cfg.protocol == "5"
-        return aiomqtt.Client(
-            cfg.host,
-            cfg.port,
-            username=cfg.username,
-            password=cfg.password,
-            identifier=f"{cfg.client_id or f'fsg-{self.site}'}-cmd",
-            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-            tls_context=MqttSink(cfg, self.site).tls_context(),
-            keepalive=cfg.keepalive,
-        )
+        return command_client(cfg, f"{cfg.client_id or f'fsg-{self.site}'}-cmd")
 
     def answer(self, payload: bytes) -> dict[str, Any]:
         """The reply to one raw payload (never raises)."""
