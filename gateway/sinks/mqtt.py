@@ -205,6 +205,10 @@ class MqttSink:
         lost = self._watch_connection(client)
         self._watch_acks(client)
         enter = asyncio.ensure_future(client.__aenter__())
+        # If we are cancelled while it fails, nobody reads its error; read it on
+        # completion so asyncio never logs "Task exception was never retrieved"
+        # (the outage is reported by the delivery worker, once).
+        enter.add_done_callback(_retrieve)
         first: set[asyncio.Future[Any]] = {enter, lost}
         try:
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
