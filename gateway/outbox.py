@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sqlite3
 from collections import OrderedDict, deque
@@ -42,6 +41,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
+
+import orjson
 
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
@@ -165,8 +166,13 @@ def _kind_of(item: Item) -> RecordKind:
     return RecordKind.EVENT
 
 
-def _decode(kind: RecordKind, body: str) -> Item:
-    d = json.loads(body)
+def _encode(item: Item) -> bytes:
+    return orjson.dumps(item.to_json_dict())
+
+
+def _decode(kind: RecordKind, body: str | bytes) -> Item:
+    # Older outboxes hold TEXT bodies, newer ones BLOBs: orjson reads both.
+    d = orjson.loads(body)
     if kind is RecordKind.SAMPLE:
         return Sample.from_json_dict(d)
     if kind is RecordKind.ALARM:
@@ -226,16 +232,21 @@ class Outbox:
         self._max_pending = max_pending
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
-        # In-memory batch waiting for the next commit: (kind, ts_ns, body, item).
-        self._pending: deque[tuple[RecordKind, int, str, Item]] = deque()
+        # In-memory batch waiting for the next commit: (kind, ts_ns, item). Items
+        # are encoded on the worker thread, off the event loop.
+        self._pending: deque[tuple[RecordKind, int, Item]] = deque()
+        # Set by ack(): a cursor moved and is not yet written (see _ack_sync).
+        self._cursors_dirty = False
         self._has_pending = asyncio.Event()
         # Set when an alarm is appended: it is committed at once, not at the next interval.
         self._urgent = asyncio.Event()
-        # Worker thread only: the items of recently committed rows by seq, so the
-        # sinks reading them moments later skip the JSON decode (profiling: each
-        # sink decoding every row was the outbox's main cost). Dropped once every
-        # sink has read past them; bounded, so a sink that is down costs no memory.
-        self._items: OrderedDict[int, Item] = OrderedDict()
+        # Worker thread only: the records of recently committed rows by seq, so
+        # sinks reading them moments later skip SQLite and the JSON decode
+        # (profiling: reading rows back was the outbox's main cost). One run of
+        # consecutive seqs (holes only where rows were evicted); dropped once
+        # every sink has read past them; bounded, so a sink that is down costs
+        # no memory (it reads from SQLite).
+        self._items: OrderedDict[int, Record] = OrderedDict()
         self._read_upto: dict[str, int] = {}
         self._flush_lock = asyncio.Lock()
         self._new_data: dict[str, asyncio.Event] = {s: asyncio.Event() for s in sinks}
@@ -244,6 +255,10 @@ class Outbox:
         self._bytes = 0
         self._last_seq = 0
         self._cursors: dict[str, int] = {}
+        # Worker thread only: rows evicted in the running transaction.
+        self._evicted_seqs: set[int] = set()
+        # Worker thread only: sinks whose cursor moved since the last commit.
+        self._unsaved_cursors: set[str] = set()
         self._backlog: dict[str, int] = {}
         self._head_ts: dict[str, int | None] = {}
         self._evicted: dict[str, int] = {k.value: 0 for k in RecordKind}
@@ -293,10 +308,9 @@ class Outbox:
     def append(self, item: Item) -> None:
         """Queue one item for the next commit. Never blocks; see the module docstring."""
         kind = _kind_of(item)
-        body = json.dumps(item.to_json_dict(), separators=(",", ":"), ensure_ascii=False)
         if len(self._pending) >= self._max_pending:
             self._drop_pending_telemetry()
-        self._pending.append((kind, item.ts_ns, body, item))
+        self._pending.append((kind, item.ts_ns, item))
         self._has_pending.set()
         if kind is RecordKind.ALARM:
             self._urgent.set()
@@ -311,7 +325,7 @@ class Outbox:
         self.append(event)
 
     def _drop_pending_telemetry(self) -> None:
-        for i, (kind, _, _, _) in enumerate(self._pending):
+        for i, (kind, _, _) in enumerate(self._pending):
             if kind is not RecordKind.ALARM:
                 del self._pending[i]
                 self._count_eviction(kind, 1)
@@ -332,17 +346,19 @@ class Outbox:
     async def flush(self) -> int:
         """Commit everything appended so far; return the last committed seq."""
         async with self._flush_lock:
-            if not self._pending:
+            if not self._pending and not self._cursors_dirty:
                 return self._last_seq
             batch = list(self._pending)
             self._pending.clear()
             self._has_pending.clear()
+            self._cursors_dirty = False
             unsaved, self._evicted_unsaved = self._evicted_unsaved, {}
             try:
                 last = await self._call(self._insert_sync, batch, unsaved)
             except BaseException:
                 # Put the batch back in front so nothing is lost; the flusher retries.
                 self._pending.extendleft(reversed(batch))
+                self._cursors_dirty = True
                 for kind_name, n in unsaved.items():
                     self._evicted_unsaved[kind_name] = self._evicted_unsaved.get(kind_name, 0) + n
                 self._has_pending.set()
@@ -390,8 +406,18 @@ class Outbox:
         return await self._call(self._read_sync, sink, limit)
 
     async def ack(self, sink: str, seq: int) -> None:
-        """``sink`` delivered everything up to ``seq``: advance its cursor, prune."""
-        await self._call(self._ack_sync, sink, seq)
+        """``sink`` delivered everything up to ``seq``: advance its cursor.
+
+        The cursor moves at once in memory; it is written (and delivered rows
+        pruned) with the next commit, at most ``flush_interval_s`` later. Group
+        commit: one transaction for every sink's acks and the new rows, instead
+        of one per ack. A crash in between redelivers those rows (delivery is
+        at-least-once in any case: a crash between the broker's ack and ours
+        does the same).
+        """
+        if await self._call(self._ack_sync, sink, seq):
+            self._cursors_dirty = True
+            self._has_pending.set()
 
     async def wait_for_data(self, sink: str, max_wait_s: float) -> None:
         """Wait until new records are committed (or ``max_wait_s`` passed)."""
@@ -487,25 +513,30 @@ class Outbox:
             self._db = None
 
     def _insert_sync(
-        self, batch: list[tuple[RecordKind, int, str, Item]], unsaved: dict[str, int]
+        self, batch: list[tuple[RecordKind, int, Item]], unsaved: dict[str, int]
     ) -> int:
+        """One transaction: the new rows, moved cursors, pruning, eviction counters."""
         db = self._conn()
+        bodies = [_encode(item) for _, _, item in batch]
         rows = [
-            # isascii() is O(1) and almost always true: skip encoding just to measure.
-            (
-                _KIND_CODE[kind],
-                ts,
-                (len(body) if body.isascii() else len(body.encode())) + ROW_OVERHEAD,
-                body,
-            )
-            for kind, ts, body, _ in batch
+            (_KIND_CODE[kind], ts, len(body) + ROW_OVERHEAD, body)
+            for (kind, ts, _), body in zip(batch, bodies, strict=True)
         ]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO records(kind, ts_ns, size, body) VALUES (?, ?, ?, ?)", rows)
-            last = int(db.execute("SELECT MAX(seq) FROM records").fetchone()[0])
-            self._rows += len(rows)
-            self._bytes += sum(r[2] for r in rows)
+            last = self._last_seq
+            if rows:
+                db.executemany(
+                    "INSERT INTO records(kind, ts_ns, size, body) VALUES (?, ?, ?, ?)", rows
+                )
+                last = int(db.execute("SELECT MAX(seq) FROM records").fetchone()[0])
+                self._rows += len(rows)
+                self._bytes += sum(r[2] for r in rows)
+            saved = {s: self._cursors[s] for s in self._unsaved_cursors}
+            db.executemany(
+                "UPDATE cursors SET seq = ? WHERE sink = ?", [(q, s) for s, q in saved.items()]
+            )
+            pruned = self._prune_sync(min(self._cursors.values(), default=0)) if saved else (0, 0)
             evicted = self._evict_sync() if self._bytes > self.max_bytes else {}
             to_save = dict(unsaved)
             for kind_name, n in evicted.items():
@@ -524,6 +555,9 @@ class Outbox:
                 "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records"
             ).fetchone()
             raise
+        self._unsaved_cursors.difference_update(saved)
+        self._rows -= pruned[0]
+        self._bytes -= pruned[1]
         for kind_name, n in evicted.items():
             self._count_eviction(RecordKind(kind_name), n)
         if not evicted:
@@ -533,8 +567,11 @@ class Outbox:
             self._backlog[name] += len(rows)
         # One writer, one transaction: the batch got the consecutive seqs ending at ``last``.
         items = self._items
-        for seq, entry in enumerate(batch, last - len(batch) + 1):
-            items[seq] = entry[3]
+        evicted_now = self._evicted_seqs
+        for seq, (kind, ts, item) in enumerate(batch, last - len(batch) + 1):
+            if seq not in evicted_now:
+                items[seq] = Record(seq=seq, kind=kind, ts_ns=ts, item=item)
+        evicted_now.clear()
         while len(items) > ITEM_CACHE:
             items.popitem(last=False)
         self._refresh_heads()
@@ -557,6 +594,8 @@ class Outbox:
             if not deleted:
                 break  # only alarms left: they are kept even past max_bytes
             for seq, code, size in deleted:
+                self._items.pop(seq, None)
+                self._evicted_seqs.add(seq)
                 self._rows -= 1
                 self._bytes -= size
                 kind_name = _CODE_KIND[code].value
@@ -567,14 +606,37 @@ class Outbox:
         return counts
 
     def _read_sync(self, sink: str, limit: int) -> tuple[list[Record], int | None]:
-        db = self._conn()
         cur = self._cursors[sink]
+        items = self._items
         kinds = self._lanes.get(sink)
+        if items and cur + 1 >= next(iter(items)):
+            # The next rows are all in the cache (a hole is an evicted row).
+            end = min(cur + limit, self._last_seq)
+            if end <= cur:
+                return [], None
+            found = (items.get(seq) for seq in range(cur + 1, end + 1))
+            out = [
+                r for r in found if r is not None and (kinds is None or _KIND_CODE[r.kind] in kinds)
+            ]
+            scanned: int | None = end
+        else:
+            out, scanned = self._read_db(cur, limit, kinds)
+        if scanned is not None:
+            self._read_upto[sink] = scanned
+            low = min(self._read_upto.get(s, 0) for s in self.sink_names)
+            while items and next(iter(items)) <= low:
+                items.popitem(last=False)
+        return out, scanned
+
+    def _read_db(
+        self, cur: int, limit: int, kinds: frozenset[int] | None
+    ) -> tuple[list[Record], int | None]:
+        """Rows after ``cur`` from SQLite (a sink behind the cache, or after a restart)."""
+        db = self._conn()
         scanned: int | None = None
         out = []
         items = self._items
-        # The cache holds one run of consecutive seqs: rows from its first seq on
-        # need no body (saves copying ~1 kB a row out of SQLite).
+        # Rows from the cache's first seq on need no body (saves copying ~1 kB a row).
         cached_from = next(iter(items)) if items else self._last_seq + 1
         for seq, code, ts, body in db.execute(
             "SELECT seq, kind, ts_ns, CASE WHEN seq >= ? THEN NULL ELSE body END"
@@ -584,44 +646,33 @@ class Outbox:
             scanned = seq
             if kinds is not None and code not in kinds:
                 continue
-            kind = _CODE_KIND[code]
-            item = items.get(seq) if body is None else None
-            if item is None:
+            record = items.get(seq) if body is None else None
+            if record is None:
                 if body is None:
                     # Not expected (the cache is one run), but never guess: read it.
-                    row = db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()
-                    body = row[0]
-                item = _decode(kind, body)
-            out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=item))
-        if scanned is not None:
-            self._read_upto[sink] = scanned
-            low = min(self._read_upto.get(s, 0) for s in self.sink_names)
-            while items and next(iter(items)) <= low:
-                items.popitem(last=False)
+                    body = db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()[
+                        0
+                    ]
+                kind = _CODE_KIND[code]
+                record = Record(seq=seq, kind=kind, ts_ns=ts, item=_decode(kind, body))
+            out.append(record)
         return out, scanned
 
-    def _ack_sync(self, sink: str, seq: int) -> None:
-        db = self._conn()
+    def _ack_sync(self, sink: str, seq: int) -> bool:
+        """Move the cursor in memory; the next commit writes it. True if it moved."""
         old = self._cursors[sink]
         if seq <= old:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            done = db.execute(
-                "SELECT COUNT(*) FROM records WHERE seq > ? AND seq <= ?", (old, seq)
-            ).fetchone()[0]
-            db.execute("UPDATE cursors SET seq = ? WHERE sink = ?", (seq, sink))
-            upto = min(seq if s == sink else self._cursors[s] for s in self.sink_names)
-            pruned = self._prune_sync(upto)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+            return False
+        done = (
+            self._conn()
+            .execute("SELECT COUNT(*) FROM records WHERE seq > ? AND seq <= ?", (old, seq))
+            .fetchone()[0]
+        )
         self._cursors[sink] = seq
+        self._unsaved_cursors.add(sink)
         self._backlog[sink] = max(0, self._backlog[sink] - done)
-        self._rows -= pruned[0]
-        self._bytes -= pruned[1]
-        self._refresh_heads()
+        self._refresh_heads(sink)
+        return True
 
     def _prune_sync(self, upto: int) -> tuple[int, int]:
         """Delete rows every sink has delivered (seq <= ``upto``); return (rows, bytes)."""
@@ -633,12 +684,22 @@ class Outbox:
             db.execute("DELETE FROM records WHERE seq <= ?", (upto,))
         return int(n), int(size)
 
-    def _refresh_heads(self) -> None:
+    def _refresh_heads(self, only: str | None = None) -> None:
         db = self._conn()
-        for name in self.sink_names:
+        items = self._items
+        first_cached = next(iter(items)) if items else None
+        for name in self.sink_names if only is None else (only,):
+            cur = self._cursors[name]
+            if cur >= self._last_seq:
+                self._head_ts[name] = None
+                continue
+            cached = first_cached is not None and cur + 1 >= first_cached
+            head = items.get(cur + 1) if cached else None
+            if head is not None:
+                self._head_ts[name] = head.ts_ns
+                continue
             row = db.execute(
-                "SELECT ts_ns FROM records WHERE seq > ? ORDER BY seq LIMIT 1",
-                (self._cursors[name],),
+                "SELECT ts_ns FROM records WHERE seq > ? ORDER BY seq LIMIT 1", (cur,)
             ).fetchone()
             self._head_ts[name] = int(row[0]) if row else None
 
