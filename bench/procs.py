@@ -30,6 +30,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pid_cpu_s(pid: int | None) -> float:
+    """utime + stime of a running process, in seconds (0 if it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the ")" the fields start at #3 (state); utime is #14, stime #15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 class Child:
     """One child process with its output going to a log file or a pipe."""
 
@@ -106,9 +118,7 @@ class Child:
 
     def cpu_s(self) -> float:
         """utime + stime of the running child, in seconds."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # After the ")" the fields start at #3 (state); utime is #14, stime #15.
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return pid_cpu_s(self.pid)
 
     def status_kb(self, key: str) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():

@@ -234,7 +234,7 @@ def render(out: dict[str, Any]) -> str:
     head = (
         f"{'run':8} {'devices':>7} {'offered/s':>10} {'mqtt/s':>10} {'influx/s':>10}"
         f" {'gw cpu%':>7} {'cpu s/100k':>10} {'rss MB':>7} {'backlog':>8} {'drain s':>7}"
-        f" {'lost':>5} {'busy%':>6} {'sim%':>5} {'ok':>3}"
+        f" {'lost':>5} {'lag ms':>6} {'busy%':>6} {'sim%':>5} {'ok':>3}"
     )
     lines += [head, "-" * len(head)]
     for r in [out["fleet"], *out["scaling"]]:
@@ -244,6 +244,7 @@ def render(out: dict[str, Any]) -> str:
             f" {_fmt(r['delivered_points_s_influx']):>10} {_fmt(r['gateway_cpu_pct']):>7}"
             f" {_fmt(r['cpu_s_per_100k_points'], 2):>10} {_fmt(r['peak_rss_mb'], 1):>7}"
             f" {r['backlog_max']:>8} {_fmt(r['drain_s'], 1):>7} {r['lost_points']:>5}"
+            f" {_fmt(r.get('loop_lag_max_ms', 0)):>6}"
             f" {_fmt(r['machine_busy_pct']):>6} {_fmt(r['sim_cpu_pct']):>5}"
             f" {'yes' if r['sustained'] else 'no':>3}"
         )
@@ -251,6 +252,10 @@ def render(out: dict[str, Any]) -> str:
     lat = f["alarm_latency_ms"] or {}
     lines += [
         "",
+        f"the other processes in the {f['params']['label']} run (% of one core):"
+        f" simulator {_fmt(f['sim_cpu_pct'])}, Mosquitto {_fmt(f.get('mosquitto_cpu_pct', 0))},"
+        f" InfluxDB {_fmt(f.get('influxdb_cpu_pct', 0))},"
+        f" mosquitto_sub x2 {_fmt(f.get('subscribers_cpu_pct', 0))}",
         f"alarm latency at {_fmt(f['offered_points_s'])} points/s"
         f" (poll completion -> retained alarm state received from Mosquitto):"
         f" p50 {lat.get('p50', 'n/a')} ms, p99 {lat.get('p99', 'n/a')} ms,"

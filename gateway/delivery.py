@@ -217,6 +217,7 @@ class Delivery:
             return
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._outbox.run_flusher(), name="outbox-flusher")
+            tg.create_task(self._outbox.run_checkpointer(), name="outbox-checkpointer")
             for sink in self.sinks:
                 tg.create_task(self._worker(self._outbox, sink), name=f"sink-{sink.name}")
 

@@ -57,9 +57,22 @@ ROW_OVERHEAD = 40
 # Eviction frees down to this fraction of max_bytes, so a full outbox does not
 # run a DELETE on every flush.
 LOW_WATER = 0.9
-# Decoded items kept for the sinks' reads (see Outbox._items): a few seconds of
-# a large site's samples, about 10-30 MB at 40 points a sample.
+# Committed records kept in memory for the sinks' reads (see Outbox._tail): a
+# few seconds of a large site's samples, about 10-30 MB at 40 points a sample.
 ITEM_CACHE = 10_000
+# run_checkpointer's period, and the WAL size (4 kB pages) at which a commit
+# checkpoints by itself when no checkpointer runs (SQLite's default is 1000).
+CHECKPOINT_EVERY_S = 1.0
+BACKSTOP_CHECKPOINT_PAGES = 16_384
+# One statement inserts a whole batch (a JSON array of [kind, ts_ns, body]):
+# sqlite3's executemany releases and retakes the GIL for every row, and each
+# retake waits behind the busy event loop (measured: 100+ ms commits at
+# 50,000 points/s, delaying alarms).
+_INSERT_BATCH = (
+    "INSERT INTO records(kind, ts_ns, size, body)"
+    " SELECT value->>0, value->>1, length(CAST(value->2 AS BLOB)) + ?, value->2"
+    " FROM json_each(?) ORDER BY key"
+)
 
 
 class RecordKind(StrEnum):
@@ -166,10 +179,6 @@ def _kind_of(item: Item) -> RecordKind:
     return RecordKind.EVENT
 
 
-def _encode(item: Item) -> bytes:
-    return orjson.dumps(item.to_json_dict())
-
-
 def _decode(kind: RecordKind, body: str | bytes) -> Item:
     # Older outboxes hold TEXT bodies, newer ones BLOBs: orjson reads both.
     d = orjson.loads(body)
@@ -200,6 +209,13 @@ class Outbox:
     ``ob.run_flusher()`` as a task. A sink name not seen before starts at
     the oldest retained row; cursors of sinks no longer listed are dropped so
     they cannot pin the log forever.
+
+    Threads. The SQLite connection lives on one worker thread; every other
+    attribute belongs to the event loop. The worker functions (``_*_sync``)
+    take what they need as arguments and return what changed, so no state is
+    shared between the threads. Fresh rows are read from ``_tail`` on the loop,
+    without a trip to the worker: only a sink reading rows older than the tail
+    (after a restart or an outage) goes to SQLite.
     """
 
     def __init__(
@@ -222,8 +238,8 @@ class Outbox:
         # alarms only, on their own connection, so an alarm never waits behind
         # a telemetry backlog). Its cursor still moves over every row it
         # scanned, so it never holds pruning back.
-        self._lanes: dict[str, frozenset[int]] = {
-            name: frozenset(_KIND_CODE[k] for k in kinds) for name, kinds in (lanes or {}).items()
+        self._lanes: dict[str, frozenset[RecordKind]] = {
+            name: frozenset(kinds) for name, kinds in (lanes or {}).items()
         }
         self.max_bytes = max_bytes
         self._clock = clock or SystemClock()
@@ -231,34 +247,29 @@ class Outbox:
         self._flush_interval_s = flush_interval_s
         self._max_pending = max_pending
         self._executor: ThreadPoolExecutor | None = None
-        self._db: sqlite3.Connection | None = None
+        self._db: sqlite3.Connection | None = None  # worker thread only
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._ckpt_db: sqlite3.Connection | None = None  # checkpointer thread only
         # In-memory batch waiting for the next commit: (kind, ts_ns, item). Items
         # are encoded on the worker thread, off the event loop.
         self._pending: deque[tuple[RecordKind, int, Item]] = deque()
-        # Set by ack(): a cursor moved and is not yet written (see _ack_sync).
-        self._cursors_dirty = False
         self._has_pending = asyncio.Event()
         # Set when an alarm is appended: it is committed at once, not at the next interval.
         self._urgent = asyncio.Event()
-        # Worker thread only: the records of recently committed rows by seq, so
-        # sinks reading them moments later skip SQLite and the JSON decode
-        # (profiling: reading rows back was the outbox's main cost). One run of
-        # consecutive seqs (holes only where rows were evicted); dropped once
-        # every sink has read past them; bounded, so a sink that is down costs
-        # no memory (it reads from SQLite).
-        self._items: OrderedDict[int, Record] = OrderedDict()
-        self._read_upto: dict[str, int] = {}
+        # Committed records of this process by seq, for the sinks' reads: one
+        # run of consecutive seqs (holes only where rows were evicted), dropped
+        # once every sink has acknowledged them, bounded (a sink that is down
+        # reads from SQLite instead).
+        self._tail: OrderedDict[int, Record] = OrderedDict()
         self._flush_lock = asyncio.Lock()
         self._new_data: dict[str, asyncio.Event] = {s: asyncio.Event() for s in sinks}
-        # Mirrors of database state, kept by the worker thread, read by stats().
+        # Acknowledged cursors; those moved since the last commit wait in _dirty.
+        self._cursors: dict[str, int] = {}
+        self._dirty: dict[str, int] = {}
+        # Mirrors of database state for stats().
         self._rows = 0
         self._bytes = 0
         self._last_seq = 0
-        self._cursors: dict[str, int] = {}
-        # Worker thread only: rows evicted in the running transaction.
-        self._evicted_seqs: set[int] = set()
-        # Worker thread only: sinks whose cursor moved since the last commit.
-        self._unsaved_cursors: set[str] = set()
         self._backlog: dict[str, int] = {}
         self._head_ts: dict[str, int | None] = {}
         self._evicted: dict[str, int] = {k.value: 0 for k in RecordKind}
@@ -278,11 +289,18 @@ class Outbox:
     async def open(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         try:
-            await self._call(self._open_sync)
+            st = await self._call(self._open_sync, self.sink_names)
         except BaseException:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self._cursors = st.cursors
+        self._last_seq = st.last_seq
+        self._rows, self._bytes = st.rows, st.bytes
+        self._backlog = st.backlog
+        self._head_ts = st.head_ts
+        for kind_name, n in st.evicted.items():
+            self._evicted[kind_name] = n
 
     async def aclose(self) -> None:
         if self._executor is None:
@@ -290,9 +308,39 @@ class Outbox:
         try:
             await self.flush()
         finally:
+            if self._checkpointer is not None:
+                loop = asyncio.get_running_loop()
+                with contextlib.suppress(sqlite3.Error):
+                    await loop.run_in_executor(self._checkpointer, self._ckpt_close_sync)
+                self._checkpointer.shutdown(wait=True)
+                self._checkpointer = None
             await self._call(self._close_sync)
             self._executor.shutdown(wait=True)
             self._executor = None
+
+    async def run_checkpointer(self) -> None:
+        """Checkpoint the WAL every ``CHECKPOINT_EVERY_S`` on a second thread, until cancelled.
+
+        PASSIVE: it copies what it can without waiting for the writer, so
+        commits (and the alarms in them) never wait for a checkpoint.
+        """
+        if self._executor is None:
+            raise OutboxError("the outbox is not open")
+        loop = asyncio.get_running_loop()
+        if self._checkpointer is None:
+            self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-ckpt")
+        failures = 0
+        while True:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            try:
+                await loop.run_in_executor(self._checkpointer, self._ckpt_sync)
+            except sqlite3.Error as exc:
+                # Once is nothing (e.g. busy); a run of failures means the WAL grows.
+                failures += 1
+                if failures == 10:
+                    log.warning("outbox: checkpoints keep failing (%s); the WAL grows", exc)
+            else:
+                failures = 0
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -344,28 +392,68 @@ class Outbox:
             self._evict_logged = True
 
     async def flush(self) -> int:
-        """Commit everything appended so far; return the last committed seq."""
+        """Commit everything appended so far (and moved cursors); return the last seq."""
         async with self._flush_lock:
-            if not self._pending and not self._cursors_dirty:
+            if not self._pending and not self._dirty:
                 return self._last_seq
             batch = list(self._pending)
             self._pending.clear()
             self._has_pending.clear()
-            self._cursors_dirty = False
             unsaved, self._evicted_unsaved = self._evicted_unsaved, {}
+            dirty, self._dirty = self._dirty, {}
+            prune_upto = min(self._cursors.values(), default=0)
             try:
-                last = await self._call(self._insert_sync, batch, unsaved)
+                res = await self._call(
+                    self._insert_sync,
+                    batch,
+                    dirty,
+                    prune_upto,
+                    unsaved,
+                    self._bytes,
+                )
             except BaseException:
                 # Put the batch back in front so nothing is lost; the flusher retries.
                 self._pending.extendleft(reversed(batch))
-                self._cursors_dirty = True
                 for kind_name, n in unsaved.items():
                     self._evicted_unsaved[kind_name] = self._evicted_unsaved.get(kind_name, 0) + n
+                for sink, seq in dirty.items():
+                    self._dirty.setdefault(sink, seq)
                 self._has_pending.set()
                 raise
+            self._committed(batch, res)
         for ev in self._new_data.values():
             ev.set()
-        return last
+        return self._last_seq
+
+    def _committed(self, batch: list[tuple[RecordKind, int, Item]], res: _Inserted) -> None:
+        """Bring the mirrors and the tail up to date after a commit (event loop)."""
+        last = res.last_seq
+        self._last_seq = last
+        self._rows += len(batch) - res.pruned_rows - len(res.evicted)
+        self._bytes = res.bytes
+        tail = self._tail
+        # One writer, one transaction: the batch got the consecutive seqs ending at ``last``.
+        for seq, (kind, ts, item) in enumerate(batch, last - len(batch) + 1):
+            tail[seq] = Record(seq=seq, kind=kind, ts_ns=ts, item=item)
+        for name in self.sink_names:
+            self._backlog[name] += len(batch)
+        counts: dict[str, int] = {}
+        for seq, code in res.evicted:
+            tail.pop(seq, None)
+            kind_name = _CODE_KIND[code].value
+            counts[kind_name] = counts.get(kind_name, 0) + 1
+            for name, cur in self._cursors.items():
+                if seq > cur:
+                    self._backlog[name] = max(0, self._backlog[name] - 1)
+        for kind_name, n in counts.items():
+            self._count_eviction(RecordKind(kind_name), n)
+        if not counts:
+            self._evict_logged = False
+        while len(tail) > ITEM_CACHE:
+            tail.popitem(last=False)
+        for name in self.sink_names:
+            if res.evicted or self._head_ts.get(name) is None:
+                self._set_head(name, res.heads.get(name))
 
     async def run_flusher(self) -> None:
         """Commit pending appends every ``flush_interval_s`` until cancelled."""
@@ -375,8 +463,11 @@ class Outbox:
             if not self._urgent.is_set():
                 # Telemetry waits for the interval (one commit for many rows);
                 # an alarm cuts the wait short: its latency is a safety figure.
+                # asyncio.timeout, not wait_for: wait_for runs the wait as a
+                # task of its own, two more event-loop turns on the alarm path.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._urgent.wait(), self._flush_interval_s)
+                    async with asyncio.timeout(self._flush_interval_s):
+                        await self._urgent.wait()
             self._urgent.clear()
             try:
                 await self.flush()
@@ -403,7 +494,37 @@ class Outbox:
         For a lane the records are only its kinds; acknowledge up to the last
         seq scanned (None: nothing new) even when no record was for it.
         """
-        return await self._call(self._read_sync, sink, limit)
+        cur = self._cursors[sink]
+        if cur >= self._last_seq:
+            return [], None
+        kinds = self._lanes.get(sink)
+        tail = self._tail
+        if tail and cur + 1 >= next(iter(tail)):
+            # Every row after the cursor is in the tail (a hole is an evicted row).
+            end = min(cur + limit, self._last_seq)
+            found = (tail.get(seq) for seq in range(cur + 1, end + 1))
+            out = [r for r in found if r is not None and (kinds is None or r.kind in kinds)]
+            return out, end
+        cached_from = next(iter(tail)) if tail else self._last_seq + 1
+        rows, scanned = await self._call(self._read_sync, cur, limit, kinds, cached_from)
+        out = []
+        missing = []
+        for seq, kind, ts, item in rows:
+            if item is None:
+                # A row of the tail: its record is here already (unless trimmed meanwhile).
+                rec = tail.get(seq)
+                if rec is None:
+                    missing.append(seq)
+                    continue
+                out.append(rec)
+            else:
+                out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=item))
+        if missing:
+            # Trimmed while we read (the tail is bounded): read those bodies too.
+            extra = await self._call(self._read_bodies_sync, missing)
+            out.extend(Record(seq=q, kind=k, ts_ns=t, item=i) for q, k, t, i in extra)
+            out.sort(key=lambda r: r.seq)
+        return out, scanned
 
     async def ack(self, sink: str, seq: int) -> None:
         """``sink`` delivered everything up to ``seq``: advance its cursor.
@@ -415,15 +536,39 @@ class Outbox:
         at-least-once in any case: a crash between the broker's ack and ours
         does the same).
         """
-        if await self._call(self._ack_sync, sink, seq):
-            self._cursors_dirty = True
-            self._has_pending.set()
+        old = self._cursors[sink]
+        if seq <= old:
+            return
+        tail = self._tail
+        if tail and old + 1 >= next(iter(tail)):
+            done = sum(1 for q in range(old + 1, seq + 1) if q in tail)
+        else:
+            done = await self._call(self._count_sync, old, seq)
+        self._cursors[sink] = seq
+        self._dirty[sink] = seq
+        self._backlog[sink] = max(0, self._backlog[sink] - done)
+        # Every sink is past these rows: nobody reads them again. (Not "read
+        # past": a sink that lingers or fails reads again from its cursor.)
+        low = min(self._cursors.values())
+        while tail and next(iter(tail)) <= low:
+            tail.popitem(last=False)
+        if seq >= self._last_seq:
+            self._set_head(sink, None)
+        elif (rec := tail.get(seq + 1)) is not None:
+            self._set_head(sink, rec.ts_ns)
+        else:
+            self._set_head(sink, await self._call(self._head_sync, seq))
+        self._has_pending.set()
+
+    def _set_head(self, sink: str, ts_ns: int | None) -> None:
+        self._head_ts[sink] = ts_ns
 
     async def wait_for_data(self, sink: str, max_wait_s: float) -> None:
         """Wait until new records are committed (or ``max_wait_s`` passed)."""
         ev = self._new_data[sink]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), max_wait_s)
+            async with asyncio.timeout(max_wait_s):
+                await ev.wait()
 
     def clear_new_data(self, sink: str) -> None:
         """Call before ``read``: a commit after this call wakes ``wait_for_data``."""
@@ -464,7 +609,7 @@ class Outbox:
             raise OutboxError("the outbox is not open")
         return self._db
 
-    def _open_sync(self) -> None:
+    def _open_sync(self, sink_names: list[str]) -> _Opened:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
         db = sqlite3.connect(self.path, isolation_level=None)
@@ -475,37 +620,53 @@ class Outbox:
         db.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
         # Keep the WAL from growing without bound after a long backlog is drained.
         db.execute("PRAGMA journal_size_limit=67108864")
+        # Checkpoints run on their own connection and thread (run_checkpointer):
+        # done by a commit, copying a few MB of WAL into the database stalled
+        # that commit, and the alarm waiting for it, by 100+ ms (bench). This
+        # is only the backstop for when no checkpointer runs.
+        db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         db.executescript(_SCHEMA)
+        evicted: dict[str, int] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
             known = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
-            for stale in set(known) - set(self.sink_names):
+            for stale in set(known) - set(sink_names):
                 log.warning("outbox: dropping the cursor of sink %r (no longer configured)", stale)
                 db.execute("DELETE FROM cursors WHERE sink = ?", (stale,))
-            for name in self.sink_names:
+            for name in sink_names:
                 if name not in known:
                     db.execute("INSERT INTO cursors(sink, seq) VALUES (?, 0)", (name,))
             for name, value in db.execute("SELECT name, value FROM counters"):
                 if name.startswith("evicted."):
-                    self._evicted[name.removeprefix("evicted.")] = int(value)
+                    evicted[name.removeprefix("evicted.")] = int(value)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._cursors = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
+        cursors = {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-        self._last_seq = int(row[0]) if row else 0
-        self._rows, self._bytes = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records"
-        ).fetchone()
-        for name in self.sink_names:
-            self._backlog[name] = db.execute(
-                "SELECT COUNT(*) FROM records WHERE seq > ?", (self._cursors[name],)
-            ).fetchone()[0]
-        n, size = self._prune_sync(min(self._cursors.values(), default=0))
-        self._rows -= n
-        self._bytes -= size
-        self._refresh_heads()
+        last_seq = int(row[0]) if row else 0
+        self._prune_sync(min(cursors.values(), default=0))
+        rows, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
+        return _Opened(
+            cursors=cursors,
+            last_seq=last_seq,
+            rows=int(rows),
+            bytes=int(size),
+            backlog={name: self._count_sync(cursors[name], last_seq) for name in sink_names},
+            head_ts={name: self._head_sync(cursors[name]) for name in sink_names},
+            evicted=evicted,
+        )
+
+    def _ckpt_sync(self) -> None:
+        if self._ckpt_db is None:
+            self._ckpt_db = sqlite3.connect(self.path, isolation_level=None)
+        self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _ckpt_close_sync(self) -> None:
+        if self._ckpt_db is not None:
+            self._ckpt_db.close()
+            self._ckpt_db = None
 
     def _close_sync(self) -> None:
         if self._db is not None:
@@ -513,34 +674,41 @@ class Outbox:
             self._db = None
 
     def _insert_sync(
-        self, batch: list[tuple[RecordKind, int, Item]], unsaved: dict[str, int]
-    ) -> int:
+        self,
+        batch: list[tuple[RecordKind, int, Item]],
+        cursors: dict[str, int],
+        prune_upto: int,
+        unsaved: dict[str, int],
+        bytes_before: int,
+    ) -> _Inserted:
         """One transaction: the new rows, moved cursors, pruning, eviction counters."""
         db = self._conn()
-        bodies = [_encode(item) for _, _, item in batch]
-        rows = [
-            (_KIND_CODE[kind], ts, len(body) + ROW_OVERHEAD, body)
-            for (kind, ts, _), body in zip(batch, bodies, strict=True)
-        ]
+        payload = orjson.dumps([[_KIND_CODE[k], ts, item.to_json_dict()] for k, ts, item in batch])
         db.execute("BEGIN IMMEDIATE")
         try:
-            last = self._last_seq
-            if rows:
+            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+            before = int(row[0]) if row else 0
+            if batch:
+                db.execute(_INSERT_BATCH, (ROW_OVERHEAD, payload))
+            added = db.execute(
+                "SELECT COALESCE(SUM(size), 0) FROM records WHERE seq > ?", (before,)
+            ).fetchone()[0]
+            size = bytes_before + int(added)
+            if cursors:
                 db.executemany(
-                    "INSERT INTO records(kind, ts_ns, size, body) VALUES (?, ?, ?, ?)", rows
+                    "UPDATE cursors SET seq = ? WHERE sink = ?",
+                    [(q, s) for s, q in cursors.items()],
                 )
-                last = int(db.execute("SELECT MAX(seq) FROM records").fetchone()[0])
-                self._rows += len(rows)
-                self._bytes += sum(r[2] for r in rows)
-            saved = {s: self._cursors[s] for s in self._unsaved_cursors}
-            db.executemany(
-                "UPDATE cursors SET seq = ? WHERE sink = ?", [(q, s) for s, q in saved.items()]
-            )
-            pruned = self._prune_sync(min(self._cursors.values(), default=0)) if saved else (0, 0)
-            evicted = self._evict_sync() if self._bytes > self.max_bytes else {}
+            pruned_rows, pruned_bytes = self._prune_sync(prune_upto) if cursors else (0, 0)
+            size -= pruned_bytes
+            evicted: list[tuple[int, int]] = []
+            if size > self.max_bytes:
+                evicted, freed = self._evict_sync(size)
+                size -= freed
             to_save = dict(unsaved)
-            for kind_name, n in evicted.items():
-                to_save[kind_name] = to_save.get(kind_name, 0) + n
+            for _, code in evicted:
+                kind_name = _CODE_KIND[code].value
+                to_save[kind_name] = to_save.get(kind_name, 0) + 1
             for kind_name, n in to_save.items():
                 db.execute(
                     "INSERT INTO counters(name, value) VALUES (?, ?) "
@@ -550,41 +718,37 @@ class Outbox:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            # Resync the mirrors: the transaction did not happen.
-            self._rows, self._bytes = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records"
-            ).fetchone()
             raise
-        self._unsaved_cursors.difference_update(saved)
-        self._rows -= pruned[0]
-        self._bytes -= pruned[1]
-        for kind_name, n in evicted.items():
-            self._count_eviction(RecordKind(kind_name), n)
-        if not evicted:
-            self._evict_logged = False
-        self._last_seq = last
-        for name in self.sink_names:
-            self._backlog[name] += len(rows)
-        # One writer, one transaction: the batch got the consecutive seqs ending at ``last``.
-        items = self._items
-        evicted_now = self._evicted_seqs
-        for seq, (kind, ts, item) in enumerate(batch, last - len(batch) + 1):
-            if seq not in evicted_now:
-                items[seq] = Record(seq=seq, kind=kind, ts_ns=ts, item=item)
-        evicted_now.clear()
-        while len(items) > ITEM_CACHE:
-            items.popitem(last=False)
-        self._refresh_heads()
-        return last
+        last = before + len(batch)
+        heads = {}
+        if evicted:
+            # The oldest rows went: where each sink now starts.
+            heads = {s: self._head_sync(c) for s, c in self._saved_cursors(db).items()}
+        elif batch:
+            heads = {s: batch[0][1] for s in self.sink_names}
+        return _Inserted(
+            last_seq=last,
+            bytes=size,
+            pruned_rows=pruned_rows,
+            evicted=evicted,
+            heads=heads,
+        )
 
-    def _evict_sync(self) -> dict[str, int]:
-        """Delete the oldest telemetry until below the low-water mark (inside a txn)."""
+    def _saved_cursors(self, db: sqlite3.Connection) -> dict[str, int]:
+        return {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
+
+    def _evict_sync(self, size: int) -> tuple[list[tuple[int, int]], int]:
+        """Delete the oldest telemetry until below the low-water mark (inside a txn).
+
+        Returns the (seq, kind code) of every deleted row and the bytes freed.
+        """
         db = self._conn()
-        counts: dict[str, int] = {}
+        out: list[tuple[int, int]] = []
+        freed = 0
         target = int(self.max_bytes * LOW_WATER)
-        while self._bytes > target:
+        while size - freed > target:
             # Rows are ~200 B-2 kB; delete in chunks sized to the excess.
-            chunk = max(16, min(5000, (self._bytes - target) // 200 + 1))
+            chunk = max(16, min(5000, (size - freed - target) // 200 + 1))
             deleted = db.execute(
                 "DELETE FROM records WHERE seq IN ("
                 " SELECT seq FROM records WHERE kind != ? ORDER BY seq LIMIT ?"
@@ -593,86 +757,57 @@ class Outbox:
             ).fetchall()
             if not deleted:
                 break  # only alarms left: they are kept even past max_bytes
-            for seq, code, size in deleted:
-                self._items.pop(seq, None)
-                self._evicted_seqs.add(seq)
-                self._rows -= 1
-                self._bytes -= size
-                kind_name = _CODE_KIND[code].value
-                counts[kind_name] = counts.get(kind_name, 0) + 1
-                for name, cur in self._cursors.items():
-                    if seq > cur:
-                        self._backlog[name] -= 1
-        return counts
+            for seq, code, row_size in deleted:
+                out.append((int(seq), int(code)))
+                freed += int(row_size)
+        return out, freed
 
-    def _read_sync(self, sink: str, limit: int) -> tuple[list[Record], int | None]:
-        cur = self._cursors[sink]
-        items = self._items
-        kinds = self._lanes.get(sink)
-        if items and cur + 1 >= next(iter(items)):
-            # The next rows are all in the cache (a hole is an evicted row).
-            end = min(cur + limit, self._last_seq)
-            if end <= cur:
-                return [], None
-            found = (items.get(seq) for seq in range(cur + 1, end + 1))
-            out = [
-                r for r in found if r is not None and (kinds is None or _KIND_CODE[r.kind] in kinds)
-            ]
-            scanned: int | None = end
-        else:
-            out, scanned = self._read_db(cur, limit, kinds)
-        if scanned is not None:
-            self._read_upto[sink] = scanned
-            low = min(self._read_upto.get(s, 0) for s in self.sink_names)
-            while items and next(iter(items)) <= low:
-                items.popitem(last=False)
-        return out, scanned
-
-    def _read_db(
-        self, cur: int, limit: int, kinds: frozenset[int] | None
-    ) -> tuple[list[Record], int | None]:
-        """Rows after ``cur`` from SQLite (a sink behind the cache, or after a restart)."""
+    def _read_sync(
+        self, cur: int, limit: int, kinds: frozenset[RecordKind] | None, cached_from: int
+    ) -> tuple[list[tuple[int, RecordKind, int, Item | None]], int | None]:
+        """Rows after ``cur``; rows from ``cached_from`` on come without their item."""
         db = self._conn()
         scanned: int | None = None
-        out = []
-        items = self._items
-        # Rows from the cache's first seq on need no body (saves copying ~1 kB a row).
-        cached_from = next(iter(items)) if items else self._last_seq + 1
+        out: list[tuple[int, RecordKind, int, Item | None]] = []
+        # Rows of the tail need no body (saves copying ~1 kB a row out of SQLite).
         for seq, code, ts, body in db.execute(
             "SELECT seq, kind, ts_ns, CASE WHEN seq >= ? THEN NULL ELSE body END"
             " FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
             (cached_from, cur, limit),
         ):
             scanned = seq
-            if kinds is not None and code not in kinds:
+            kind = _CODE_KIND[code]
+            if kinds is not None and kind not in kinds:
                 continue
-            record = items.get(seq) if body is None else None
-            if record is None:
-                if body is None:
-                    # Not expected (the cache is one run), but never guess: read it.
-                    body = db.execute("SELECT body FROM records WHERE seq = ?", (seq,)).fetchone()[
-                        0
-                    ]
-                kind = _CODE_KIND[code]
-                record = Record(seq=seq, kind=kind, ts_ns=ts, item=_decode(kind, body))
-            out.append(record)
+            out.append((seq, kind, ts, None if body is None else _decode(kind, body)))
         return out, scanned
 
-    def _ack_sync(self, sink: str, seq: int) -> bool:
-        """Move the cursor in memory; the next commit writes it. True if it moved."""
-        old = self._cursors[sink]
-        if seq <= old:
-            return False
-        done = (
+    def _read_bodies_sync(self, seqs: list[int]) -> list[tuple[int, RecordKind, int, Item]]:
+        db = self._conn()
+        out = []
+        for seq in seqs:
+            row = db.execute(
+                "SELECT kind, ts_ns, body FROM records WHERE seq = ?", (seq,)
+            ).fetchone()
+            if row is not None:
+                kind = _CODE_KIND[row[0]]
+                out.append((seq, kind, int(row[1]), _decode(kind, row[2])))
+        return out
+
+    def _count_sync(self, after: int, upto: int) -> int:
+        return int(
             self._conn()
-            .execute("SELECT COUNT(*) FROM records WHERE seq > ? AND seq <= ?", (old, seq))
+            .execute("SELECT COUNT(*) FROM records WHERE seq > ? AND seq <= ?", (after, upto))
             .fetchone()[0]
         )
-        self._cursors[sink] = seq
-        self._unsaved_cursors.add(sink)
-        self._backlog[sink] = max(0, self._backlog[sink] - done)
-        self._refresh_heads(sink)
-        return True
+
+    def _head_sync(self, cursor: int) -> int | None:
+        row = (
+            self._conn()
+            .execute("SELECT ts_ns FROM records WHERE seq > ? ORDER BY seq LIMIT 1", (cursor,))
+            .fetchone()
+        )
+        return int(row[0]) if row else None
 
     def _prune_sync(self, upto: int) -> tuple[int, int]:
         """Delete rows every sink has delivered (seq <= ``upto``); return (rows, bytes)."""
@@ -684,24 +819,29 @@ class Outbox:
             db.execute("DELETE FROM records WHERE seq <= ?", (upto,))
         return int(n), int(size)
 
-    def _refresh_heads(self, only: str | None = None) -> None:
-        db = self._conn()
-        items = self._items
-        first_cached = next(iter(items)) if items else None
-        for name in self.sink_names if only is None else (only,):
-            cur = self._cursors[name]
-            if cur >= self._last_seq:
-                self._head_ts[name] = None
-                continue
-            cached = first_cached is not None and cur + 1 >= first_cached
-            head = items.get(cur + 1) if cached else None
-            if head is not None:
-                self._head_ts[name] = head.ts_ns
-                continue
-            row = db.execute(
-                "SELECT ts_ns FROM records WHERE seq > ? ORDER BY seq LIMIT 1", (cur,)
-            ).fetchone()
-            self._head_ts[name] = int(row[0]) if row else None
+
+@dataclass(slots=True, frozen=True)
+class _Opened:
+    """What the worker read when opening the database."""
+
+    cursors: dict[str, int]
+    last_seq: int
+    rows: int
+    bytes: int
+    backlog: dict[str, int]
+    head_ts: dict[str, int | None]
+    evicted: dict[str, int]
+
+
+@dataclass(slots=True, frozen=True)
+class _Inserted:
+    """What one commit changed, for the event loop's mirrors."""
+
+    last_seq: int
+    bytes: int
+    pruned_rows: int
+    evicted: list[tuple[int, int]]
+    heads: dict[str, int | None]
 
 
 def iter_items(records: Iterable[Record]) -> Iterable[Item]:

@@ -654,23 +654,60 @@ def _num(v: Value | None) -> float | None:
     return float(v)
 
 
+# One limit of one point, ready to compare: (detector key, limit name, limit,
+# upper?, threshold, deadband).
+_Plan = tuple[str, str, Limit, bool, float, float]
+
+
 class LimitCheck(Check):
     def __init__(self, lr: LoadedRule, info: DeviceInfo, pending: set[Detector]) -> None:
         super().__init__(lr, info, pending)
         assert isinstance(lr.rule, LimitRule)
         self.limits = _LimitEval(lr.rule)
         self.prefix = f"{lr.rule.id}:{info.device}"
+        # Per point: its limits with their detector keys built once ([] if the
+        # rule does not watch the point). Every point of every poll passes
+        # here (bench: 50,000 a second), so no string is built per reading.
+        self._plans: dict[str, list[_Plan]] = {}
+
+    def _plan(self, point: str) -> list[_Plan]:
+        plan: list[_Plan] = []
+        if self.wants(point):
+            base = f"{self.prefix}:{point}"
+            plan = [
+                (f"{base}:{name}", name, lim, upper, lim.value, db)
+                for name, lim, upper, db in self.limits.items
+            ]
+        self._plans[point] = plan
+        return plan
 
     def feed(self, sample: Sample, out: list[Change]) -> None:
         q = sample.quality
+        ts = sample.ts_ns
+        detectors = self.detectors
+        plans = self._plans
         for point, v in sample.values.items():
-            if not self.wants(point):
+            plan = plans.get(point)
+            if plan is None:
+                plan = self._plan(point)
+            if not plan or v is None or isinstance(v, str):
                 continue
-            x = _num(v)
             # An uncertain value is still evidence; a bad one never reaches values.
-            if x is None or (point in q and q[point] is not Quality.UNCERTAIN):
+            if q and point in q and q[point] is not Quality.UNCERTAIN:
                 continue
-            self.limits.run(self, f"{self.prefix}:{point}", point, x, sample.ts_ns, out)
+            x = float(v)
+            for key, name, lim, upper, value, db in plan:
+                det = detectors.get(key)
+                if det is None:
+                    # The usual case: never crossed, nothing to track.
+                    if x >= value if upper else x <= value:
+                        self.emit(self.detector(key, point, name, lim), True, ts, round(x, 6), out)
+                    continue
+                if det.active:
+                    raw = x > value - db if upper else x < value + db
+                else:
+                    raw = x >= value if upper else x <= value
+                self.emit(det, raw, ts, round(x, 6), out)
 
 
 _PER = {"s": 1.0, "min": 60.0, "h": 3600.0}

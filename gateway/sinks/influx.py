@@ -37,7 +37,7 @@ from gateway.outbox import Record
 from gateway.sinks.base import SinkRejected
 
 # Records encoded between two yields to the event loop.
-_ENCODE_CHUNK = 500
+_ENCODE_CHUNK = 200
 
 
 def _classify(status: int, where: str, detail: str) -> SinkError:

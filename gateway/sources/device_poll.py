@@ -26,6 +26,25 @@ class _Slot(NamedTuple):
     name: str
 
 
+def _whole_read(slots: Sequence[_Slot], count: int) -> struct.Struct | None:
+    """One Struct unpacking every point of a read (pad bytes over the gaps), or None.
+
+    None unless every point has a direct Struct and none overlap: then the
+    points are decoded one by one.
+    """
+    fmt = ">"
+    pos = 0
+    for sl in slots:
+        if sl.direct is None or sl.off * 2 < pos:
+            return None
+        gap = sl.off * 2 - pos
+        fmt += (f"{gap}x" if gap else "") + sl.direct.format.lstrip("<>!=@")
+        pos = sl.off * 2 + sl.direct.size
+    if pos > count * 2:
+        return None
+    return struct.Struct(fmt)
+
+
 @dataclass
 class DeviceCounters:
     """Per-device health counters, exported on the status API and to InfluxDB."""
@@ -74,15 +93,18 @@ class ModbusDevice:
         self.tags = {**self.site_tags, **self.config.tags}
         # Per request, precomputed once: how to turn its words into bytes, and each
         # point's byte offset and direct Struct (None: the general ``decode``).
-        self._unpack: list[tuple[struct.Struct, list[_Slot]] | None] = []
+        self._unpack: list[tuple[struct.Struct, list[_Slot], struct.Struct | None] | None] = []
         for req in self.plan:
             if req.table.is_bit:
                 self._unpack.append(None)
                 continue
-            slots = [
-                _Slot(p, p.address - req.address, direct_struct(p), p.name) for p in req.points
-            ]
-            self._unpack.append((struct.Struct(f">{req.count}H"), slots))
+            slots = sorted(
+                (_Slot(p, p.address - req.address, direct_struct(p), p.name) for p in req.points),
+                key=lambda sl: sl.off,
+            )
+            self._unpack.append(
+                (struct.Struct(f">{req.count}H"), slots, _whole_read(slots, req.count))
+            )
         self._fault_points = [p for p in self.profile.points if p.fault_of]
 
     @property
@@ -105,11 +127,22 @@ class ModbusDevice:
                 errors.append(str(res))
                 continue
             if unpack is not None:
-                words_st, slots = unpack
+                words_st, slots, whole = unpack
                 try:
                     buf: bytes | None = words_st.pack(*res)
                 except struct.error:
                     buf = None  # not 16-bit words, or a short read: let decode say why
+                if buf is not None and whole is not None:
+                    # Every point at once (the usual case); scaled() still
+                    # rejects NaN/inf point by point.
+                    for sl, raw in zip(slots, whole.unpack(buf), strict=True):
+                        try:
+                            values[sl.name] = scaled(sl.point, raw)
+                        except CodecError as exc:
+                            self.counters.decode_errors += 1
+                            quality[sl.name] = Quality.BAD
+                            errors.append(str(exc))
+                    continue
                 for sl in slots:
                     p = sl.point
                     try:
