@@ -417,6 +417,21 @@ def percentile(values: list[float], q: float) -> float:
     return s[k]
 
 
+# The InfluxDB sink writes up to 5,000 rows after lingering 1 s, so its
+# backlog is a sawtooth; a trend is read from the minimum of each bucket.
+TROUGH_BUCKET_S = 2.0
+
+
+def troughs(points: list[tuple[float, float]], bucket_s: float) -> list[tuple[float, float]]:
+    """The lowest point of each ``bucket_s`` stretch (the sawtooth's troughs)."""
+    out: dict[int, tuple[float, float]] = {}
+    for t, v in points:
+        k = int(t // bucket_s)
+        if k not in out or v < out[k][1]:
+            out[k] = (t, v)
+    return [out[k] for k in sorted(out)]
+
+
 def slope(points: list[tuple[float, float]]) -> float:
     if len(points) < 3:
         return 0.0
@@ -583,7 +598,7 @@ def run_fleet(p: FleetParams, mq: Mosquitto, influx: InfluxDB1, work: Path) -> F
         res.backlog_mqtt_max = max(b.get("mqtt", 0) for _, b in series)
         res.backlog_influx_max = max(b.get("influx", 0) for _, b in series)
         res.backlog_end_of_load = int(backlog[-1][1])
-        res.backlog_slope_per_s = round(slope(backlog), 2)
+        res.backlog_slope_per_s = round(slope(troughs(backlog, TROUGH_BUCKET_S)), 2)
     in_load = [v for recv, v in mlog.health if t0 <= recv < t1]
     res.data_age_max_s = max((float(v.get("data_age_max_s", 0)) for v in in_load), default=0.0)
     res.loop_lag_max_ms = max((float(v.get("loop_lag_max_ms", 0)) for v in in_load), default=0.0)

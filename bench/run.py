@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="bench.run", description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=500)
     ap.add_argument("--points", type=int, default=40)
+    ap.add_argument(
+        "--target-devices",
+        type=int,
+        default=1250,
+        help="a second run with alarm flips at the target load (1250 x 40 = 50,000 points/s);"
+        " 0: skip it",
+    )
     ap.add_argument("--interval", type=float, default=1.0, help="poll interval, seconds")
     ap.add_argument("--duration", type=float, default=30.0, help="measuring window per run")
     ap.add_argument("--warmup", type=float, default=5.0)
@@ -86,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.devices, args.points, args.duration, args.warmup = 5, 4, 5.0, 2.0
         args.scale_base, args.serial_duration, args.no_ramp = 2, 5.0, True
+        args.target_devices = 0
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="fsg-bench-"))
     facts = machine_facts()
@@ -113,6 +121,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         fleet_runs.append(main_run)
         _progress(main_run)
+        if args.target_devices and args.target_devices != args.devices:
+            target_run = run_fleet(
+                _fleet_params(
+                    args,
+                    args.target_devices,
+                    "target",
+                    flip_every_s=flips,
+                    flip_hold_s=max(1.5, args.interval * 1.5),
+                ),
+                mq,
+                influx,
+                work / "target",
+            )
+            fleet_runs.append(target_run)
+            _progress(target_run)
         scaling: list[FleetResult] = []
         if not args.no_scaling:
             factors = (1, 4) if args.quick else (1, 4, 16)
@@ -208,6 +231,17 @@ def summary(runs: list[FleetResult], serial: SerialResult | None) -> dict[str, A
         "alarm_latency_ms": main_run.alarm_latency_ms,
         "alarms": f"{main_run.alarms_seen}/{main_run.alarms_expected}",
     }
+    target = next((r for r in runs if r.params["label"] == "target"), None)
+    if target is not None:
+        s["target_points_s_delivered"] = min(
+            target.delivered_points_s_mqtt, target.delivered_points_s_influx
+        )
+        s["target_sustained"] = target.sustained
+        s["target_gateway_cpu_pct"] = round(target.gateway_cpu_pct, 1)
+        s["target_cpu_s_per_100k_points"] = target.cpu_s_per_100k_points
+        s["target_peak_rss_mb"] = target.peak_rss_mb
+        s["target_alarm_latency_ms"] = target.alarm_latency_ms
+        s["target_loop_lag_max_ms"] = target.loop_lag_max_ms
     if serial is not None and serial.runs:
         planned = next(r for r in serial.runs if r.merge)
         s["serial_pct_of_line_planner"] = planned.pct_of_line_limit
@@ -248,19 +282,22 @@ def render(out: dict[str, Any]) -> str:
             f" {_fmt(r['machine_busy_pct']):>6} {_fmt(r['sim_cpu_pct']):>5}"
             f" {'yes' if r['sustained'] else 'no':>3}"
         )
-    f = out["fleet"]
-    lat = f["alarm_latency_ms"] or {}
-    lines += [
-        "",
-        f"the other processes in the {f['params']['label']} run (% of one core):"
-        f" simulator {_fmt(f['sim_cpu_pct'])}, Mosquitto {_fmt(f.get('mosquitto_cpu_pct', 0))},"
-        f" InfluxDB {_fmt(f.get('influxdb_cpu_pct', 0))},"
-        f" mosquitto_sub x2 {_fmt(f.get('subscribers_cpu_pct', 0))}",
-        f"alarm latency at {_fmt(f['offered_points_s'])} points/s"
-        f" (poll completion -> retained alarm state received from Mosquitto):"
-        f" p50 {lat.get('p50', 'n/a')} ms, p99 {lat.get('p99', 'n/a')} ms,"
-        f" max {lat.get('max', 'n/a')} ms over {f['alarms_seen']}/{f['alarms_expected']} alarms",
-    ]
+    lines.append("")
+    flipped = [out["fleet"], *(r for r in out["scaling"] if r["params"]["label"] == "target")]
+    for f in flipped:
+        lat = f["alarm_latency_ms"] or {}
+        lines += [
+            f"{f['params']['label']} run, the other processes (% of one core):"
+            f" simulator {_fmt(f['sim_cpu_pct'])},"
+            f" Mosquitto {_fmt(f.get('mosquitto_cpu_pct', 0))},"
+            f" InfluxDB {_fmt(f.get('influxdb_cpu_pct', 0))},"
+            f" mosquitto_sub x2 {_fmt(f.get('subscribers_cpu_pct', 0))}",
+            f"alarm latency at {_fmt(f['offered_points_s'])} points/s"
+            f" (poll completion -> retained alarm state received from Mosquitto):"
+            f" p50 {lat.get('p50', 'n/a')} ms, p99 {lat.get('p99', 'n/a')} ms,"
+            f" max {lat.get('max', 'n/a')} ms over {f['alarms_seen']}/{f['alarms_expected']}"
+            " alarms",
+        ]
     if out.get("serial"):
         s = out["serial"]
         lines += [

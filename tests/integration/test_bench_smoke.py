@@ -30,6 +30,9 @@ FLEET_FIGURES = (
     "drain_s",
     "sustained",
     "alarm_latency_ms",
+    "loop_lag_max_ms",
+    "mosquitto_cpu_pct",
+    "influxdb_cpu_pct",
 )
 
 
