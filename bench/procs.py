@@ -42,6 +42,13 @@ def pid_cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def renice(pid: int, niceness: int) -> None:
+    """Set the niceness of every thread of ``pid`` (Linux nice values are per thread)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+
+
 class Child:
     """One child process with its output going to a log file or a pipe."""
 

@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-md", action="store_true")
     ap.add_argument("--profile", action="store_true", help="py-spy the gateway in the fleet run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument(
+        "--background-nice",
+        type=int,
+        default=10,
+        help="niceness of the simulator and InfluxDB, the stand-ins for what is not on the"
+        " edge box (default 10; 0: same priority as the gateway)",
+    )
     return ap
 
 
@@ -84,6 +91,7 @@ def _fleet_params(args: argparse.Namespace, devices: int, label: str, **kw: Any)
         warmup_s=args.warmup,
         per_endpoint=args.per_endpoint,
         label=label,
+        background_nice=args.background_nice,
         **kw,
     )
 
