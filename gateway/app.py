@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,6 +41,7 @@ from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -131,13 +132,13 @@ class Gateway:
                     assert isinstance(prof, ModbusProfile)
                     mdevs.append(ModbusDevice(d, prof, site_tags))
                     units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
-                self.sources.append(ModbusSource(src, mdevs, self.queue.put, self.clock))
+                self.sources.append(ModbusSource(src, mdevs, self._emit, self.clock))
             else:
                 assert isinstance(src, SerialLineSource)
                 sprof = site.device_profiles[devs[0].id]
                 assert isinstance(sprof, SerialLineProfile)
                 self.sources.append(
-                    SerialLineDevice(src, devs[0], sprof, self.queue.put, self.clock, site_tags)
+                    SerialLineDevice(src, devs[0], sprof, self._emit, self.clock, site_tags)
                 )
         # State files live beside the outbox unless told otherwise.
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
@@ -168,6 +169,20 @@ class Gateway:
             else:
                 out[s.device.id] = s.counters
         return out
+
+    async def _emit(self, sample: Sample) -> None:
+        """A source's new sample: handled at once when nothing waits, else queued.
+
+        At once, in the source's task: one event-loop turn less between the
+        poll and an alarm (the queue hands over to the pipeline task on the
+        next turn). Only when the queue is empty, so the order of samples is
+        kept; a burst still queues, and a full queue still holds the sources
+        back.
+        """
+        if self.queue.empty():
+            self._process(sample)
+        else:
+            await self.queue.put(sample)
 
     async def _pipeline(self) -> None:
         run = 0
@@ -247,11 +262,14 @@ class Gateway:
 
     def health_samples(self) -> list[Sample]:
         """The gateway's own health as samples: one per device, one for the gateway."""
+        return list(self.iter_health_samples())
+
+    def iter_health_samples(self) -> Iterator[Sample]:
+        """``health_samples`` one at a time (a large site has thousands of devices)."""
         now = self.clock.now_ns()
         tags = {"site": self.site.config.site}
-        out: list[Sample] = []
         for dev_id, c in self.device_counters().items():
-            out.append(
+            yield (
                 Sample(
                     device=dev_id,
                     kind="device_health",
@@ -292,19 +310,18 @@ class Gateway:
             for k, v in self.alerts.counters().items():
                 if isinstance(v, int | float | bool):
                     values[f"alarm_{k}"] = v
-        out.append(
-            Sample(device="gateway", kind="gateway_health", ts_ns=now, values=values, tags=tags)
-        )
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
-        return out
+        yield Sample(device="gateway", kind="gateway_health", ts_ns=now, values=values, tags=tags)
 
     async def _health(self) -> None:
         interval = self.site.config.pipeline.health_interval_s
         while True:
             await asyncio.sleep(interval)
-            for s in self.health_samples():
+            for i, s in enumerate(self.iter_health_samples(), 1):
                 await self.queue.put(s)
+                if i % PIPELINE_RUN == 0:
+                    await asyncio.sleep(0)  # a large site: thousands, not in one go
 
     def _health_signals(self) -> list[tuple[str, bool, str]]:
         """(signal, ok, detail) for every health alarm the gateway raises on itself."""
@@ -428,24 +445,6 @@ class Gateway:
 
         listener = CommandListener(mqtt, self.site.config.site, self.handle_command)
         return [listener.run()]
-
-
-async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait until every one has ended, cancelling again if needed.
-
-    Python 3.11's ``asyncio.wait_for`` can swallow a cancellation that arrives
-    just as the awaited future completes (fixed in 3.12); a library using it
-    (pymodbus does, per request) then keeps running and the stop hangs.
-    Cancelling again until the task is done makes the stop reliable.
-    """
-    for t in tasks:
-        t.cancel()
-    pending = [t for t in tasks if not t.done()]
-    while pending:
-        await asyncio.wait(pending, timeout=0.5)
-        pending = [t for t in pending if not t.done()]
-        for t in pending:
-            t.cancel()
 
 
 def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:

@@ -27,6 +27,7 @@ outage of that sink, visible in ``stats()``, while the other sinks go on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from gateway.alarm_lane import AlarmLane, lane_outbox_path
 from gateway.config import OutboxConfig, Sinks, SiteConfig
 from gateway.errors import GatewayError, SinkAuthError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
@@ -119,17 +121,30 @@ class Delivery:
             self._console = ConsoleSink(stdout, pretty=sinks.console.pretty)
         durable: list[Sink] = []
         lanes: dict[str, tuple[RecordKind, ...]] = {}
+        self._lane: AlarmLane | None = None
+        main_path = outbox_path if outbox_path is not None else outbox.path
         # Imported here so a console-only gateway never loads the network libraries.
         if sinks.mqtt is not None and sinks.mqtt.enabled:
             from gateway.sinks.mqtt import MqttSink
 
             durable.append(MqttSink(sinks.mqtt, site, units=units))
             if sinks.mqtt.alarm_lane:
-                # Alarms on their own cursor and connection: after an outage an
-                # alarm goes out at once, not behind the whole telemetry backlog.
-                durable.append(MqttSink(sinks.mqtt, site, name=ALARM_LANE, alarms_only=True))
-                lanes[durable[-2].name] = (RecordKind.SAMPLE, RecordKind.EVENT)
-                lanes[ALARM_LANE] = (RecordKind.ALARM,)
+                # Alarms on their own thread, outbox and connection (see
+                # gateway/alarm_lane.py): never behind the telemetry, neither
+                # on the event loop nor in a backlog after an outage.
+                lane_sink = MqttSink(sinks.mqtt, site, name=ALARM_LANE, alarms_only=True)
+                self._lane = AlarmLane(
+                    Delivery(
+                        site,
+                        Sinks(),
+                        outbox,
+                        clock,
+                        extra_sinks=[lane_sink],
+                        outbox_path=lane_outbox_path(main_path),
+                    ),
+                    name="alarm-lane",
+                )
+                lanes[durable[-1].name] = (RecordKind.SAMPLE, RecordKind.EVENT)
         if sinks.influx is not None and sinks.influx.enabled:
             from gateway.sinks.influx import InfluxSink
 
@@ -139,7 +154,7 @@ class Delivery:
         self._outbox: Outbox | None = None
         if durable:
             self._outbox = Outbox(
-                outbox_path if outbox_path is not None else outbox.path,
+                main_path,
                 [s.name for s in durable],
                 max_bytes=outbox.max_bytes,
                 clock=self._clock,
@@ -180,11 +195,22 @@ class Delivery:
     async def __aenter__(self) -> Delivery:
         if self._outbox is not None:
             await self._outbox.open()
+        if self._lane is not None:
+            try:
+                await asyncio.to_thread(self._lane.start)
+            except BaseException:
+                if self._outbox is not None:
+                    await self._outbox.aclose()
+                raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._outbox is not None:
-            await self._outbox.aclose()
+        try:
+            if self._lane is not None:
+                await asyncio.to_thread(self._lane.stop)
+        finally:
+            if self._outbox is not None:
+                await self._outbox.aclose()
 
     # ------------------------------------------------------------------ producing
 
@@ -193,6 +219,8 @@ class Delivery:
             self._console.emit(item)
         if self._outbox is not None:
             self._outbox.append(item)
+        if self._lane is not None and isinstance(item, AlarmEvent):
+            self._lane.append(item)
 
     def append_sample(self, sample: Sample) -> None:
         self._append(sample)
@@ -207,6 +235,8 @@ class Delivery:
         """Return once everything appended so far is committed to the outbox."""
         if self._outbox is not None:
             await self._outbox.flush()
+        if self._lane is not None:
+            await self._lane.flush()
 
     # ------------------------------------------------------------------ running
 
@@ -222,10 +252,22 @@ class Delivery:
                 tg.create_task(self._worker(self._outbox, sink), name=f"sink-{sink.name}")
 
     def stats(self) -> DeliveryStats:
-        return DeliveryStats(
-            outbox=self._outbox.stats() if self._outbox else None,
-            sinks={name: st.copy() for name, st in self._states.items()},
-        )
+        main = self._outbox.stats() if self._outbox else None
+        sinks = {name: st.copy() for name, st in self._states.items()}
+        if self._lane is not None:
+            lane = self._lane.outbox_stats()
+            if main is not None and lane is not None:
+                # One view: the lane's rows and its sink's backlog join the main outbox's.
+                main = dataclasses.replace(
+                    main,
+                    rows=main.rows + lane.rows,
+                    bytes=main.bytes + lane.bytes,
+                    file_bytes=main.file_bytes + lane.file_bytes,
+                    pending=main.pending + lane.pending,
+                    sinks={**main.sinks, **lane.sinks},
+                )
+            sinks.update(self._lane.sink_states())
+        return DeliveryStats(outbox=main, sinks=sinks)
 
     async def _worker(self, outbox: Outbox, sink: Sink) -> None:
         st = self._states[sink.name]

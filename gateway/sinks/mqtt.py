@@ -220,6 +220,7 @@ class MqttSink:
         client.pending_calls_threshold = 1_000_000
         lost = self._watch_connection(client)
         self._watch_acks(client)
+        _guard_register_write(client)
         enter = asyncio.ensure_future(client.__aenter__())
         # If we are cancelled while it fails, nobody reads its error; read it on
         # completion so asyncio never logs "Task exception was never retrieved"
@@ -419,6 +420,40 @@ class MqttSink:
             f"mqtt {where}: {len(waiting)} of {total} messages not acknowledged"
             f" within {self.config.timeout_s:g} s"
         )
+
+
+def _guard_register_write(client: aiomqtt.Client) -> None:
+    """aiomqtt's "socket wants writing" hook, but tolerant of a socket closed meanwhile.
+
+    paho calls it from the thread that connects; aiomqtt then schedules
+    ``add_writer`` for the socket on the loop. When the handshake fails first
+    (a broker refusing a TLS client without a certificate), the socket is
+    closed before that runs and asyncio logs "Bad file descriptor" at ERROR
+    on top of the outage the worker already reports. Same callback as
+    aiomqtt 2.5's, checked; ``_client``, ``_loop`` and ``_disconnected`` are
+    aiomqtt internals (no public hook).
+    """
+    paho_client = client._client
+    loop = client._loop
+
+    def on_register_write(c: paho_mqtt.Client, userdata: Any, sock: Any) -> None:
+        def writable() -> None:
+            try:
+                c.loop_write()
+            except Exception as exc:  # a broken pipe: the connection is gone
+                if not client._disconnected.done():
+                    client._disconnected.set_exception(exc)
+
+        def add() -> None:
+            fd = sock.fileno()
+            if fd < 0:
+                return  # closed before we got here: nothing to write
+            with contextlib.suppress(OSError, ValueError):
+                loop.add_writer(fd, writable)
+
+        loop.call_soon_threadsafe(add)
+
+    paho_client.on_socket_register_write = on_register_write
 
 
 def _retrieve(fut: object) -> BaseException | None:

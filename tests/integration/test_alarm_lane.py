@@ -41,7 +41,14 @@ async def test_alarm_overtakes_the_telemetry_backlog(
 ) -> None:
     col = mqtt_collector(mosquitto, f"fsg/{SITE}/#")
     await asyncio.to_thread(mosquitto.stop)
-    d = make_delivery(tmp_path / "ob.sqlite", mqtt=mosquitto.sink_config())
+    # Both connections retry every 50-100 ms: which one gets back first after
+    # the outage is then a matter of milliseconds, not of back-off jitter (at
+    # the default 0.5-30 s the main connection could win by a second and
+    # replay thousands of samples before the lane even reconnects).
+    d = make_delivery(
+        tmp_path / "ob.sqlite",
+        mqtt=mosquitto.sink_config(retry_min_s=0.05, retry_max_s=0.1),
+    )
     async with running(d):
         base = time.time_ns()
         for i in range(BACKLOG):
