@@ -109,6 +109,8 @@ class FleetResult:
     backlog_slope_per_s: float = 0.0
     data_age_max_s: float = 0.0
     loop_lag_max_ms: float = 0.0
+    # (seconds into the window, {sink: backlog rows}) twice a second.
+    backlog_series: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     queue_depth_max: int = 0
     drain_s: float = 0.0
     outbox_rows_left_at_exit: int = 0
@@ -436,13 +438,21 @@ def troughs(points: list[tuple[float, float]], bucket_s: float) -> list[tuple[fl
 
 
 def slope(points: list[tuple[float, float]]) -> float:
+    """Theil-Sen: the median of the pairwise slopes.
+
+    Robust to a bucket or two caught in a burst (the per-device health rows
+    every ``health_interval_s`` lift the backlog for a moment), where a
+    least-squares fit would read a trend into a window that ends in one.
+    """
     if len(points) < 3:
         return 0.0
-    xs = [x for x, _ in points]
-    ys = [y for _, y in points]
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    den = sum((x - mx) ** 2 for x in xs)
-    return 0.0 if den == 0 else sum((x - mx) * (y - my) for x, y in points) / den
+    pairs = [
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(points)
+        for x2, y2 in points[i + 1 :]
+        if x2 != x1
+    ]
+    return statistics.median(pairs) if pairs else 0.0
 
 
 # --------------------------------------------------------------------------- the scenario
@@ -599,6 +609,7 @@ def run_fleet(p: FleetParams, mq: Mosquitto, influx: InfluxDB1, work: Path) -> F
     if polled_in_window:
         res.cpu_s_per_100k_points = round(res.gateway_cpu_s / polled_in_window * 1e5, 3)
     series = [(ts, b) for ts, b in sampler.series if t0 <= ts < t1]
+    res.backlog_series = [(round(ts - t0, 2), b) for ts, b in series]
     backlog = [(ts, float(max(b.values(), default=0))) for ts, b in series]
     if backlog:
         res.backlog_max = int(max(b for _, b in backlog))
