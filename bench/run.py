@@ -112,36 +112,28 @@ def main(argv: list[str] | None = None) -> int:
     influx = None
     try:
         influx = start_influxdb1(work / "influxdb")
-        # ~4 alarms a second: enough for a p99 over a 30 s window (120 alarms).
-        flips = 0.25
-        main_run = run_fleet(
-            _fleet_params(
+
+        def with_alarms(devices: int, label: str, **kw: Any) -> FleetResult:
+            # ~4 alarms a second: enough for a p99 over a 30 s window (120 alarms).
+            params = _fleet_params(
                 args,
-                args.devices,
-                "fleet",
-                flip_every_s=flips,
+                devices,
+                label,
+                flip_every_s=0.25,
                 flip_hold_s=max(1.5, args.interval * 1.5),
-                profile=str(work / "gateway-profile.txt") if args.profile else "",
-            ),
-            mq,
-            influx,
-            work / "fleet",
+                **kw,
+            )
+            return run_fleet(params, mq, influx, work / label)
+
+        main_run = with_alarms(
+            args.devices,
+            "fleet",
+            profile=str(work / "gateway-profile.txt") if args.profile else "",
         )
         fleet_runs.append(main_run)
         _progress(main_run)
         if args.target_devices and args.target_devices != args.devices:
-            target_run = run_fleet(
-                _fleet_params(
-                    args,
-                    args.target_devices,
-                    "target",
-                    flip_every_s=flips,
-                    flip_hold_s=max(1.5, args.interval * 1.5),
-                ),
-                mq,
-                influx,
-                work / "target",
-            )
+            target_run = with_alarms(args.target_devices, "target")
             fleet_runs.append(target_run)
             _progress(target_run)
         scaling: list[FleetResult] = []

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.alarm_lane import lane_outbox_path
 from gateway.model import AlarmEvent, AlarmState
 from tests.fixtures.servers import Mosquitto, MqttCollector
 from tests.integration.delivery_support import SITE, make_delivery, make_sample, running, wait_until
@@ -73,3 +74,35 @@ async def test_alarm_overtakes_the_telemetry_backlog(
     assert telemetry_before < BACKLOG // 2, telemetry_before
     state = msgs[arrival].json()
     assert state["state"] == "unacknowledged" and state["alarm_id"] == raised(0).alarm_id
+
+
+async def test_lane_alarm_survives_a_restart_while_the_broker_is_down(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_collector: Callable[..., MqttCollector]
+) -> None:
+    """The lane commits to its own outbox file before publishing; a restart delivers it."""
+    path = tmp_path / "ob.sqlite"
+    cfg = mosquitto.sink_config(retry_min_s=0.05, retry_max_s=0.1)
+    await asyncio.to_thread(mosquitto.stop)
+    d = make_delivery(path, mqtt=cfg)
+    async with running(d):
+        d.append_alarm(raised(time.time_ns()))
+        await d.flush()
+        assert d.stats().sinks["mqtt-alarms"].delivered == 0
+    lane_file = lane_outbox_path(path)
+    assert lane_file.exists() and lane_file != path
+    await asyncio.to_thread(mosquitto.start)
+    col = mqtt_collector(mosquitto, f"fsg/{SITE}/alarms/#")
+    d2 = make_delivery(path, mqtt=cfg)
+    async with running(d2):
+        await wait_until(
+            lambda: d2.stats().sinks["mqtt-alarms"].delivered == 1, 20, "the lane's alarm"
+        )
+    msgs = col.wait_for(lambda ms: len(ms) >= 1, 10, "the retained alarm state")
+    assert msgs[0].json()["alarm_id"] == raised(0).alarm_id
+
+
+def test_lane_outbox_path_sits_next_to_the_main_one() -> None:
+    assert lane_outbox_path("/var/lib/fsg/outbox.sqlite") == Path(
+        "/var/lib/fsg/outbox-alarms.sqlite"
+    )
+    assert lane_outbox_path("gateway-outbox") == Path("gateway-outbox-alarms.sqlite")
