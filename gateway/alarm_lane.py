@@ -64,6 +64,10 @@ class AlarmLane:
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._failed: BaseException | None = None
+        # Alarms handed over but not yet in the lane's outbox; each counter is
+        # written by one thread only (append: the caller's; _receive: the lane's).
+        self._handed = 0
+        self._received = 0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # ------------------------------------------------------------------ caller's side
@@ -95,12 +99,22 @@ class AlarmLane:
         loop = self._loop
         if loop is not None:
             try:
-                loop.call_soon_threadsafe(self.delivery.append_alarm, event)
+                loop.call_soon_threadsafe(self._receive, event)
+                self._handed += 1
                 return True
             except RuntimeError:
                 pass  # its loop has just ended
         log.error("%s is not running: alarm %s not published on it", self.name, event.alarm_id)
         return False
+
+    def _receive(self, event: AlarmEvent) -> None:
+        self.delivery.append_alarm(event)
+        self._received += 1
+
+    @property
+    def in_transit(self) -> int:
+        """Alarms handed over that the lane's loop has not taken yet (stats count them)."""
+        return max(0, self._handed - self._received)
 
     async def flush(self) -> None:
         """Return once everything handed over so far is committed to the lane's outbox."""

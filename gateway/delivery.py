@@ -257,14 +257,22 @@ class Delivery:
         if self._lane is not None:
             lane = self._lane.outbox_stats()
             if main is not None and lane is not None:
-                # One view: the lane's rows and its sink's backlog join the main outbox's.
+                # One view: the lane's rows and its sink's backlog join the main
+                # outbox's, with the alarms still on their way to the lane.
+                transit = self._lane.in_transit
                 main = dataclasses.replace(
                     main,
                     rows=main.rows + lane.rows,
                     bytes=main.bytes + lane.bytes,
                     file_bytes=main.file_bytes + lane.file_bytes,
-                    pending=main.pending + lane.pending,
-                    sinks={**main.sinks, **lane.sinks},
+                    pending=main.pending + lane.pending + transit,
+                    sinks={
+                        **main.sinks,
+                        **{
+                            name: dataclasses.replace(b, backlog=b.backlog + transit)
+                            for name, b in lane.sinks.items()
+                        },
+                    },
                 )
             sinks.update(self._lane.sink_states())
         return DeliveryStats(outbox=main, sinks=sinks)

@@ -253,6 +253,10 @@ class Outbox:
         # In-memory batch waiting for the next commit: (kind, ts_ns, item). Items
         # are encoded on the worker thread, off the event loop.
         self._pending: deque[tuple[RecordKind, int, Item]] = deque()
+        # Rows of the batch being committed: out of _pending, not yet in the
+        # backlog. stats() counts them, or a sink could look caught up while
+        # the last rows were still on their way into the file.
+        self._committing = 0
         self._has_pending = asyncio.Event()
         # Set when an alarm is appended: it is committed at once, not at the next interval.
         self._urgent = asyncio.Event()
@@ -402,6 +406,7 @@ class Outbox:
             unsaved, self._evicted_unsaved = self._evicted_unsaved, {}
             dirty, self._dirty = self._dirty, {}
             prune_upto = min(self._cursors.values(), default=0)
+            self._committing = len(batch)
             try:
                 res = await self._call(
                     self._insert_sync,
@@ -413,6 +418,7 @@ class Outbox:
                 )
             except BaseException:
                 # Put the batch back in front so nothing is lost; the flusher retries.
+                self._committing = 0
                 self._pending.extendleft(reversed(batch))
                 for kind_name, n in unsaved.items():
                     self._evicted_unsaved[kind_name] = self._evicted_unsaved.get(kind_name, 0) + n
@@ -421,6 +427,7 @@ class Outbox:
                 self._has_pending.set()
                 raise
             self._committed(batch, res)
+            self._committing = 0
         for ev in self._new_data.values():
             ev.set()
         return self._last_seq
@@ -582,7 +589,7 @@ class Outbox:
             age = max(0.0, (now - head) / 1e9) if head is not None else 0.0
             sinks[name] = SinkBacklog(
                 cursor=self._cursors.get(name, 0),
-                backlog=self._backlog.get(name, 0) + len(self._pending),
+                backlog=self._backlog.get(name, 0) + len(self._pending) + self._committing,
                 oldest_ts_ns=head,
                 oldest_age_s=age,
             )
@@ -596,7 +603,7 @@ class Outbox:
             max_bytes=self.max_bytes,
             file_bytes=file_bytes,
             last_seq=self._last_seq,
-            pending=len(self._pending),
+            pending=len(self._pending) + self._committing,
             evicted=sum(self._evicted.values()),
             evicted_by_kind=dict(self._evicted),
             sinks=sinks,

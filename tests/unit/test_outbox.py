@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,34 @@ async def test_reads_from_the_cache_and_from_sqlite_agree(tmp_path: Path) -> Non
         (r.seq, r.kind, r.ts_ns, r.item) for r in resumed
     ]
     assert len(fresh) == 7
+
+
+async def test_a_batch_being_committed_still_counts_as_backlog(tmp_path: Path) -> None:
+    """Between taking the batch and the commit's return, stats() must not say "caught up".
+
+    (It did: a test that waited for backlog 0 stopped while the last rows were
+    still on their way into the file, and they were delivered only at the
+    next start.)
+    """
+    async with Outbox(tmp_path / "ob.sqlite", ["a"]) as ob:
+        gate = threading.Event()
+        inside = threading.Event()
+        real = ob._insert_sync
+
+        def slow_insert(*args: object) -> object:
+            inside.set()
+            gate.wait(10)
+            return real(*args)  # type: ignore[arg-type]
+
+        ob._insert_sync = slow_insert  # type: ignore[method-assign]
+        for i in range(3):
+            ob.append_sample(sample(i))
+        flushing = asyncio.create_task(ob.flush())
+        await asyncio.to_thread(inside.wait, 10)
+        assert ob.stats().sinks["a"].backlog == 3  # not 0: the rows are in flight
+        gate.set()
+        await flushing
+        assert ob.stats().sinks["a"].backlog == 3
+        recs = await ob.read("a", 10)
+        await ob.ack("a", recs[-1].seq)
+        assert ob.stats().sinks["a"].backlog == 0
