@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bench.fleet_sim import LIMIT, point_layout, registers_of
+from bench.fleet_sim import LIMIT, registers_of, write_profile
 from bench.procs import Child, Children, pid_cpu_s, python_argv, renice
 from tests.fixtures.servers import InfluxDB1, Mosquitto, need
 
@@ -138,25 +138,15 @@ def write_site(
     database: str,
     site_id: str,
 ) -> Path:
-    (work / "profiles").mkdir(parents=True, exist_ok=True)
+    write_profile(
+        work / "profiles",
+        PROFILE,
+        KIND,
+        p.points,
+        description=f"benchmark device: {p.points} points",
+        unit="degC",
+    )
     (work / "rules").mkdir(exist_ok=True)
-    profile = {
-        "name": PROFILE,
-        "kind": KIND,
-        "description": f"benchmark device: {p.points} points",
-        "points": [
-            {
-                "name": pt.name,
-                "table": "holding_register",
-                "address": pt.address,
-                "type": pt.type,
-                "scale": pt.scale,
-                "unit": "degC",
-            }
-            for pt in point_layout(p.points)
-        ],
-    }
-    (work / "profiles" / f"{PROFILE}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     rules = {
         "area": "bench",
         "rules": [

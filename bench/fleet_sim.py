@@ -40,6 +40,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 VARIANTS = 4
 LIMIT = 50.0
@@ -72,6 +75,29 @@ def point_layout(m: int) -> list[PointDef]:
             out.append(PointDef(f"p{i:02d}", "uint16", addr, 0.1))
             addr += 1
     return out
+
+
+def write_profile(
+    folder: Path, name: str, kind: str, m: int, *, description: str = "", unit: str = ""
+) -> None:
+    """Write the gateway profile of ``point_layout(m)`` as ``folder/<name>.yaml``."""
+    extra = {"unit": unit} if unit else {}
+    profile: dict[str, Any] = {"name": name, "kind": kind}
+    if description:
+        profile["description"] = description
+    profile["points"] = [
+        {
+            "name": pt.name,
+            "table": "holding_register",
+            "address": pt.address,
+            "type": pt.type,
+            "scale": pt.scale,
+            **extra,
+        }
+        for pt in point_layout(m)
+    ]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
 
 
 def registers_of(m: int) -> int:

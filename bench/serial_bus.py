@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from bench.fleet_sim import point_layout
+from bench.fleet_sim import write_profile
 from bench.procs import Children, python_argv
 from gateway.config import ModbusRtuSource, load_site
 from gateway.model import Sample, SystemClock
@@ -82,22 +82,7 @@ class SerialResult:
 
 
 def write_site(work: Path, p: SerialParams) -> Path:
-    (work / "profiles").mkdir(parents=True, exist_ok=True)
-    profile = {
-        "name": PROFILE,
-        "kind": "bench",
-        "points": [
-            {
-                "name": pt.name,
-                "table": "holding_register",
-                "address": pt.address,
-                "type": pt.type,
-                "scale": pt.scale,
-            }
-            for pt in point_layout(p.points)
-        ],
-    }
-    (work / "profiles" / f"{PROFILE}.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    write_profile(work / "profiles", PROFILE, "bench", p.points)
     # One request per point on a 9600 baud line: 40 x ~25 ms a poll, so the
     # per-request timeout stays small and the interval short (always overdue).
     site = {

@@ -155,8 +155,8 @@ class MqttSinkConfig(_DeliverySettings):
     # At least one batch in flight: the worker waits for every PUBACK of a batch
     # (bench: 100 cut MQTT to ~14,000 points/s, 1000 keeps up with the CPU).
     max_inflight: int = Field(default=1000, ge=1, le=65535)
-    # Alarm transitions on their own outbox cursor and connection (client id
-    # "<id>-alarms"), so an alarm is never queued behind a telemetry backlog.
+    # Alarm transitions on their own thread, outbox file and connection (client
+    # id "<id>-alarms", gateway/alarm_lane.py): never queued behind telemetry.
     alarm_lane: bool = True
 
 

@@ -45,7 +45,7 @@ from gateway.sinks.console import ConsoleSink
 
 log = logging.getLogger(__name__)
 
-# The MQTT alarm lane's sink name (its outbox cursor and its connection).
+# The MQTT alarm lane's sink name (its outbox cursor, connection and stats key).
 ALARM_LANE = "mqtt-alarms"
 
 # A worker with nothing to do still wakes this often (a missed wake-up costs

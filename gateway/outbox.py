@@ -234,10 +234,10 @@ class Outbox:
             raise OutboxError(f"duplicate sink names: {list(sinks)}")
         self.path = Path(path)
         self.sink_names = list(sinks)
-        # A lane is a sink that delivers only some kinds (the MQTT alarm lane:
-        # alarms only, on their own connection, so an alarm never waits behind
-        # a telemetry backlog). Its cursor still moves over every row it
-        # scanned, so it never holds pruning back.
+        # A lane is a sink that delivers only some kinds (the main MQTT sink
+        # when alarms travel on the alarm lane, gateway/alarm_lane.py). Its
+        # cursor still moves over every row it scanned, so it never holds
+        # pruning back.
         self._lanes: dict[str, frozenset[RecordKind]] = {
             name: frozenset(kinds) for name, kinds in (lanes or {}).items()
         }
@@ -460,7 +460,7 @@ class Outbox:
             tail.popitem(last=False)
         for name in self.sink_names:
             if res.evicted or self._head_ts.get(name) is None:
-                self._set_head(name, res.heads.get(name))
+                self._head_ts[name] = res.heads.get(name)
 
     async def run_flusher(self) -> None:
         """Commit pending appends every ``flush_interval_s`` until cancelled."""
@@ -560,15 +560,12 @@ class Outbox:
         while tail and next(iter(tail)) <= low:
             tail.popitem(last=False)
         if seq >= self._last_seq:
-            self._set_head(sink, None)
+            self._head_ts[sink] = None
         elif (rec := tail.get(seq + 1)) is not None:
-            self._set_head(sink, rec.ts_ns)
+            self._head_ts[sink] = rec.ts_ns
         else:
-            self._set_head(sink, await self._call(self._head_sync, seq))
+            self._head_ts[sink] = await self._call(self._head_sync, seq)
         self._has_pending.set()
-
-    def _set_head(self, sink: str, ts_ns: int | None) -> None:
-        self._head_ts[sink] = ts_ns
 
     async def wait_for_data(self, sink: str, max_wait_s: float) -> None:
         """Wait until new records are committed (or ``max_wait_s`` passed)."""
@@ -636,7 +633,7 @@ class Outbox:
         evicted: dict[str, int] = {}
         db.execute("BEGIN IMMEDIATE")
         try:
-            known = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
+            known = _saved_cursors(db)
             for stale in set(known) - set(sink_names):
                 log.warning("outbox: dropping the cursor of sink %r (no longer configured)", stale)
                 db.execute("DELETE FROM cursors WHERE sink = ?", (stale,))
@@ -650,9 +647,8 @@ class Outbox:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        cursors = {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
-        row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-        last_seq = int(row[0]) if row else 0
+        cursors = _saved_cursors(db)
+        last_seq = _last_seq(db)
         self._prune_sync(min(cursors.values(), default=0))
         rows, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
         return _Opened(
@@ -693,8 +689,7 @@ class Outbox:
         payload = orjson.dumps([[_KIND_CODE[k], ts, item.to_json_dict()] for k, ts, item in batch])
         db.execute("BEGIN IMMEDIATE")
         try:
-            row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-            before = int(row[0]) if row else 0
+            before = _last_seq(db)
             if batch:
                 db.execute(_INSERT_BATCH, (ROW_OVERHEAD, payload))
             added = db.execute(
@@ -730,7 +725,7 @@ class Outbox:
         heads = {}
         if evicted:
             # The oldest rows went: where each sink now starts.
-            heads = {s: self._head_sync(c) for s, c in self._saved_cursors(db).items()}
+            heads = {s: self._head_sync(c) for s, c in _saved_cursors(db).items()}
         elif batch:
             heads = {s: batch[0][1] for s in self.sink_names}
         return _Inserted(
@@ -740,9 +735,6 @@ class Outbox:
             evicted=evicted,
             heads=heads,
         )
-
-    def _saved_cursors(self, db: sqlite3.Connection) -> dict[str, int]:
-        return {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
 
     def _evict_sync(self, size: int) -> tuple[list[tuple[int, int]], int]:
         """Delete the oldest telemetry until below the low-water mark (inside a txn).
@@ -825,6 +817,16 @@ class Outbox:
         if n:
             db.execute("DELETE FROM records WHERE seq <= ?", (upto,))
         return int(n), int(size)
+
+
+def _saved_cursors(db: sqlite3.Connection) -> dict[str, int]:
+    return {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
+
+
+def _last_seq(db: sqlite3.Connection) -> int:
+    """The last seq ever given (AUTOINCREMENT: pruned rows never lower it)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(slots=True, frozen=True)

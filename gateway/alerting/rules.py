@@ -622,6 +622,11 @@ def _deadband(rule: _LimitsMixin, lim: Limit) -> float:
     return abs(lim.value) * rule.deadband_pct / 100.0
 
 
+# One limit of one series, ready to compare: (detector key, limit name, limit,
+# upper?, threshold, deadband).
+_Plan = tuple[str, str, Limit, bool, float, float]
+
+
 class _LimitEval:
     """Limit comparison with deadband; the deadband applies on the way back only."""
 
@@ -631,20 +636,34 @@ class _LimitEval:
             for name, lim in rule.limits.items()
         ]
 
+    def plan(self, base: str) -> list[_Plan]:
+        """The limits of the series ``base`` with their detector keys."""
+        return [
+            (f"{base}:{name}", name, lim, upper, lim.value, db)
+            for name, lim, upper, db in self.items
+        ]
+
     def run(
         self, check: Check, base: str, point: str | None, x: float, ts: int, out: list[Change]
     ) -> None:
-        for name, lim, upper, db in self.items:
-            key = f"{base}:{name}"
-            det = check.detectors.get(key)
-            if det is None or not det.active:
-                raw = x >= lim.value if upper else x <= lim.value
-            else:
-                raw = x > lim.value - db if upper else x < lim.value + db
+        self.apply(check, self.plan(base), point, x, ts, out)
+
+    @staticmethod
+    def apply(
+        check: Check, plan: list[_Plan], point: str | None, x: float, ts: int, out: list[Change]
+    ) -> None:
+        detectors = check.detectors
+        for key, name, lim, upper, value, db in plan:
+            det = detectors.get(key)
             if det is None:
-                if not raw:
-                    continue
-                det = check.detector(key, point, name, lim)
+                # The usual case: never crossed, nothing to track.
+                if x >= value if upper else x <= value:
+                    check.emit(check.detector(key, point, name, lim), True, ts, round(x, 6), out)
+                continue
+            if det.active:
+                raw = x > value - db if upper else x < value + db
+            else:
+                raw = x >= value if upper else x <= value
             check.emit(det, raw, ts, round(x, 6), out)
 
 
@@ -652,11 +671,6 @@ def _num(v: Value | None) -> float | None:
     if v is None or isinstance(v, str):
         return None
     return float(v)
-
-
-# One limit of one point, ready to compare: (detector key, limit name, limit,
-# upper?, threshold, deadband).
-_Plan = tuple[str, str, Limit, bool, float, float]
 
 
 class LimitCheck(Check):
@@ -671,20 +685,13 @@ class LimitCheck(Check):
         self._plans: dict[str, list[_Plan]] = {}
 
     def _plan(self, point: str) -> list[_Plan]:
-        plan: list[_Plan] = []
-        if self.wants(point):
-            base = f"{self.prefix}:{point}"
-            plan = [
-                (f"{base}:{name}", name, lim, upper, lim.value, db)
-                for name, lim, upper, db in self.limits.items
-            ]
+        plan = self.limits.plan(f"{self.prefix}:{point}") if self.wants(point) else []
         self._plans[point] = plan
         return plan
 
     def feed(self, sample: Sample, out: list[Change]) -> None:
         q = sample.quality
         ts = sample.ts_ns
-        detectors = self.detectors
         plans = self._plans
         for point, v in sample.values.items():
             plan = plans.get(point)
@@ -695,19 +702,7 @@ class LimitCheck(Check):
             # An uncertain value is still evidence; a bad one never reaches values.
             if q and point in q and q[point] is not Quality.UNCERTAIN:
                 continue
-            x = float(v)
-            for key, name, lim, upper, value, db in plan:
-                det = detectors.get(key)
-                if det is None:
-                    # The usual case: never crossed, nothing to track.
-                    if x >= value if upper else x <= value:
-                        self.emit(self.detector(key, point, name, lim), True, ts, round(x, 6), out)
-                    continue
-                if det.active:
-                    raw = x > value - db if upper else x < value + db
-                else:
-                    raw = x >= value if upper else x <= value
-                self.emit(det, raw, ts, round(x, 6), out)
+            self.limits.apply(self, plan, point, float(v), ts, out)
 
 
 _PER = {"s": 1.0, "min": 60.0, "h": 3600.0}

@@ -120,6 +120,12 @@ class ModbusDevice:
         values: dict[str, Value] = {}
         quality: dict[str, Quality] = {}
         errors: list[str] = []
+
+        def undecodable(name: str, exc: CodecError) -> None:
+            self.counters.decode_errors += 1
+            quality[name] = Quality.BAD
+            errors.append(str(exc))
+
         for req, res, unpack in zip(self.plan, results, self._unpack, strict=True):
             if isinstance(res, SourceError):
                 for p in req.points:
@@ -139,9 +145,7 @@ class ModbusDevice:
                         try:
                             values[sl.name] = scaled(sl.point, raw)
                         except CodecError as exc:
-                            self.counters.decode_errors += 1
-                            quality[sl.name] = Quality.BAD
-                            errors.append(str(exc))
+                            undecodable(sl.name, exc)
                     continue
                 for sl in slots:
                     p = sl.point
@@ -151,18 +155,14 @@ class ModbusDevice:
                         else:
                             values[sl.name] = decode(p, res[sl.off : sl.off + p.count])
                     except CodecError as exc:
-                        self.counters.decode_errors += 1
-                        quality[p.name] = Quality.BAD
-                        errors.append(str(exc))
+                        undecodable(p.name, exc)
                 continue
             for p in req.points:
                 off = p.address - req.address
                 try:
                     values[p.name] = decode_bits(p, res[off : off + 1])  # type: ignore[arg-type]
                 except CodecError as exc:
-                    self.counters.decode_errors += 1
-                    quality[p.name] = Quality.BAD
-                    errors.append(str(exc))
+                    undecodable(p.name, exc)
         # A sensor-fault bit turns the readings it guards into faults: a broken
         # leakage loop reads as 0 mA, which must never look like "no leakage".
         for p in self._fault_points:
