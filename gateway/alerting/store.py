@@ -1,5 +1,11 @@
 """Durable alerting state in one SQLite file: alarms, pending escalations, notification queue.
 
+It also holds the alarm journal: every alarm transition is written to it in
+the transaction that saves the alarm, and stays there until the outboxes
+(the main one and the alarm lane's) have committed it. A crash between the
+two commits therefore never leaves a saved alarm that is not, or will not
+be, published: on start the gateway appends what the journal still holds.
+
 One file, so the alarm state, the escalation step and the notifications it
 queued are written in one transaction: after a crash either all of them
 happened or none did, which is what keeps a restart from firing twice or
@@ -54,6 +60,10 @@ CREATE TABLE IF NOT EXISTS notifications (
     sent_ns INTEGER
 );
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (state, next_ns);
+CREATE TABLE IF NOT EXISTS alarm_journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL
+);
 """
 
 
@@ -142,6 +152,28 @@ class AlertStore:
             " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, json.dumps(value)),
         )
+
+    # ------------------------------------------------------------------ alarm journal
+
+    def journal(self, events: list[dict[str, Any]]) -> None:
+        """Record alarm transitions not yet in the outbox (call inside the state transaction)."""
+        self.db.executemany(
+            "INSERT INTO alarm_journal (event) VALUES (?)", [(json.dumps(e),) for e in events]
+        )
+
+    def journaled(self) -> list[dict[str, Any]]:
+        """The transitions the outbox has not confirmed yet, oldest first."""
+        rows = self.db.execute("SELECT event FROM alarm_journal ORDER BY id").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def journal_head(self) -> int:
+        """The id of the newest journaled transition (0 when there never was one)."""
+        row = self.db.execute("SELECT MAX(id) FROM alarm_journal").fetchone()
+        return int(row[0] or 0)
+
+    def confirm_journal(self, upto: int) -> None:
+        """The outbox committed every transition up to ``upto``: forget them."""
+        self.db.execute("DELETE FROM alarm_journal WHERE id <= ?", (upto,))
 
     # ------------------------------------------------------------------ escalations
 
