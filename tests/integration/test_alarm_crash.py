@@ -24,8 +24,9 @@ from gateway.alerting.store import read_alarms
 from gateway.crashpoints import ENV as CRASH_ENV
 from gateway.sinks.mqtt import topic_level
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
+from tests.integration.receivers import Mailbox, WebhookReceiver
 from tests.integration.test_alerting_e2e import site_yaml, stop, wait
-from tests.simproc import bin_path, free_port, running_sim
+from tests.simproc import bin_path, running_sim
 
 SITE = "e2e-park"
 
@@ -67,9 +68,10 @@ def test_sigkill_right_after_the_alarm_state_is_saved_loses_no_alarm(
     mosquitto: Mosquitto,
     influxdb1: InfluxDB1,
     mqtt_collector: Any,
+    mailbox: tuple[Mailbox, int],
+    webhook: WebhookReceiver,
 ) -> None:
-    # The notification channels point at closed ports: this test is about the outboxes.
-    site = site_yaml(tmp_path, mosquitto, influxdb1, free_port(), free_port())
+    site = site_yaml(tmp_path, mosquitto, influxdb1, mailbox[1], webhook.port)
     col: MqttCollector = mqtt_collector(mosquitto, f"fsg/{SITE}/#")
     with running_sim(site, {}):
         gw = start_gateway(site, {CRASH_ENV: "alarm-state-saved"})

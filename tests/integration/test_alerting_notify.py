@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.alerting.engine import AlertEngine
 from gateway.model import AlarmEvent, AlarmState, FakeClock
+from gateway.tasks import cancel_and_wait
 from tests.fixtures.servers import free_port
+from tests.integration.receivers import smtp_on_loopback
 from tests.unit.test_rules import make_engine, sample, transitions
 
 RULES = """
@@ -44,8 +46,14 @@ RULES = """
 @dataclass
 class Mailbox:
     messages: list[tuple[list[str], bytes]] = field(default_factory=list)
+    # Set ``hold`` to keep each DATA unanswered until it is set; ``entered`` says one came.
+    hold: threading.Event | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.hold is not None:
+            self.entered.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.hold.wait, 30)
         content = envelope.content or b""
         raw = content.encode() if isinstance(content, str) else bytes(content)
         self.messages.append((list(envelope.rcpt_tos), raw))
@@ -66,13 +74,8 @@ def _auth(
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    port = free_port()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        ctl.stop()
 
 
 @pytest.fixture
@@ -89,16 +92,10 @@ def smtp_tls_server(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     box = Mailbox()
-    port = free_port()
-    ctl = Controller(
-        box, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
-        authenticator=_auth, auth_required=True,
-    )  # fmt: skip
-    ctl.start()
-    try:
+    with smtp_on_loopback(
+        box, tls_context=ctx, require_starttls=True, authenticator=_auth, auth_required=True
+    ) as port:
         yield box, port, cert
-    finally:
-        ctl.stop()
 
 
 @dataclass
@@ -165,6 +162,16 @@ def raise_leak(eng: AlertEngine, clock: FakeClock, device: str = "lk-1") -> list
     eng.on_sample(sample(clock, device, {"leak_ch1": 412}))
     clock.advance(5)
     return eng.on_sample(sample(clock, device, {"leak_ch1": 412}))
+
+
+def restartable(
+    tmp_path: Path, cfg: dict[str, Any], channels: list[str] | None = None
+) -> tuple[Callable[[], AlertEngine], FakeClock]:
+    """A way to start (and, after ``close``, restart) an engine on one state file and clock."""
+    if channels is not None:
+        cfg["routes"][0]["channels"] = channels
+    clock = FakeClock()
+    return lambda: make_engine(tmp_path, RULES, clock, state=None, **cfg), clock
 
 
 async def deliver(eng: AlertEngine) -> int:
@@ -384,4 +391,52 @@ async def test_run_notifier_task_delivers_and_stops_cleanly(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(webhook.bodies) == 1
+    eng.close()
+
+
+async def test_stop_during_an_email_lets_it_finish_and_records_it_sent(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    box, port = smtp_server
+    box.hold = threading.Event()
+    start, clock = restartable(tmp_path, alerting(webhook, port), ["mail"])
+    eng = start()
+    task = asyncio.create_task(eng.run_notifier(poll_s=0.05))
+    raise_leak(eng, clock)
+    assert await asyncio.to_thread(box.entered.wait, 10), "the e-mail's SMTP dialogue"
+    task.cancel()  # the gateway stops while the server has not answered DATA yet
+    await asyncio.sleep(0)
+    box.hold.set()
+    await cancel_and_wait([task])  # cancels again every 0.5 s, as the gateway's stop does
+    assert task.cancelled()
+    assert len(box.messages) == 1
+    assert eng.store is not None and eng.store.counts() == {"sent": 1}
+    eng.close()
+    # The restart does not send it again.
+    eng = start()
+    assert await deliver(eng) == 0
+    assert len(box.messages) == 1
+    eng.close()
+
+
+async def test_a_send_cut_by_a_crash_is_resent_marked_possible_duplicate(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    box, port = smtp_server
+    start, clock = restartable(tmp_path, alerting(webhook, port))
+    eng = start()
+    raise_leak(eng, clock)
+    assert eng.store is not None
+    # What a kill -9 mid-send leaves (the real crash: tests/integration/test_notify_stop.py).
+    eng.store.mark_sending([n["id"] for n in eng.store.notifications()])
+    eng.close()
+    eng = start()
+    assert await deliver(eng) == 2
+    [(_, raw)] = box.messages
+    mail = message_from_bytes(raw)
+    assert mail["X-Gateway-Possible-Duplicate"] == "true"
+    assert str(mail["Subject"]).startswith("(possible duplicate)")
+    [body] = webhook.bodies
+    assert body["markdown"]["title"].startswith("(possible duplicate)")
+    assert eng.store is not None and eng.store.counts() == {"sent": 2}
     eng.close()
