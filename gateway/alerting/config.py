@@ -241,7 +241,8 @@ class AlertingConfig(Strict):
     channels: list[Channel] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     roster: RosterConfig = Field(default_factory=RosterConfig)
-    # Notifications for one channel and recipient set within this window go out as one message.
+    # The first notification to a channel and recipient set goes at once; those that
+    # follow within this window of the last message wait for it and go out as one.
     group_window_s: float = Field(default=30.0, ge=0, le=3600)
     # An acknowledged alarm still active this long returns to unacknowledged; None = never.
     realarm_s: float | None = Field(default=None, gt=0)

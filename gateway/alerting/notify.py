@@ -8,8 +8,11 @@ last level again every ``repeat_s``. Acknowledge, reset, shelve or out of
 service stops the escalation. Each step only *queues* rows in SQLite.
 
 ``Notifier.deliver_due`` (async) sends what is queued: rows for one channel
-and one set of recipients that fall within ``group_window_s`` go out as one
-message, so a burst is one message, not forty. A failed send stays queued
+and one set of recipients go out as one message, so a burst is one message,
+not forty. The first notification goes at once (a first page never waits);
+what follows within ``group_window_s`` of the last message to the same
+people on the same channel waits for that window to end and goes out in one
+message with everything else that came meanwhile. A failed send stays queued
 and is retried with exponential back-off; a channel that fails
 ``fail_alarm_after`` times in a row raises its own health alarm.
 
@@ -437,9 +440,11 @@ class Notifier:
             "route": route.name,
             "level": level,
         }
-        due = now + int(self.cfg.group_window_s * 1e9)
+        window = int(self.cfg.group_window_s * 1e9)
         n = 0
         for ch in lvl.channels or route.channels:
+            last = self.store.last_sent_ns(ch, tuple(people))
+            due = now if last is None else max(now, last + window)
             dedupe = f"{ev.alarm_id}|{route.name}|{key}|{ch}"
             if self.store.enqueue(dedupe, ch, tuple(people), item, now, due):
                 n += 1

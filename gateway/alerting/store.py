@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS notifications (
     possible_duplicate INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (state, next_ns);
+CREATE INDEX IF NOT EXISTS notifications_sent ON notifications (channel, recipients, sent_ns);
 CREATE TABLE IF NOT EXISTS alarm_journal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     event TEXT NOT NULL
@@ -248,6 +249,14 @@ class AlertStore:
              due_ns),
         )  # fmt: skip
         return cur.rowcount == 1
+
+    def last_sent_ns(self, channel: str, recipients: tuple[str, ...]) -> int | None:
+        """When a message last went to these recipients on this channel (None: never)."""
+        row = self.db.execute(
+            "SELECT MAX(sent_ns) FROM notifications WHERE channel=? AND recipients=?",
+            (channel, json.dumps(list(recipients))),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def pending(self, limit: int = 1000) -> list[QueuedNotification]:
         rows = self.db.execute(

@@ -240,26 +240,52 @@ async def test_ack_before_escalation_time_means_no_second_level(
     eng.close()
 
 
-async def test_burst_is_grouped_into_one_message(
+def monitors(tmp_path: Path, n: int, cfg: dict[str, Any]) -> tuple[AlertEngine, FakeClock]:
+    """An engine for leakage monitors lk-1 .. lk-n."""
+    devices = [
+        {"id": f"lk-{i}", "profile": "leakage-monitor", "source": "rtu-1", "unit": i}
+        for i in range(1, n + 1)
+    ]
+    clock = FakeClock()
+    return make_engine(tmp_path, RULES, clock, devices=devices, **cfg), clock
+
+
+async def test_first_page_goes_at_once_and_what_follows_is_grouped(
     tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
 ) -> None:
     box, port = smtp_server
-    devices = [
-        {"id": f"lk-{i}", "profile": "leakage-monitor", "source": "rtu-1", "unit": i}
-        for i in range(1, 7)
-    ]
-    clock = FakeClock()
-    eng = make_engine(
-        tmp_path, RULES, clock, devices=devices, **alerting(webhook, port, group_window_s=30)
-    )
+    eng, clock = monitors(tmp_path, 7, alerting(webhook, port, group_window_s=30))
+    # The first alarm is not held for the grouping window: it goes at once.
+    raise_leak(eng, clock, "lk-1")
+    assert await deliver(eng) == 2  # one webhook message, one e-mail
+    assert "lk-1" in webhook.bodies[0]["markdown"]["title"]
+    # Those that follow within the window wait for it and go out as one message.
+    for i in range(2, 7):
+        raise_leak(eng, clock, f"lk-{i}")  # 5 s apart
+        assert await deliver(eng) == 0
+    clock.advance(30 - 25)
+    assert await deliver(eng) == 2
+    assert len(webhook.bodies) == 2 and len(box.messages) == 2
+    assert "5 alarms" in webhook.bodies[1]["markdown"]["title"]
+    assert "5 alarms" in box.subjects()[1]
+    # After a quiet window the next one goes at once again.
+    clock.advance(30)
+    raise_leak(eng, clock, "lk-7")
+    assert await deliver(eng) == 2
+    eng.close()
+
+
+async def test_a_burst_at_one_moment_is_one_message_sent_at_once(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    box, port = smtp_server
+    eng, clock = monitors(tmp_path, 6, alerting(webhook, port, group_window_s=30))
     for i in range(1, 7):
         eng.on_sample(sample(clock, f"lk-{i}", {"leak_ch1": 412}))
     clock.advance(5)
     for i in range(1, 7):
         eng.on_sample(sample(clock, f"lk-{i}", {"leak_ch1": 412}))
-    assert await deliver(eng) == 0  # inside the grouping window
-    clock.advance(30)
-    assert await deliver(eng) == 2  # one webhook message, one e-mail
+    assert await deliver(eng) == 2  # one webhook message, one e-mail, at once
     assert len(webhook.bodies) == 1 and len(box.messages) == 1
     assert "6 alarms" in webhook.bodies[0]["markdown"]["title"]
     assert "6 alarms" in box.subjects()[0]
