@@ -55,7 +55,8 @@ class MqttChannel(_ChannelBase):
     """Notification records handed to the app, which publishes them through the outbox."""
 
     type: Literal["mqtt"]
-    topic: str = "notifications"
+    # Under ``<prefix>/<site>/``, e.g. ``notifications`` or ``pager/night``.
+    topic: str = Field(default="notifications", pattern=r"^[^/+#\s]([^+#\s]*[^/+#\s])?$")
 
 
 class WebhookChannel(_ChannelBase):

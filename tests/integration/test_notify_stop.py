@@ -22,10 +22,9 @@ import pytest
 
 from gateway.alerting.store import AlertStore
 from gateway.crashpoints import ENV as CRASH_ENV
-from tests.fixtures.servers import InfluxDB1, Mosquitto
 from tests.integration.receivers import Mailbox, WebhookReceiver
 from tests.integration.test_alarm_crash import start_gateway
-from tests.integration.test_alerting_e2e import L2_AFTER_S, L3_AFTER_S, site_yaml, stop, wait
+from tests.integration.test_alerting_e2e import stop, wait
 from tests.simproc import running_sim
 
 # How long the receiver holds its answer after SIGTERM while the gateway has not exited.
@@ -67,26 +66,11 @@ def stop_then_restart(
     return code, err
 
 
-@pytest.fixture
-def site(
-    tmp_path: Path,
-    mosquitto: Mosquitto,
-    influxdb1: InfluxDB1,
-    webhook: WebhookReceiver,
-    mailbox: tuple[Mailbox, int],
-) -> Path:
-    """The end-to-end site, told at level 1 only (no escalation during the test)."""
-    path = site_yaml(tmp_path, mosquitto, influxdb1, mailbox[1], webhook.port)
-    levels = f"[{{after_s: 0}}, {{after_s: {L2_AFTER_S}}}, {{after_s: {L3_AFTER_S}}}]"
-    path.write_text(path.read_text().replace(levels, "[{after_s: 0}]"))
-    return path
-
-
 @pytest.mark.timeout(150)
 def test_sigterm_during_a_webhook_post_lets_it_finish_and_never_sends_it_twice(
-    tmp_path: Path, site: Path, webhook: WebhookReceiver, mailbox: tuple[Mailbox, int]
+    tmp_path: Path, one_level_site: Path, webhook: WebhookReceiver, mailbox: tuple[Mailbox, int]
 ) -> None:
-    box = mailbox[0]
+    box, site = mailbox[0], one_level_site
     webhook.release.clear()  # the robot answers only when the test says so
 
     def sigterm_mid_post(gw: subprocess.Popen[str]) -> None:
@@ -113,8 +97,9 @@ def test_sigterm_during_a_webhook_post_lets_it_finish_and_never_sends_it_twice(
 
 @pytest.mark.timeout(150)
 def test_sigkill_after_a_post_before_it_was_recorded_resends_it_marked_possible_duplicate(
-    tmp_path: Path, site: Path, webhook: WebhookReceiver
+    tmp_path: Path, one_level_site: Path, webhook: WebhookReceiver
 ) -> None:
+    site = one_level_site
     site.write_text(site.read_text().replace("channels: [mail, chat]", "channels: [chat]"))
 
     def resent() -> None:
