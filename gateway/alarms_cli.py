@@ -19,10 +19,13 @@ from typing import Any
 
 import aiomqtt
 
+from gateway.alerting.alarms import Alarm
 from gateway.alerting.commands import build_command
+from gateway.alerting.engine import AlertEngine
 from gateway.alerting.store import read_alarms
 from gateway.config import Site, load_site
 from gateway.errors import AlarmError, CommandError
+from gateway.model import AlarmState
 from gateway.sinks.mqtt_commands import command_client, command_topic, reply_topic
 
 
@@ -40,8 +43,14 @@ def _ts(ns: Any) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     site = load_site(args.site)
-    alarms = read_alarms(state_db_path(site))
-    shown = [a for a in alarms if args.all or a.get("active") or not a.get("acked", True)]
+    try:
+        alarms = [Alarm.from_json_dict(doc) for doc in read_alarms(state_db_path(site))]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlarmError(f"{state_db_path(site)}: an alarm record is damaged: {exc!r}") from exc
+    # The same selection and fields as the gateway's own ``list`` command.
+    shown = [
+        AlertEngine.describe(a) for a in alarms if args.all or a.state is not AlarmState.NORMAL
+    ]
     if args.json:
         print(json.dumps(shown, indent=2, ensure_ascii=False))
         return 0
@@ -49,10 +58,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("no active or unacknowledged alarms")
         return 0
     for a in shown:
-        state, severity = a.get("state", "?"), a.get("severity", "")
         print(
-            f"{a.get('alarm_id', '?'):48} {state!s:20} {severity!s:8} "
-            f"raised {_ts(a.get('raised_ns'))}  {a.get('message', '')}"
+            f"{a['alarm_id']:48} {a['state']:20} {a['severity']:8} "
+            f"raised {_ts(a['raised_ns'])}  {a['message']}"
         )
     return 0
 

@@ -654,7 +654,9 @@ class AlertEngine:
         if self.store is not None:
             self.store.confirm_journal(upto)
 
-    def describe(self, a: Alarm) -> dict[str, Any]:
+    @staticmethod
+    def describe(a: Alarm) -> dict[str, Any]:
+        """One alarm as the ``list`` command and ``gateway alarms list --json`` show it."""
         return {
             "alarm_id": a.alarm_id,
             "state": str(a.state),
