@@ -119,7 +119,7 @@ class Person(Strict):
     email: str | None = None
     # Mobile number: DingTalk and WeCom robots @-mention people by it.
     phone: str | None = None
-    # Slack/Feishu user id for mentions.
+    # Slack member id, or Feishu open_id / user_id, for @-mentions in those robots' messages.
     chat_id: str | None = None
 
 

@@ -33,6 +33,7 @@ import contextlib
 import fnmatch
 import hashlib
 import hmac
+import html
 import logging
 import smtplib
 import ssl
@@ -247,7 +248,14 @@ def webhook_body(ch: WebhookChannel, msg: Message, now_s: float) -> tuple[str, d
             "text": {"content": text, "mentioned_mobile_list": msg.phones},
         }
     if ch.preset == "feishu":
-        body: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
+        # A custom bot mentions people in a text message by their user id (open_id or user_id).
+        mentions = " ".join(
+            f'<at user_id="{html.escape(p.chat_id)}">{html.escape(n)}</at>'
+            for n, p in msg.people
+            if p.chat_id
+        )
+        content = text + (f"\n{mentions}" if mentions else "")
+        body: dict[str, Any] = {"msg_type": "text", "content": {"text": content}}
         if ch.secret:
             ts = str(int(now_s))
             key = f"{ts}\n{ch.secret}".encode()

@@ -142,6 +142,8 @@ def test_webhook_presets(preset: str) -> None:
         assert (
             body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
         )
+        # The custom bot's text mention of the on-call person, by their Feishu user id.
+        assert body["content"]["text"].endswith('<at user_id="U42">chief</at>')
     else:
         assert "<@U42>" in body["text"] and body["text"].startswith("*[CRITICAL]")
 
