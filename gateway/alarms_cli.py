@@ -13,9 +13,10 @@ import argparse
 import asyncio
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 
@@ -35,10 +36,23 @@ def state_db_path(site: Site) -> Path:
     return state if state.is_absolute() else site.path.parent / state
 
 
-def _ts(ns: Any) -> str:
+def site_zone(site: Site) -> ZoneInfo:
+    """The site's time zone; unset, the on-call roster's (the notifications use it), else UTC."""
+    cfg = site.config
+    if cfg.timezone is not None:
+        return ZoneInfo(cfg.timezone)
+    if cfg.alerting is not None:
+        return ZoneInfo(cfg.alerting.roster.timezone)
+    return ZoneInfo("UTC")
+
+
+def _ts(ns: Any, zone: ZoneInfo) -> str:
+    """``2026-01-01 08:00:05+08:00``: local time, with its offset so it cannot be misread."""
     if not isinstance(ns, int):
         return "-"
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    local = datetime.fromtimestamp(ns / 1e9, zone)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S}{offset[:3]}:{offset[3:]}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -57,10 +71,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not shown:
         print("no active or unacknowledged alarms")
         return 0
+    zone = site_zone(site)
     for a in shown:
         print(
             f"{a['alarm_id']:48} {a['state']:20} {a['severity']:8} "
-            f"raised {_ts(a['raised_ns'])}  {a['message']}"
+            f"raised {_ts(a['raised_ns'], zone)}  {a['message']}"
         )
     return 0
 
