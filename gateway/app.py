@@ -162,6 +162,7 @@ class Gateway:
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
         self.commands_handled = 0
         self._alarms_appended = asyncio.Event()
+        self._confirm_failing = False
         # Armed by run_site only: in a test process a hard exit would end the test run.
         self.shutdown_watchdog: ShutdownWatchdog | None = None
         # Freeze what start-up built out of the cyclic GC (the daemon sets it; see run()).
@@ -236,13 +237,18 @@ class Gateway:
         if self.alerts is None or self.alerts.store is None:
             return True
         # Everything journaled so far was appended already (engine.unpublished).
-        head = self.alerts.journal_head()
         try:
+            head = self.alerts.journal_head()
             await self.delivery.flush()
+            self.alerts.confirm_published(head)
         except GatewayError as exc:
-            log.error("alarm transitions not yet committed to the outbox (kept): %s", exc)
+            if not self._confirm_failing:  # once per episode, not every retry
+                log.error("alarm transitions not yet committed to the outbox (kept): %s", exc)
+            self._confirm_failing = True
             return False
-        self.alerts.confirm_published(head)
+        if self._confirm_failing:
+            log.warning("alarm transitions committed to the outbox again")
+            self._confirm_failing = False
         return True
 
     def _patrol_outputs(self, outputs: list[PatrolOutput]) -> None:

@@ -183,13 +183,19 @@ class AlertStore:
         return [json.loads(r[0]) for r in rows]
 
     def journal_head(self) -> int:
-        """The id of the newest journaled transition (0 when there never was one)."""
-        row = self.db.execute("SELECT MAX(id) FROM alarm_journal").fetchone()
+        """The id of the newest journaled transition (0 when the journal is empty)."""
+        try:
+            row = self.db.execute("SELECT MAX(id) FROM alarm_journal").fetchone()
+        except sqlite3.Error as exc:
+            raise AlarmError(f"alarm journal in {self.path}: {exc}") from exc
         return int(row[0] or 0)
 
     def confirm_journal(self, upto: int) -> None:
         """The outbox committed every transition up to ``upto``: forget them."""
-        self.db.execute("DELETE FROM alarm_journal WHERE id <= ?", (upto,))
+        try:
+            self.db.execute("DELETE FROM alarm_journal WHERE id <= ?", (upto,))
+        except sqlite3.Error as exc:
+            raise AlarmError(f"alarm journal in {self.path}: {exc}") from exc
 
     # ------------------------------------------------------------------ escalations
 

@@ -104,6 +104,10 @@ class Hook:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     hits: int = 0
     status: int = 200
+    # Answer this late (after taking the message): longer than the channel's timeout
+    # makes a POST that arrived but whose answer the gateway never saw.
+    delay_s: float = 0.0
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -119,6 +123,9 @@ async def webhook() -> AsyncIterator[Hook]:
         if hook.status != 200:
             return web.Response(status=hook.status, text="robot down")
         hook.bodies.append(await request.json())
+        hook.headers.append(dict(request.headers))
+        if hook.delay_s:
+            await asyncio.sleep(hook.delay_s)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     app = web.Application()
@@ -465,4 +472,24 @@ async def test_a_send_cut_by_a_crash_is_resent_marked_possible_duplicate(
     [body] = webhook.bodies
     assert body["markdown"]["title"].startswith("(possible duplicate)")
     assert eng.store is not None and eng.store.counts() == {"sent": 2}
+    eng.close()
+
+
+async def test_a_webhook_whose_answer_timed_out_is_retried_marked_possible_duplicate(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    cfg = alerting(webhook, smtp_server[1])
+    cfg["channels"][0]["timeout_s"] = 0.2
+    start, clock = restartable(tmp_path, cfg, ["chat"])
+    eng = start()
+    webhook.delay_s = 2.0  # the robot took the message, its answer comes too late
+    raise_leak(eng, clock)
+    assert await deliver(eng) == 0
+    webhook.delay_s = 0.0
+    clock.advance(5)  # retry.min_s
+    assert await deliver(eng) == 1
+    first, again = webhook.bodies
+    assert "X-Gateway-Possible-Duplicate" not in webhook.headers[0]
+    assert webhook.headers[1]["X-Gateway-Possible-Duplicate"] == "true"
+    assert again["markdown"]["title"] == f"(possible duplicate) {first['markdown']['title']}"
     eng.close()
