@@ -1,4 +1,5 @@
-"""``<device>/availability`` on a real Mosquitto follows the polls of a simulated unit.
+"""A simulated unit's topics on a real Mosquitto: availability follows the polls, values
+carry no float noise.
 
 The simulator (its own process) stops answering for one unit for a while,
 then answers again; the gateway (its own process) runs with a short health
@@ -7,11 +8,14 @@ on its telemetry topic several times while the unit is dead. Availability
 must not turn ``online`` for any of them, and must turn ``online`` when the
 unit answers again. MQTT keeps the order of one publisher's messages to one
 subscriber, so each ``online`` can be checked against the record it follows.
+
+The unit's temperature register holds 204 at scale 0.1: the JSON says 20.4.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,18 +84,33 @@ def returned(msgs: list[Received]) -> bool:
     return False
 
 
+def run_until(
+    tmp: Path,
+    mq: Mosquitto,
+    make_collector: Any,
+    until: Callable[[list[Received]], bool],
+    what: str,
+    *sim_args: str,
+) -> list[Received]:
+    """Simulator and gateway, each its own process, until the broker has seen ``until``."""
+    site = site_yaml(tmp, mq)
+    col: MqttCollector = make_collector(mq, "fsg/#")
+    with running_sim(site, {}, *sim_args):
+        gw = start_gateway(site)
+        try:
+            return col.wait_for(until, 90, what)
+        finally:
+            stop(gw)
+
+
 @pytest.mark.timeout(180)
 def test_dead_unit_stays_offline_through_health_records(
     tmp_path: Path, mosquitto: Mosquitto, mqtt_collector: Any
 ) -> None:
-    site = site_yaml(tmp_path, mosquitto)
-    col: MqttCollector = mqtt_collector(mosquitto, "fsg/#")
-    with running_sim(site, {}, "--scenario", "dead-then-back"):
-        gw = start_gateway(site)
-        try:
-            msgs = col.wait_for(returned, 90, "offline, then online again")
-        finally:
-            stop(gw)
+    msgs = run_until(
+        tmp_path, mosquitto, mqtt_collector, returned, "offline, then online again",
+        "--scenario", "dead-then-back",
+    )  # fmt: skip
     stream = device_stream(msgs)
     first_off = stream.index(("avail", "offline"))
     # Every "online" follows a poll that read the unit, never a health record.
@@ -109,3 +128,18 @@ def test_dead_unit_stays_offline_through_health_records(
     polls = [rec for kind, rec in dead if kind == "poll"]
     # Silent throughout, up to the poll that earned the "online".
     assert all(rec.get("error") for rec in polls[:-1]) and not polls[-1].get("error"), polls
+
+
+@pytest.mark.timeout(120)
+def test_scaled_value_is_published_without_float_noise(
+    tmp_path: Path, mosquitto: Mosquitto, mqtt_collector: Any
+) -> None:
+    topic = f"fsg/avail-park/{DEVICE}/telemetry"
+
+    def polled(msgs: list[Received]) -> bool:
+        return any(m.topic == topic and b'"temperature"' in m.payload for m in msgs)
+
+    msgs = run_until(tmp_path, mosquitto, mqtt_collector, polled, "a poll of the unit")
+    payload = next(m.payload for m in msgs if m.topic == topic and b'"temperature"' in m.payload)
+    assert b'"temperature":20.4,' in payload or b'"temperature":20.4}' in payload, payload
+    assert json.loads(payload)["values"]["temperature"] == 20.4
