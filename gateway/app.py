@@ -39,7 +39,7 @@ from typing import Any, TextIO
 from gateway.alerting.engine import AlertEngine
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
-from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
@@ -51,7 +51,6 @@ from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
 # A clean stop flushes the outbox and closes every connection in well under
 # this; past it something is stuck and systemd/an operator would wait forever.
 SHUTDOWN_LIMIT_S = 20.0
