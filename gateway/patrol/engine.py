@@ -54,6 +54,7 @@ _KEEP_DUES_NS = 48 * 3600 * NS
 Severity = Literal["info", "low", "medium", "high", "critical"]
 AlarmAction = Literal["raise", "clear", "pulse"]
 UNKNOWN_GUARD = "unknown"
+OVERDUE_SEVERITY: Severity = "high"
 
 
 class FindingType(StrEnum):
@@ -81,6 +82,9 @@ class Finding:
     ``raise`` (condition became active), ``clear`` (condition gone) or
     ``pulse`` (a one-off event: raise, then clear at once, so it stays
     return-to-normal-unacknowledged until an operator acknowledges it).
+    ``raised_as`` names, on a clear, the finding that raised the alarm: the
+    alarm keeps that rule and severity for its whole life (``alarm_identity``),
+    while the record itself says what happened (``overdue_cleared``, info).
     """
 
     type: FindingType
@@ -95,6 +99,12 @@ class Finding:
     alarm_key: str | None = None
     alarm_action: AlarmAction | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    raised_as: tuple[FindingType, Severity] | None = None
+
+    def alarm_identity(self) -> tuple[str, Severity]:
+        """(rule, severity) of the alarm this finding drives: the raise's, for raise and clear."""
+        ftype, severity = self.raised_as or (self.type, self.severity)
+        return f"patrol_{ftype}", severity
 
     def event(self) -> Event:
         tags = {"record": "finding"}
@@ -743,7 +753,7 @@ class PatrolEngine:
                         due,
                         f"no complete patrol round for {self.config.max_gap_s / 3600:g} h"
                         f" (since {since}); due {self._local(due, '%H:%M')}",
-                        "high",
+                        OVERDUE_SEVERITY,
                         alarm=True,
                         alarm_key=key,
                         alarm_action="raise",
@@ -763,6 +773,7 @@ class PatrolEngine:
             alarm_key=key,
             alarm_action="clear",
             data={"due_ns": int(due)},
+            raised_as=(FindingType.OVERDUE, OVERDUE_SEVERITY),
         )
 
     # ------------------------------------------------------------------ readers
