@@ -66,3 +66,39 @@ async def test_lines_garbage_and_unplug(tmp_path: Path) -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await src.aclose()
+
+
+async def test_oversized_garbage_costs_no_tap(tmp_path: Path) -> None:
+    """1 MB without a line end, then a newline: the garbage is one counted error, the next tap
+    is decoded."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    link = tmp_path / "rfid"
+    link.symlink_to(os.ttyname(slave))
+    cfg = SerialLineSource(id="rfid", type="serial_line", port=str(link), reconnect_min_s=0.05)
+    dev = DeviceConfig(id="rfid-1", profile="rfid-checkpoint-reader", source="rfid")
+    q: asyncio.Queue[Sample] = asyncio.Queue()
+    src = SerialLineDevice(cfg, dev, _profile(), q.put, SystemClock(), {})
+    task = asyncio.create_task(src.run())
+    os.set_blocking(master, False)
+    try:
+        await asyncio.sleep(0.2)  # let it open the port (no event to await on the far side)
+        tap = (with_checksum("CP01,04A1B2C3D4,7") + "\r\n").encode()
+        # The garbage ends with a bare LF: any line end resynchronises.
+        data = b"A" * (1 << 20) + b"\n" + tap
+        sent = 0
+        while sent < len(data):
+            try:
+                sent += os.write(master, data[sent : sent + 65536])
+            except BlockingIOError:
+                await asyncio.sleep(0.001)  # the pty buffer is full: let the gateway read
+        (got,) = await _collect(q, 1)
+        assert got.values == {"reader": "CP01", "card": "04A1B2C3D4", "seq": 7}
+        assert src.counters.frame_errors == 1  # one oversized line, not one per read
+        assert src.splitter.discarded_bytes == (1 << 20) + 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await src.aclose()
+        os.close(master)
+        os.close(slave)
