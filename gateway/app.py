@@ -350,6 +350,9 @@ class Gateway:
                     self._patrol_outputs(
                         self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
                     )
+                    self._patrol_outputs(
+                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
+                    )
 
     async def _lag_probe(self) -> None:
         """Measure how late the event loop runs a timer (wall time, not the site clock)."""

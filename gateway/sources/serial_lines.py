@@ -6,7 +6,15 @@ becomes one Sample stamped when the line's terminator arrived; a line that
 does not parse is counted as a frame error and logged (rate-limited), and
 never stops the source. An overlong line (noise without line ends) is one
 frame error however long it is, and the next line after it is read
-(``LineSplitter``). A port that disappears (reader unplugged) is retried
+(``LineSplitter``).
+
+The tap path is bounded: lines pass a token bucket (``max_lines_per_s``,
+bursts of ``max_burst_lines``) as they are read; a line over the rate is
+dropped unread and counted in ``counters.overruns`` (the patrol check turns
+the count into a finding), so a flooding reader costs a counter increment
+per line, not a patrol verdict and an outbox row. The reading task yields to
+the event loop after every line it hands on, so the other sources keep
+their poll interval while this one floods. A port that disappears (reader unplugged) is retried
 with capped back-off, and the device is reported with an error Sample so the
 patrol check can call the reader offline.
 """
@@ -59,7 +67,10 @@ class SerialLineDevice:
         self.splitter = LineSplitter(
             profile.line.terminator.encode(profile.line.encoding), profile.line.max_length
         )
+        # Bounded by the token bucket's burst; full only if the pipeline stalls.
         self._queue: asyncio.Queue[tuple[int, bytes] | Exception] = asyncio.Queue(maxsize=1000)
+        self._tokens = float(cfg.max_burst_lines)
+        self._refilled = clock.monotonic()
         self._last_garbage_log = -1e9
 
     async def __aenter__(self) -> SerialLineDevice:
@@ -111,7 +122,24 @@ class SerialLineDevice:
             return
         ts_ns = self._clock.now_ns()
         for item in self.splitter.feed(data):
-            self._put(item if isinstance(item, FrameError) else (ts_ns, item))
+            if isinstance(item, FrameError):
+                self._put(item)
+            elif self._take_token():
+                self._put((ts_ns, item))
+            else:
+                self.counters.overruns += 1
+
+    def _take_token(self) -> bool:
+        now = self._clock.monotonic()
+        cfg = self.cfg
+        self._tokens = min(
+            float(cfg.max_burst_lines), self._tokens + (now - self._refilled) * cfg.max_lines_per_s
+        )
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def _put(self, item: tuple[int, bytes] | Exception) -> None:
         try:
@@ -192,6 +220,8 @@ class SerialLineDevice:
                     tags=self.tags,
                 )
             )
+            # Queue.get does not yield while lines are waiting: let the other sources run.
+            await asyncio.sleep(0)
 
     def _garbage(self, exc: FrameError) -> None:
         self.counters.frame_errors += 1
