@@ -270,6 +270,7 @@ class UnknownCards:
     last_ns: int = 0
     report_ns: int | None = None
     device: str | None = None
+    checkpoint: str = ""  # kept: the reader may be gone from the config after a restart
 
 
 @dataclass(slots=True)
@@ -578,7 +579,8 @@ class PatrolEngine:
             self._count("unknown_cards")
             u = self._s.unknown.get(reader)
             if u is None:
-                u = self._s.unknown[reader] = UnknownCards(first_ns=ts, device=device)
+                u = UnknownCards(first_ns=ts, device=device, checkpoint=cp.id)
+                self._s.unknown[reader] = u
             u.count += 1
             u.last_ns = ts
             if card in u.cards:
@@ -808,12 +810,12 @@ class PatrolEngine:
         """The reader's one unknown-card alarm, raised again with the burst's count so far."""
         new = u.count - u.reported
         u.reported, u.report_ns = u.count, ts
-        cp = self._by_reader[reader]
+        cp_id = u.checkpoint or reader
         if u.count == 1:
-            msg = f"1 unknown card tap at {cp.id} (reader {reader}): {u.cards[-1]}"
+            msg = f"1 unknown card tap at {cp_id} (reader {reader}): {u.cards[-1]}"
         else:
             msg = (
-                f"{u.count} unknown card taps at {cp.id} (reader {reader})"
+                f"{u.count} unknown card taps at {cp_id} (reader {reader})"
                 f" since {self._local(u.first_ns, '%H:%M:%S')}; last: {', '.join(u.cards)}"
             )
         return Finding(
@@ -821,7 +823,7 @@ class PatrolEngine:
             ts,
             msg,
             "high",
-            checkpoint=cp.id,
+            checkpoint=cp_id,
             guard=UNKNOWN_GUARD,
             device=u.device,
             alarm=True,

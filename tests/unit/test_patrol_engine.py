@@ -350,10 +350,15 @@ def test_unknown_card_burst_survives_a_restart() -> None:
     rig.goto(at(22, 30))
     rig.tap("lakeside", "F100000001")
     rig.tap("lakeside", "F100000002")
-    engine = PatrolEngine(rig.config, rig.clock, rig.store)
+    # Restarted with a config that no longer has that checkpoint: still reported, no crash.
+    routes = [{"id": "night", "checkpoints": [c for c in ROUTE if c != "lakeside"]}]
+    smaller = cfg(checkpoints=[{"id": c, "device": "rfid-gate"} for c in ROUTE if c != "lakeside"],
+                  routes=routes, walks=[])
+    engine = PatrolEngine(smaller, rig.clock, rig.store)
     rig.goto(at(22, 31, 1))
     (f,) = findings(engine.tick(), FindingType.UNKNOWN_CARD)
     assert f.data["count"] == 2 and f.data["cards"] == "F100000001,F100000002"
+    assert f.checkpoint == "lakeside" and f.alarm_key == "patrol/unknown_card/lakeside"
 
 
 def test_reader_flood_is_one_alarm_per_line_reported_at_most_once_per_interval() -> None:
