@@ -226,15 +226,16 @@ class Gateway:
         for f in alarms_of(outputs):
             raise_it = f.alarm_action in ("raise", "pulse")
             clear_it = f.alarm_action in ("clear", "pulse")
+            rule, severity = f.alarm_identity()
             for active in [True] * raise_it + [False] * clear_it:
                 self._append_alarms(
                     self.alerts.external(
                         f.alarm_key or f"patrol/{f.type}",
                         active,
-                        severity=str(f.severity),
+                        severity=str(severity),
                         device=f.device or "patrol",
                         message=f.message,
-                        rule=f"patrol_{f.type}",
+                        rule=rule,
                         kind="patrol",
                         point=f.checkpoint,
                         area="patrol",
@@ -347,6 +348,9 @@ class Gateway:
                 if isinstance(src, SerialLineDevice):
                     self._patrol_outputs(
                         self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
+                    )
+                    self._patrol_outputs(
+                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
                     )
 
     async def _lag_probe(self) -> None:
