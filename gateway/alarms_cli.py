@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,9 +95,11 @@ def cmd_operate(args: argparse.Namespace) -> int:
         args.alarm_command,
         args.alarm_id,
         duration=getattr(args, "duration", None),
+        reason=getattr(args, "reason", None),
         by=args.by,
         comment=args.comment,
         request_id=uuid.uuid4().hex,
+        issued_at=round(time.time(), 3),
     )
     reply = asyncio.run(send_command(site, payload, args.timeout))
     print(json.dumps(reply, ensure_ascii=False))
@@ -120,6 +123,8 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         ("shelve", "shelve an alarm for a while"),
         ("unshelve", "end a shelve early"),
         ("reset", "reset a latched alarm whose condition is gone"),
+        ("out_of_service", "take an alarm out of service for a while"),
+        ("in_service", "return an alarm to service early"),
     ):
         q = asub.add_parser(name, help=helptext)
         q.add_argument("alarm_id")
@@ -127,6 +132,7 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         q.add_argument("--by", default=None, help="who does it (recorded with the alarm)")
         q.add_argument("--comment", default=None)
         q.add_argument("--timeout", type=float, default=10.0)
-        if name == "shelve":
+        if name in ("shelve", "out_of_service"):
             q.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h")
+            q.add_argument("--reason", required=True, help="why (recorded with the alarm)")
         q.set_defaults(func=cmd_operate)

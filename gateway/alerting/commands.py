@@ -6,8 +6,13 @@ with one clear line per problem and changes nothing; ``error_reply`` turns
 any failure into the JSON the app publishes on the response topic.
 
     {"cmd": "ack", "alarm_id": "leakage:lk-1:leak_ch1:hihi", "by": "wang", "comment": "on my way"}
-    {"cmd": "shelve", "alarm_id": "...", "duration": "2h", "comment": "sensor replaced tomorrow"}
+    {"cmd": "shelve", "alarm_id": "...", "duration": "2h", "reason": "sensor replaced tomorrow"}
     {"cmd": "reset", "alarm_id": "..."}
+
+Over MQTT every command also carries ``request_id`` and ``issued_at`` (Unix
+seconds) so the gateway can refuse stale and replayed ones
+(``gateway.alerting.command_gate``). Shelving and taking out of service need
+a ``reason`` and a ``duration``: nothing is switched off for ever by accident.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
-from gateway.errors import AlarmError, CommandError
+from gateway.errors import AlarmError, CommandError, CommandRefused
 
 MAX_PAYLOAD = 16 * 1024
+REASON_MAX = 200
 ALARM_ID = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
                        r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")  # fmt: skip
@@ -53,7 +59,10 @@ def parse_duration(value: str | float | int) -> float:
 class _Cmd(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str | None = Field(default=None, max_length=128)
+    request_id: str | None = Field(default=None, min_length=1, max_length=128,
+                                   pattern=r"^[A-Za-z0-9_.:-]+$")  # fmt: skip
+    # When the sender issued it (Unix seconds, wall clock): stale commands are refused.
+    issued_at: float | None = Field(default=None, allow_inf_nan=False)
     # The operator's name, recorded with the transition next to the channel it came by.
     by: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s/#+]+$")
     comment: str | None = Field(default=None, max_length=500)
@@ -64,9 +73,11 @@ class AckCmd(_Cmd):
     alarm_id: ALARM_ID
 
 
-class ShelveCmd(_Cmd):
-    cmd: Literal["shelve"]
+class _TimedCmd(_Cmd):
+    """Shelve and out of service: why, and for how long (the alarm book ends it then)."""
+
     alarm_id: ALARM_ID
+    reason: str = Field(min_length=1, max_length=REASON_MAX)
     duration: float
 
     @field_validator("duration", mode="before")
@@ -75,6 +86,15 @@ class ShelveCmd(_Cmd):
         if not isinstance(v, str | int | float):
             raise ValueError("duration must be seconds or a text like 2h, 30m")
         return parse_duration(v)
+
+    @property
+    def note(self) -> str:
+        """What the alarm book records as the comment: the reason, then any comment."""
+        return f"{self.reason}: {self.comment}" if self.comment else self.reason
+
+
+class ShelveCmd(_TimedCmd):
+    cmd: Literal["shelve"]
 
 
 class UnshelveCmd(_Cmd):
@@ -87,9 +107,8 @@ class ResetCmd(_Cmd):
     alarm_id: ALARM_ID
 
 
-class OutOfServiceCmd(_Cmd):
+class OutOfServiceCmd(_TimedCmd):
     cmd: Literal["out_of_service"]
-    alarm_id: ALARM_ID
 
 
 class InServiceCmd(_Cmd):
@@ -183,9 +202,9 @@ def request_id_of(raw: Any) -> str | None:
 def error_reply(raw: Any, exc: Exception) -> dict[str, Any]:
     """The response-topic payload for a refused command."""
     kind = (
-        "bad_command"
-        if isinstance(exc, CommandError)
-        else ("refused" if isinstance(exc, AlarmError) else "error")
+        "refused"
+        if isinstance(exc, AlarmError | CommandRefused)
+        else ("bad_command" if isinstance(exc, CommandError) else "error")
     )
     return {"ok": False, "error": kind, "message": str(exc), "request_id": request_id_of(raw)}
 
@@ -195,17 +214,19 @@ def build_command(
     alarm_id: str | None = None,
     *,
     duration: str | float | None = None,
+    reason: str | None = None,
     by: str | None = None,
     comment: str | None = None,
     request_id: str | None = None,
+    issued_at: float | None = None,
 ) -> dict[str, Any]:
     """The payload the CLI publishes (validated here so the CLI fails before sending)."""
     data: dict[str, Any] = {"cmd": cmd}
-    if alarm_id is not None:
-        data["alarm_id"] = alarm_id
-    if duration is not None:
-        data["duration"] = duration
-    for key, val in (("by", by), ("comment", comment), ("request_id", request_id)):
+    fields = (
+        ("alarm_id", alarm_id), ("duration", duration), ("reason", reason), ("by", by),
+        ("comment", comment), ("request_id", request_id), ("issued_at", issued_at),
+    )  # fmt: skip
+    for key, val in fields:
         if val is not None:
             data[key] = val
     parse_command(data)

@@ -274,7 +274,8 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
             assert len(activations) == 1, activations
             assert len(box.to("wang@park.example")) == 1
             # 5. An on-call engineer acknowledges with mosquitto_pub; the reply says so.
-            cmd = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"}
+            cmd = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1",
+                   "issued_at": time.time()}
             reply = command_over_mqtt(mosquitto, col, json.dumps(cmd), "r-1")
             assert reply["ok"] is True and reply["state"] == "acknowledged"
             wait(lambda: alarm_states(col)[-1]["state"] == "acknowledged", 10, "acked state")
