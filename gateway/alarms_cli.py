@@ -20,7 +20,7 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.alerting.commands import build_command
+from gateway.alerting.commands import build_command, printable_json
 from gateway.alerting.store import read_alarms
 from gateway.config import Site, load_site
 from gateway.errors import AlarmError, CommandError
@@ -102,7 +102,7 @@ def cmd_operate(args: argparse.Namespace) -> int:
         issued_at=round(time.time(), 3),
     )
     reply = asyncio.run(send_command(site, payload, args.timeout))
-    print(json.dumps(reply, ensure_ascii=False))
+    print(printable_json(reply))
     if not reply.get("ok", False):
         raise AlarmError(
             str(reply.get("message") or reply.get("error") or "refused by the gateway")

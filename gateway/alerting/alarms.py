@@ -386,7 +386,7 @@ class AlarmBook:
         self, alarm_id: str, duration_s: float, actor: str, ts_ns: int, comment: str | None = None
     ) -> list[AlarmEvent]:
         a = self.get(alarm_id)
-        if duration_s <= 0:
+        if not duration_s > 0:  # also NaN
             raise AlarmError("shelve duration must be positive")
         if duration_s > self.cfg.max_shelve_s:
             raise AlarmError(

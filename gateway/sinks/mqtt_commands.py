@@ -19,7 +19,6 @@ retained publish) so nobody else receives it either.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.alerting.command_gate import CommandGate
-from gateway.alerting.commands import error_reply
+from gateway.alerting.commands import error_reply, printable_json
 from gateway.config import MqttSinkConfig
 from gateway.errors import CommandError
 from gateway.sinks.mqtt import tls_context, topic_level
@@ -155,7 +154,7 @@ class CommandListener:
                             continue
                         await client.publish(
                             self.reply_topic,
-                            json.dumps(reply, ensure_ascii=False, default=str).encode(),
+                            printable_json(reply).encode(),
                             qos=1,
                         )
             except aiomqtt.MqttError as exc:

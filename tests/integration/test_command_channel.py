@@ -156,3 +156,33 @@ async def test_stale_and_replayed_commands_are_refused_over_mqtt(
         assert again["error"] == "refused" and "replay" in again["message"]
         old = await ask(mosquitto, command("list", issued_at=time.time() - 3600))
         assert old["error"] == "refused" and "stale" in old["message"]
+
+
+async def test_hostile_values_over_mqtt_get_bad_command_and_no_traceback(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(tmp_path)
+    gate = CommandGate(CommandsConfig(allow_unsigned=True), SystemClock(), None)
+    hostile = [
+        b'{"request_id": "deep", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"cmd": "shelve", "alarm_id": "' + ALARM.encode() + b'", "reason": "r",'
+        b' "duration": NaN, "request_id": "nan"}',
+        json.dumps(command("shelve", request_id="bidi", by="evil\u202eexe")).encode(),
+    ]
+    async with listening(CommandListener(sink(mosquitto), SITE, h.handle, gate)):
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="t-hostile") as c:
+            await c.subscribe(reply_topic("fsg", SITE), qos=1)
+            for raw in hostile:
+                await c.publish(command_topic("fsg", SITE), raw, qos=1)
+            replies: list[dict[str, Any]] = []  # in order: one connection, QoS 1
+            async with asyncio.timeout(WAIT_S):
+                async for msg in c.messages:
+                    replies.append(json.loads(bytes(msg.payload)))  # type: ignore[arg-type]
+                    if len(replies) == len(hostile):
+                        break
+    assert [r["error"] for r in replies] == ["bad_command"] * 3, replies
+    assert "nested deeper" in replies[0]["message"]  # its request id cannot be read: None
+    assert "NaN" in replies[1]["message"] and replies[1]["request_id"] == "nan"
+    assert "U+202E" in replies[2]["message"] and replies[2]["request_id"] == "bidi"
+    assert h.state() is AlarmState.UNACKED
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info], caplog.text
