@@ -169,17 +169,18 @@ async def test_hostile_values_over_mqtt_get_bad_command_and_no_traceback(
         b' "duration": NaN, "request_id": "nan"}',
         json.dumps(command("shelve", request_id="bidi", by="evil\u202eexe")).encode(),
     ]
-    async with listening(CommandListener(sink(mosquitto), SITE, h.handle, gate)):
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="t-hostile") as c:
-            await c.subscribe(reply_topic("fsg", SITE), qos=1)
-            for raw in hostile:
-                await c.publish(command_topic("fsg", SITE), raw, qos=1)
-            replies: list[dict[str, Any]] = []  # in order: one connection, QoS 1
-            async with asyncio.timeout(WAIT_S):
-                async for msg in c.messages:
-                    replies.append(json.loads(bytes(msg.payload)))  # type: ignore[arg-type]
-                    if len(replies) == len(hostile):
-                        break
+    listener = CommandListener(sink(mosquitto), SITE, h.handle, gate)
+    client = aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="t-hostile")
+    async with listening(listener), client as c:
+        await c.subscribe(reply_topic("fsg", SITE), qos=1)
+        for raw in hostile:
+            await c.publish(command_topic("fsg", SITE), raw, qos=1)
+        replies: list[dict[str, Any]] = []  # in order: one connection, QoS 1
+        async with asyncio.timeout(WAIT_S):
+            async for msg in c.messages:
+                replies.append(json.loads(bytes(msg.payload)))  # type: ignore[arg-type]
+                if len(replies) == len(hostile):
+                    break
     assert [r["error"] for r in replies] == ["bad_command"] * 3, replies
     assert "nested deeper" in replies[0]["message"]  # its request id cannot be read: None
     assert "NaN" in replies[1]["message"] and replies[1]["request_id"] == "nan"
