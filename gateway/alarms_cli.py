@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import time
 import uuid
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import Any
 
 import aiomqtt
 
+from gateway.alerting.command_gate import sign_command
 from gateway.alerting.commands import build_command, printable_json
 from gateway.alerting.store import read_alarms
 from gateway.config import Site, load_site
@@ -89,6 +91,19 @@ async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> di
     raise CommandError("the broker closed the connection before the gateway replied")
 
 
+def _key_of(site: Site, user: str) -> str:
+    """The user's key: FSG_COMMAND_KEY, else the site's (on the gateway's own machine)."""
+    key = os.environ.get("FSG_COMMAND_KEY")
+    if key:
+        return key
+    known = site.config.commands.users.get(user)
+    if known is None:
+        raise CommandError(
+            f"no key for user {user!r}: set FSG_COMMAND_KEY (the site file has no such user)"
+        )
+    return known.key
+
+
 def cmd_operate(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     payload = build_command(
@@ -101,6 +116,14 @@ def cmd_operate(args: argparse.Namespace) -> int:
         request_id=uuid.uuid4().hex,
         issued_at=round(time.time(), 3),
     )
+    user = args.user or os.environ.get("FSG_COMMAND_USER")
+    if user:
+        payload = sign_command(payload, user, _key_of(site, user), site.config.site)
+    elif not site.config.commands.allow_unsigned:
+        raise CommandError(
+            "this site accepts signed commands only: give --user NAME (or FSG_COMMAND_USER)"
+            " and your key in FSG_COMMAND_KEY"
+        )
     reply = asyncio.run(send_command(site, payload, args.timeout))
     print(printable_json(reply))
     if not reply.get("ok", False):
@@ -129,7 +152,8 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         q = asub.add_parser(name, help=helptext)
         q.add_argument("alarm_id")
         q.add_argument("--site", required=True)
-        q.add_argument("--by", default=None, help="who does it (recorded with the alarm)")
+        q.add_argument("--by", default=None, help="who does it (unsigned sites only)")
+        q.add_argument("--user", default=None, help="sign as this user (key: FSG_COMMAND_KEY)")
         q.add_argument("--comment", default=None)
         q.add_argument("--timeout", type=float, default=10.0)
         if name in ("shelve", "out_of_service"):

@@ -441,7 +441,9 @@ class Gateway:
         from gateway.alerting.command_gate import CommandGate
         from gateway.sinks.mqtt_commands import CommandListener
 
-        gate = CommandGate(commands, self.clock, self.state_dir / "command-replay.sqlite")
+        gate = CommandGate(
+            commands, self.clock, self.state_dir / "command-replay.sqlite", self.site.config.site
+        )
         listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
         return [listener.run()]
 

@@ -122,6 +122,11 @@ class _Cmd(BaseModel):
     request_id: str | None = Field(default=None, pattern=_REQUEST_ID.pattern)
     # When the sender issued it (Unix seconds, wall clock): stale commands are refused.
     issued_at: float | None = Field(default=None, allow_inf_nan=False)
+    # Signed commands (gateway.alerting.command_gate): the site they are meant for, the
+    # signing user and the hex HMAC-SHA256 of the canonical payload without "sig".
+    site: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    user: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    sig: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # The operator's name, recorded with the transition next to the channel it came by.
     by: Annotated[
         str | None, Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s/#+]+$"),
@@ -229,8 +234,8 @@ def _depth(data: Any) -> int:
     return deepest
 
 
-def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
-    """Validate a command payload; raise CommandError naming every bad field."""
+def load_payload(raw: dict[str, Any] | str | bytes) -> dict[str, Any]:
+    """The payload as a JSON object within the size and depth limits, or CommandError."""
     data: Any = raw
     if isinstance(raw, bytes | bytearray):
         if len(raw) > MAX_PAYLOAD:
@@ -250,6 +255,12 @@ def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
             f'payload must be a JSON object like {{"cmd": "ack", "alarm_id": "..."}},'
             f" not {type(data).__name__}"
         )
+    return data
+
+
+def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
+    """Validate a command payload; raise CommandError naming every bad field."""
+    data = load_payload(raw)
     cmd = data.get("cmd")
     if cmd is None:
         raise CommandError(f"cmd: missing; one of {', '.join(COMMANDS)}")

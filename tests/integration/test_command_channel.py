@@ -19,7 +19,7 @@ import aiomqtt
 import pytest
 
 from gateway.alerting.command_config import CommandsConfig
-from gateway.alerting.command_gate import CommandGate
+from gateway.alerting.command_gate import CommandGate, sign_command
 from gateway.alerting.commands import error_reply
 from gateway.alerting.engine import AlertEngine
 from gateway.config import MqttSinkConfig
@@ -27,6 +27,8 @@ from gateway.errors import AlarmError, CommandError
 from gateway.model import AlarmState, FakeClock, SystemClock
 from gateway.sinks.mqtt_commands import CommandListener, command_topic, reply_topic
 from tests.fixtures.servers import Mosquitto
+from tests.integration.test_deploy import GATEWAY_USER, Broker
+from tests.integration.test_deploy import broker as broker  # the shipped config, a fixture
 from tests.unit.test_commands import ALARM, RULES
 from tests.unit.test_rules import make_engine, sample
 
@@ -83,17 +85,25 @@ async def listening(listener: CommandListener) -> AsyncIterator[CommandListener]
             await task
 
 
-async def publish(mq: Mosquitto, payload: dict[str, Any] | bytes, retain: bool = False) -> None:
+def client(mq: Mosquitto) -> aiomqtt.Client:
+    """A sender: anonymous on the test broker, or the given account on the shipped one."""
+    return aiomqtt.Client(mq.host, mq.port, username=mq.username, password=mq.password,
+                          identifier=f"t-{uuid.uuid4().hex[:6]}")  # fmt: skip
+
+
+async def publish(
+    mq: Mosquitto, payload: dict[str, Any] | bytes, retain: bool = False, site: str = SITE
+) -> None:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    async with aiomqtt.Client(mq.host, mq.port, identifier=f"t-{uuid.uuid4().hex[:6]}") as c:
-        await c.publish(command_topic("fsg", SITE), raw, qos=1, retain=retain)
+    async with client(mq) as c:
+        await c.publish(command_topic("fsg", site), raw, qos=1, retain=retain)
 
 
-async def ask(mq: Mosquitto, payload: dict[str, Any]) -> dict[str, Any]:
+async def ask(mq: Mosquitto, payload: dict[str, Any], site: str = SITE) -> dict[str, Any]:
     """Publish one live command and return the gateway's reply to it."""
-    async with aiomqtt.Client(mq.host, mq.port, identifier=f"t-{uuid.uuid4().hex[:6]}") as c:
-        await c.subscribe(reply_topic("fsg", SITE), qos=1)
-        await c.publish(command_topic("fsg", SITE), json.dumps(payload).encode(), qos=1)
+    async with client(mq) as c:
+        await c.subscribe(reply_topic("fsg", site), qos=1)
+        await c.publish(command_topic("fsg", site), json.dumps(payload).encode(), qos=1)
         async with asyncio.timeout(WAIT_S):
             async for msg in c.messages:
                 reply = json.loads(bytes(msg.payload))  # type: ignore[arg-type]
@@ -187,3 +197,45 @@ async def test_hostile_values_over_mqtt_get_bad_command_and_no_traceback(
     assert "U+202E" in replies[2]["message"] and replies[2]["request_id"] == "bidi"
     assert h.state() is AlarmState.UNACKED
     assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info], caplog.text
+
+
+# --------------------------------------------------------------------------- the shipped ACL
+
+SHIPPED_SITE = "riverside-park"  # the site the shipped ACL names
+KEYS = {"li": "k" * 40, "chief": "c" * 40}
+
+
+def account(b: Broker, user: str) -> Mosquitto:
+    """Connection settings for one account of the shipped broker (on its own listener)."""
+    port = b.port if user == GATEWAY_USER[0] else b.people_port
+    return Mosquitto("127.0.0.1", port, b.server, user, b.passwords[user])
+
+
+async def test_signed_commands_through_the_shipped_acl(broker: Broker, tmp_path: Path) -> None:
+    """Gateway account on its listener; on-call on the people's; only signed commands act."""
+    h = Harness(tmp_path)
+    users = {u: {"key": k, "allow": ["ack", "list"] if u == "li" else ["list"]}
+             for u, k in KEYS.items()}  # fmt: skip
+    gate = CommandGate(CommandsConfig.model_validate({"users": users}), SystemClock(),
+                       tmp_path / "replay.sqlite", SHIPPED_SITE)  # fmt: skip
+    oncall = account(broker, "oncall")
+    gw = sink(account(broker, GATEWAY_USER[0]))
+
+    def signed(user: str, cmd: str, **fields: Any) -> dict[str, Any]:
+        return sign_command(command(cmd, **fields), user, KEYS[user], SHIPPED_SITE)
+
+    # on-call may publish retained (the broker cannot refuse it): the gateway ignores it.
+    await publish(oncall, signed("li", "ack"), retain=True, site=SHIPPED_SITE)
+    async with listening(CommandListener(gw, SHIPPED_SITE, h.handle, gate)) as listener:
+        forged = await ask(oncall, command("ack", by="ghost"), SHIPPED_SITE)
+        assert forged["error"] == "refused" and "unsigned" in forged["message"]
+        as_other = await ask(oncall, signed("li", "ack", by="chief") | {"by": "chief"},
+                             SHIPPED_SITE)  # fmt: skip
+        assert as_other["error"] == "refused"
+        not_allowed = await ask(oncall, signed("chief", "ack"), SHIPPED_SITE)
+        assert not_allowed["error"] == "refused" and "may not ack" in not_allowed["message"]
+        assert h.state() is AlarmState.UNACKED
+        assert listener.retained_ignored == 1
+        ok = await ask(oncall, signed("li", "ack", by="li"), SHIPPED_SITE)
+    assert ok["ok"] is True and ok["actor"] == "li via mqtt", ok
+    assert h.state() is AlarmState.ACKED

@@ -6,6 +6,8 @@ return to service by itself) and ``commands: false``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import tempfile
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from gateway.alerting.alarms import AlarmBook
 from gateway.alerting.command_config import CommandsConfig
-from gateway.alerting.command_gate import CommandGate
+from gateway.alerting.command_gate import CommandGate, sign_command, signature
 from gateway.alerting.commands import OutOfServiceCmd, parse_command
 from gateway.alerting.config import AlertingConfig, Severity
 from gateway.alerting.rules import AlarmSpec
@@ -170,3 +172,88 @@ async def test_commands_false_starts_no_listener() -> None:
         for t in tasks:
             t.close()
     assert counts == [1, 0]
+
+
+# --------------------------------------------------------------------------- signatures
+
+KEY = "0123456789abcdef0123456789abcdef"
+SITE = "park"
+
+
+def signed_gate(clock: FakeClock, **cfg: Any) -> CommandGate:
+    users = {"li": {"key": KEY}, "guard": {"key": "g" * 32, "allow": ["list"]}}
+    return CommandGate(CommandsConfig.model_validate({"users": users, **cfg}), clock, None, SITE)
+
+
+def ack(clock: FakeClock, rid: str = "s-1", **extra: Any) -> dict[str, Any]:
+    return {"cmd": "ack", "alarm_id": ALARM, "request_id": rid,
+            "issued_at": clock.now_ns() / 1e9, **extra}  # fmt: skip
+
+
+def test_signed_command_records_the_verified_user() -> None:
+    clock = FakeClock()
+    raw = json.dumps(sign_command(ack(clock), "li", KEY, SITE))
+    admitted = signed_gate(clock).admit(raw)
+    assert admitted.payload["by"] == "li" and admitted.channel == "mqtt"
+
+
+def test_signature_is_over_the_canonical_payload() -> None:
+    clock = FakeClock()
+    data = sign_command(ack(clock), "li", KEY, SITE)
+    body = {k: v for k, v in data.items() if k != "sig"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert data["sig"] == hmac.new(KEY.encode(), text.encode(), hashlib.sha256).hexdigest()
+    # Key order and spacing on the wire do not matter.
+    shuffled = json.dumps(dict(reversed(list(data.items()))), indent=2)
+    signed_gate(clock).admit(shuffled)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"alarm_id": "trip:lk-2:alarm_ch1"}, "does not verify"),  # tampered after signing
+        ({"user": "guard"}, "does not verify"),
+        ({"user": "nobody"}, "does not verify"),
+        ({"sig": "0" * 64}, "does not verify"),
+    ],
+)
+def test_tampered_or_unknown_signatures_are_refused(change: dict[str, Any], message: str) -> None:
+    clock = FakeClock()
+    data = {**sign_command(ack(clock), "li", KEY, SITE), **change}
+    with pytest.raises(CommandRefused, match=message):
+        signed_gate(clock).admit(json.dumps(data))
+
+
+def resign(data: dict[str, Any], key: str = KEY) -> str:
+    return json.dumps({**data, "sig": signature(data, key)})
+
+
+def test_signed_command_must_name_this_site_and_its_signer() -> None:
+    clock = FakeClock()
+    g = signed_gate(clock)
+    with pytest.raises(CommandRefused, match="signed for site 'other'"):
+        g.admit(resign(ack(clock, user="li", site="other")))
+    with pytest.raises(CommandRefused, match="signed for site None"):
+        g.admit(resign(ack(clock, user="li")))
+    with pytest.raises(CommandRefused, match="by 'chief' does not match the signing user 'li'"):
+        g.admit(resign(ack(clock, user="li", site=SITE, by="chief")))
+    with pytest.raises(CommandRefused, match="user 'guard' may not ack"):
+        g.admit(resign(ack(clock, user="guard", site=SITE), "g" * 32))
+
+
+def test_unsigned_commands_only_where_the_site_allows_them() -> None:
+    clock = FakeClock()
+    with pytest.raises(CommandRefused, match="unsigned commands are not accepted"):
+        signed_gate(clock).admit(json.dumps(ack(clock, by="ghost")))
+    admitted = signed_gate(clock, allow_unsigned=True).admit(json.dumps(ack(clock, by="ghost")))
+    assert admitted.channel == "mqtt (unverified)" and admitted.payload["by"] == "ghost"
+
+
+def test_commands_config_defaults_and_keys() -> None:
+    cfg = CommandsConfig()
+    assert cfg.enabled and not cfg.allow_unsigned and cfg.users == {}
+    with pytest.raises(ValueError, match="at least 32 characters"):
+        CommandsConfig.model_validate({"users": {"li": {"key": "short"}}})
+    with pytest.raises(ValueError, match="unexpanded"):
+        CommandsConfig.model_validate({"users": {"li": {"key": "${FSG_CMD_KEY_LI}" + "x" * 30}}})
+    assert KEY not in repr(CommandsConfig.model_validate({"users": {"li": {"key": KEY}}}))
