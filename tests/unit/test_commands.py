@@ -51,7 +51,7 @@ def test_durations(text: str | int, seconds: float) -> None:
         ({"cmd": "delete", "alarm_id": ALARM}, "unknown command 'delete'"),
         ({"cmd": "ack"}, "alarm_id: Field required"),
         ({"cmd": "ack", "alarm_id": ""}, "alarm_id: String should have at least 1 character"),
-        ({"cmd": "ack", "alarm_id": ALARM, "user": "x"}, "user: Extra inputs are not permitted"),
+        ({"cmd": "ack", "alarm_id": ALARM, "who": "x"}, "who: Extra inputs are not permitted"),
         ({"cmd": "shelve", "alarm_id": ALARM, "reason": "x"}, "duration: Field required"),
         ({"cmd": "shelve", "alarm_id": ALARM, "duration": "soon"}, "'soon' is not understood"),
         ({"cmd": "shelve", "alarm_id": ALARM, "duration": -5}, "duration must be positive"),
