@@ -46,7 +46,7 @@ class CommandRates(Strict):
     # Each verified user (or all unsigned senders together, when allowed).
     user_per_s: float = Field(default=2.0, gt=0, le=1000)
     user_burst: int = Field(default=20, ge=1, le=10_000)
-    # State changes of one alarm, whoever asks.
+    # One user's commands to one alarm (shelve/unshelve churn writes a transition each).
     alarm_per_s: float = Field(default=0.2, gt=0, le=100)
     alarm_burst: int = Field(default=5, ge=1, le=1000)
     # Everything that fails before a sender is known (malformed, bad signature):
