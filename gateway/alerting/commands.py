@@ -71,6 +71,8 @@ def _escape_char(ch: str) -> str:
 def printable_json(obj: Any) -> str:
     """JSON for a terminal, a log or a page: unsafe characters as \\uXXXX, still valid JSON."""
     text = json.dumps(obj, ensure_ascii=False, default=str)
+    if text.isascii() and "\x7f" not in text:  # json.dumps already escaped the rest
+        return text
     return "".join(_escape_char(ch) if unsafe_char(ch) else ch for ch in text)
 
 
