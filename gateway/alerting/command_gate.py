@@ -143,7 +143,8 @@ class CommandGate:
             return None, "mqtt (unverified)"
         user = self.cfg.users.get(c.user or "")
         # One message for an unknown user and a wrong key: no hint which names exist.
-        if user is None or not hmac.compare_digest(signature(data, user.key), c.sig):
+        key = user.key.get_secret_value() if user is not None else ""
+        if user is None or not hmac.compare_digest(signature(data, key), c.sig):
             raise CommandRefused("signature does not verify (unknown user or wrong key)")
         assert c.user is not None
         if c.site != self.site:

@@ -262,7 +262,8 @@ def test_commands_config_defaults_and_keys() -> None:
         CommandsConfig.model_validate({"users": {"li": {"key": "short"}}})
     with pytest.raises(ValueError, match="unexpanded"):
         CommandsConfig.model_validate({"users": {"li": {"key": "${FSG_CMD_KEY_LI}" + "x" * 30}}})
-    assert KEY not in repr(CommandsConfig.model_validate({"users": {"li": {"key": KEY}}}))
+    shown = CommandsConfig.model_validate({"users": {"li": {"key": KEY}}})
+    assert KEY not in repr(shown) and KEY not in shown.model_dump_json()
 
 
 # --------------------------------------------------------------------------- rate limits
