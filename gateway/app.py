@@ -40,7 +40,7 @@ from gateway.alerting.engine import AlertEngine
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
-from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
@@ -52,7 +52,6 @@ from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
 # A clean stop flushes the outbox and closes every connection in well under
 # this; past it something is stuck and systemd/an operator would wait forever.
 SHUTDOWN_LIMIT_S = 20.0
@@ -259,15 +258,16 @@ class Gateway:
         for f in alarms_of(outputs):
             raise_it = f.alarm_action in ("raise", "pulse")
             clear_it = f.alarm_action in ("clear", "pulse")
+            rule, severity = f.alarm_identity()
             for active in [True] * raise_it + [False] * clear_it:
                 self._append_alarms(
                     self.alerts.external(
                         f.alarm_key or f"patrol/{f.type}",
                         active,
-                        severity=str(f.severity),
+                        severity=str(severity),
                         device=f.device or "patrol",
                         message=f.message,
-                        rule=f"patrol_{f.type}",
+                        rule=rule,
                         kind="patrol",
                         point=f.checkpoint,
                         area="patrol",
@@ -381,6 +381,9 @@ class Gateway:
                     self._patrol_outputs(
                         self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
                     )
+                    self._patrol_outputs(
+                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
+                    )
 
     async def _lag_probe(self) -> None:
         """Measure how late the event loop runs a timer (wall time, not the site clock)."""
@@ -474,11 +477,18 @@ class Gateway:
     def _extra_tasks(self) -> list[Any]:
         """The MQTT command listener, when MQTT and alerting are both configured."""
         mqtt = self.site.config.sinks.mqtt
-        if mqtt is None or not mqtt.enabled or self.alerts is None:
+        commands = self.site.config.commands
+        if mqtt is None or not mqtt.enabled or self.alerts is None or not commands.enabled:
             return []
+        from gateway.alerting.command_gate import CommandGate
         from gateway.sinks.mqtt_commands import CommandListener
 
-        listener = CommandListener(mqtt, self.site.config.site, self.handle_command)
+        # Senders stamp commands with real time: freshness is judged on the real clock,
+        # also when the gateway runs on simulated time (--sim-clock-start).
+        gate = CommandGate(
+            commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
+        )
+        listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
         return [listener.run()]
 
 

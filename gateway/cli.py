@@ -47,6 +47,12 @@ def cmd_check(args: argparse.Namespace) -> int:
                 reqs = plan_profile(prof, d.max_gap)
                 extra = f", {len(prof.points)} points in {len(reqs)} read(s)"
             print(f"    {d.id}: {prof.name} unit {d.unit} every {d.interval_s:g} s{extra}")
+    if cfg.rules:
+        from gateway.alerting.rules import load_rules, suppression_warnings
+
+        # Valid but risky: reported, not refused (exit code stays 0).
+        for line in suppression_warnings(load_rules([site.path.parent / r for r in cfg.rules])):
+            print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
@@ -74,6 +75,11 @@ class SerialLineSource(_SerialSettings):
     # No line at all for this long marks the reader offline (points bad).
     # Off by default: a checkpoint reader is silent between taps.
     silence_s: float | None = Field(default=None, gt=0)
+    # Lines accepted per second (token bucket, bursts up to max_burst_lines); lines over
+    # the rate are dropped unread and counted (overruns), so a flooding reader cannot
+    # starve the other sources. A person taps a checkpoint every few seconds at most.
+    max_lines_per_s: float = Field(default=10.0, gt=0, le=10_000)
+    max_burst_lines: int = Field(default=30, ge=1, le=100_000)
 
 
 Source = Annotated[
@@ -283,6 +289,8 @@ class SiteConfig(Strict):
     # Alert rule files (rules/*.yaml), relative to the site file.
     rules: list[str] = Field(default_factory=list)
     alerting: AlertingConfig | None = None
+    # The MQTT command channel (gateway/alerting/command_config.py); ``commands: false`` closes it.
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
     # Night patrol: inline, or the path of its YAML file relative to the site
     # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
     patrol: str | PatrolConfig | None = None

@@ -512,8 +512,13 @@ class AlertEngine:
 
         ``active`` True raises it, False clears it; a one-off finding is raised
         and cleared at once, so it waits return-to-normal-unacknowledged for an
-        operator. Persisted, notified, escalated like any other alarm.
+        operator. Persisted, notified, escalated like any other alarm. A clear
+        keeps the rule and severity the alarm was raised with: they are its
+        identity (InfluxDB tags, the retained state), not the clearing caller's.
         """
+        known = self.book.alarms.get(alarm_id)
+        if not active and known is not None and known.on:
+            rule, severity = known.spec.rule, str(known.spec.severity)
         spec = AlarmSpec(
             alarm_id=alarm_id,
             rule=rule,
@@ -566,13 +571,13 @@ class AlertEngine:
         if isinstance(c, AckCmd):
             events = b.ack(c.alarm_id, who, now, c.comment)
         elif isinstance(c, ShelveCmd):
-            events = b.shelve(c.alarm_id, c.duration, who, now, c.comment)
+            events = b.shelve(c.alarm_id, c.duration, who, now, c.note)
         elif isinstance(c, UnshelveCmd):
             events = b.unshelve(c.alarm_id, who, now)
         elif isinstance(c, ResetCmd):
             events = b.reset(c.alarm_id, who, now, c.comment)
         elif isinstance(c, OutOfServiceCmd):
-            events = b.out_of_service(c.alarm_id, who, now, c.comment)
+            events = b.out_of_service(c.alarm_id, who, now, c.note, c.duration)
         else:
             assert isinstance(c, InServiceCmd)
             events = b.in_service(c.alarm_id, who, now, c.comment)
