@@ -6,8 +6,10 @@ I/O only when an alarm changes), runs the time-driven parts in ``tick``
 (no-data, delay expiry, shelve expiry, re-alarm, escalation, flood end),
 applies operator commands, turns the gateway's own health signals into
 alarms, and owns the notifier task. Every transition comes back as an
-``AlarmEvent`` for the outbox; state and queued notifications are written
-to SQLite in the same transaction, so a restart neither forgets nor repeats.
+``AlarmEvent`` for the outbox; state, queued notifications and the alarm
+journal (the transitions until the outbox has them, ``unpublished``) are
+written to SQLite in the same transaction, so a restart neither forgets,
+repeats nor leaves a saved transition unpublished.
 """
 
 from __future__ import annotations
