@@ -1,0 +1,219 @@
+"""Wall-clock steps: durations run on the monotonic clock, timestamps stay wall clock.
+
+Each test steps the fake wall clock alone (``FakeClock.step_wall``), an hour
+forward or back, as NTP or an operator setting the time would, and checks
+that on-delays, off-delays, no-data timeouts, health delays, shelving,
+re-alarm, chatter and flood windows still count elapsed time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.alerting.alarms import FLOOD_ALARM, AlarmBook
+from gateway.alerting.config import AlertingConfig
+from gateway.alerting.engine import AlertEngine
+from gateway.model import AlarmState, FakeClock
+from tests.unit.test_alarms import ack, on, spec
+from tests.unit.test_rules import make_engine, sample, transitions
+
+HOUR = 3600.0
+STEPS = [pytest.param(HOUR, id="+1h"), pytest.param(-HOUR, id="-1h")]
+
+DELAYS = """
+    rules:
+      - id: leak
+        kind: limit
+        select: {kinds: [leakage]}
+        points: ["leak_ch1"]
+        on_delay_s: 5
+        off_delay_s: 5
+        limits:
+          hi: {value: 200, severity: medium}
+"""
+
+HI = "leak:lk-1:leak_ch1:hi"
+
+
+def raised(tmp_path: Path, clock: FakeClock, state: str | None = ":memory:") -> AlertEngine:
+    """An engine whose ``HI`` alarm has just been raised (after its 5 s on-delay)."""
+    eng = make_engine(tmp_path, DELAYS, clock, state=state)
+    eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 250}))
+    clock.advance(5)
+    assert transitions(eng.tick()) == [(HI, "activate", "unacknowledged")]
+    return eng
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_on_delay_counts_elapsed_time_across_a_wall_step(tmp_path: Path, step: float) -> None:
+    clock = FakeClock()
+    eng = make_engine(tmp_path, DELAYS, clock)
+    assert eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 250})) == []
+    clock.step_wall(step)
+    clock.advance(0.1)
+    assert eng.tick() == []
+    assert eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 250})) == []
+    clock.advance(4.8)
+    assert eng.tick() == []
+    clock.advance(0.2)
+    ev = eng.tick()
+    assert transitions(ev) == [(HI, "activate", "unacknowledged")]
+    # The event carries the (stepped) wall time.
+    assert ev[0].ts_ns == clock.now_ns()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_off_delay_counts_elapsed_time_across_a_wall_step(tmp_path: Path, step: float) -> None:
+    clock = FakeClock()
+    eng = raised(tmp_path, clock)
+    assert eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 100})) == []
+    clock.step_wall(step)
+    clock.advance(0.1)
+    assert eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 100})) == []
+    assert eng.tick() == []
+    clock.advance(4.9)
+    assert transitions(eng.tick()) == [(HI, "clear", "rtn_unacknowledged")]
+
+
+NODATA = """
+    rules:
+      - id: silent
+        kind: no_data
+        select: {devices: [lk-1]}
+        timeout_s: 30
+"""
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_no_data_timeout_counts_elapsed_time_across_a_wall_step(
+    tmp_path: Path, step: float
+) -> None:
+    clock = FakeClock()
+    eng = make_engine(tmp_path, NODATA, clock)
+    eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 1}))
+    clock.advance(10)
+    clock.step_wall(step)
+    assert eng.tick() == []
+    clock.advance(19)
+    assert eng.tick() == []
+    clock.advance(2)
+    assert transitions(eng.tick()) == [("silent:lk-1", "activate", "unacknowledged")]
+    # A sample clears it at once (no off-delay), wall time or not.
+    ev = eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 1}))
+    assert transitions(ev) == [("silent:lk-1", "clear", "rtn_unacknowledged")]
+    assert ev[0].ts_ns == clock.now_ns()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_health_on_delay_counts_elapsed_time_across_a_wall_step(
+    tmp_path: Path, step: float
+) -> None:
+    rules = """
+        rules:
+          - id: sinks
+            kind: health
+            signals: ["sink:*"]
+            on_delay_s: 30
+    """
+    clock = FakeClock()
+    eng = make_engine(tmp_path, rules, clock)
+    assert eng.health("sink:mqtt", False, "connection refused") == []
+    clock.step_wall(step)
+    clock.advance(1)
+    assert eng.health("sink:mqtt", False, "connection refused") == []
+    assert eng.tick() == []
+    clock.advance(29)
+    assert transitions(eng.tick()) == [("gateway:sink:mqtt", "activate", "unacknowledged")]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_shelve_expires_after_its_duration_across_a_wall_step(tmp_path: Path, step: float) -> None:
+    clock = FakeClock()
+    eng = raised(tmp_path, clock)
+    _, reply = eng.command({"cmd": "shelve", "alarm_id": HI, "duration": 600}, "wang")
+    assert reply["state"] == "shelved"
+    clock.advance(1)
+    clock.step_wall(step)
+    assert eng.tick() == []
+    clock.advance(598)
+    assert eng.tick() == []
+    assert eng.book.get(HI).state is AlarmState.SHELVED
+    clock.advance(1)
+    ev = eng.tick()
+    assert transitions(ev) == [(HI, "shelve_expired", "unacknowledged")]
+
+
+def test_shelve_after_a_restart_keeps_the_wall_clock_deadline(tmp_path: Path) -> None:
+    """Monotonic time does not survive a reboot: across a restart the wall deadline holds."""
+    clock = FakeClock()
+    eng = raised(tmp_path, clock, state=None)
+    eng.command({"cmd": "shelve", "alarm_id": HI, "duration": 600}, "wang")
+    clock.advance(100)
+    eng.tick()
+    eng.close()
+    # A new process (its monotonic clock starts elsewhere) 200 s later by the wall clock.
+    later = FakeClock(start_ns=clock.now_ns() + 200 * 10**9)
+    eng = make_engine(tmp_path, DELAYS, later, state=None)
+    assert eng.tick() == []
+    later.advance(299)
+    assert eng.tick() == []
+    later.advance(1)
+    assert transitions(eng.tick()) == [(HI, "shelve_expired", "unacknowledged")]
+    eng.close()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_realarm_counts_elapsed_time_across_a_wall_step(step: float) -> None:
+    clock = FakeClock()
+    book = AlarmBook(AlertingConfig(realarm_s=600))
+    book.tick(clock.now_ns(), clock.mono_ns())  # as the engine does: wall and monotonic known
+    on(book, clock)
+    ack(book, clock)
+    clock.step_wall(step)
+    clock.advance(599)
+    assert book.tick(clock.now_ns(), clock.mono_ns()) == []
+    clock.advance(1)
+    ev = book.tick(clock.now_ns(), clock.mono_ns())
+    assert [e.action for e in ev] == ["realarm"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_chatter_window_counts_elapsed_time_across_a_wall_step(step: float) -> None:
+    clock = FakeClock()
+    book = AlarmBook(AlertingConfig())
+    book.tick(clock.now_ns(), clock.mono_ns())
+    for _ in range(2):
+        book.set_active(spec(), True, 12.0, clock.now_ns())
+        clock.advance(5)
+        book.set_active(spec(), False, 5.0, clock.now_ns())
+        clock.advance(5)
+    clock.step_wall(step)
+    book.tick(clock.now_ns(), clock.mono_ns())
+    # The third activation within a minute of elapsed time is chatter, whatever the wall says.
+    ev = book.set_active(spec(), True, 12.0, clock.now_ns())
+    assert [e.action for e in ev] == ["activate", "chatter_start"]
+    clock.advance(59)
+    assert book.tick(clock.now_ns(), clock.mono_ns()) == []
+    clock.advance(2)
+    assert [e.action for e in book.tick(clock.now_ns(), clock.mono_ns())] == ["chatter_end"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_flood_window_counts_elapsed_time_across_a_wall_step(step: float) -> None:
+    clock = FakeClock()
+    book = AlarmBook(AlertingConfig())
+    book.tick(clock.now_ns(), clock.mono_ns())
+    for i in range(11):
+        if i == 6:
+            clock.step_wall(step)
+            book.tick(clock.now_ns(), clock.mono_ns())
+        ev = book.set_active(spec(f"r{i}:dev:p"), True, 1, clock.now_ns())
+        clock.advance(1)
+    assert [e.action for e in ev if e.alarm_id == FLOOD_ALARM] == ["flood_start"]
+    # Ten minutes of elapsed time later every activation has aged out: the flood ends.
+    clock.advance(590)
+    assert [e.action for e in book.tick(clock.now_ns(), clock.mono_ns())] == []
+    clock.advance(10)
+    assert [e.action for e in book.tick(clock.now_ns(), clock.mono_ns())] == ["flood_end"]
