@@ -99,7 +99,11 @@ class Clock(Protocol):
     - ``monotonic``: real monotonic seconds, for real durations: polling,
       I/O timeouts and the gateway's own health (backlog age, data age, loop
       lag), which a replay does not speed up.
+
+    ``speed`` is site seconds per real second (1, or the replay's speed).
     """
+
+    speed: float
 
     def now_ns(self) -> int:
         """Wall-clock time in ns since the epoch (timestamps)."""
@@ -117,6 +121,8 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock."""
 
+    speed = 1.0
+
     def now_ns(self) -> int:
         return time.time_ns()
 
@@ -133,6 +139,8 @@ class FakeClock:
     ``advance`` moves every reading; ``step_wall`` moves the wall clock alone,
     as NTP or an operator setting the time would.
     """
+
+    speed = 1.0
 
     def __init__(self, start_ns: int = 1_767_225_600_000_000_000) -> None:
         self._ns = start_ns
@@ -250,11 +258,11 @@ class ScaledClock:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self._start_ns = start_ns
-        self._speed = speed
+        self.speed = speed
         self._t0 = time.monotonic()
 
     def _elapsed_ns(self) -> int:
-        return int((time.monotonic() - self._t0) * self._speed * 1e9)
+        return int((time.monotonic() - self._t0) * self.speed * 1e9)
 
     def now_ns(self) -> int:
         return self._start_ns + self._elapsed_ns()

@@ -366,9 +366,10 @@ class AlertEngine:
         now = self.clock.now_ns()
         mono = self.clock.mono_ns()
         self.book.offset_ns = now - mono
+        real = self._real_ns()
         changes: list[Change] = []
         for det in list(self.pending):
-            new = det.due(mono)
+            new = det.due(real if det.spec.kind == "health" else mono)
             if det.since_ns is None:
                 self.pending.discard(det)
             if new is not None:
@@ -473,7 +474,7 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ health
 
-    def _health_detector(self, name: str) -> Detector:
+    def _health_detector(self, name: str, severity: Severity | None = None) -> Detector:
         det = self._health.get(name)
         if det is None:
             rule: HealthRule | None = None
@@ -490,7 +491,7 @@ class AlertEngine:
                 point=name,
                 limit=None,
                 limit_value=None,
-                severity=rule.severity if rule else self.cfg.health_severity,
+                severity=rule.severity if rule else severity or self.cfg.health_severity,
                 latch=False,
                 area=rule.area if rule else None,
                 template=rule.message if rule else None,
@@ -501,11 +502,21 @@ class AlertEngine:
             self._health[name] = det
         return det
 
-    def health(self, name: str, ok: bool, detail: str) -> list[AlarmEvent]:
-        """A gateway health signal (``sink:mqtt``, ``outbox:backlog``, ``source:rtu-1``...)."""
-        det = self._health_detector(name)
+    def _real_ns(self) -> int:
+        # Microseconds: a float of seconds does not hold nanoseconds exactly.
+        return round(self.clock.monotonic() * 1e6) * 1000
+
+    def health(
+        self, name: str, ok: bool, detail: str, severity: Severity | None = None
+    ) -> list[AlarmEvent]:
+        """A gateway health signal (``sink:mqtt``, ``outbox:backlog``, ``source:rtu-1``...).
+
+        Its delays are real durations (the real monotonic clock, also in a replay).
+        ``severity`` applies when no health rule names the signal (default: the site's).
+        """
+        det = self._health_detector(name, severity)
         now = self._now()
-        new = det.feed(not ok, self.clock.mono_ns(), detail)
+        new = det.feed(not ok, self._real_ns(), detail)
         if det.since_ns is None:
             self.pending.discard(det)
         else:

@@ -1,13 +1,17 @@
-"""Wall-clock steps: durations run on the monotonic clock, timestamps stay wall clock.
+"""Wall-clock steps and replay speed: durations run on monotonic clocks, timestamps on the wall.
 
-Each test steps the fake wall clock alone (``FakeClock.step_wall``), an hour
-forward or back, as NTP or an operator setting the time would, and checks
+Most tests step the fake wall clock alone (``FakeClock.step_wall``), an hour
+forward or back, as NTP or an operator setting the time would, and check
 that on-delays, off-delays, no-data timeouts, health delays, shelving,
-re-alarm, chatter and flood windows still count elapsed time.
+re-alarm, chatter and flood windows and the outbox's backlog age still count
+elapsed time. The gateway's own health measures real time even when a
+replay runs the site's clock fast (``ScaledClock``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,9 @@ import pytest
 from gateway.alerting.alarms import FLOOD_ALARM, AlarmBook
 from gateway.alerting.config import AlertingConfig
 from gateway.alerting.engine import AlertEngine
-from gateway.model import AlarmState, FakeClock
+from gateway.clockwatch import STEP_SIGNAL_S, WallStepWatch
+from gateway.model import AlarmState, FakeClock, Sample, ScaledClock
+from gateway.outbox import Outbox
 from tests.unit.test_alarms import ack, on, spec
 from tests.unit.test_rules import make_engine, sample, transitions
 
@@ -217,3 +223,81 @@ def test_flood_window_counts_elapsed_time_across_a_wall_step(step: float) -> Non
     assert [e.action for e in book.tick(clock.now_ns(), clock.mono_ns())] == []
     clock.advance(10)
     assert [e.action for e in book.tick(clock.now_ns(), clock.mono_ns())] == ["flood_end"]
+
+
+# --------------------------------------------------------------------------- outbox ages
+
+
+def reading(ts_ns: int) -> Sample:
+    return Sample("d1", "test", ts_ns, {"v": 1})
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_backlog_age_counts_elapsed_time_across_a_wall_step(
+    tmp_path: Path, step: float
+) -> None:
+    clock = FakeClock()
+    async with Outbox(tmp_path / "ob.sqlite", ["a"], clock=clock) as ob:
+        ob.append_sample(reading(clock.now_ns() - 20 * 10**9))
+        ob.append_sample(reading(clock.now_ns()))
+        await ob.flush()
+        clock.advance(10)
+        assert ob.stats().oldest_undelivered_age_s == pytest.approx(30.0)
+        clock.step_wall(step)
+        clock.advance(5)
+        assert ob.stats().oldest_undelivered_age_s == pytest.approx(35.0)
+        # The next head was committed before the step: its age is elapsed time too.
+        recs = await ob.read("a", 1)
+        await ob.ack("a", recs[0].seq)
+        assert ob.stats().oldest_undelivered_age_s == pytest.approx(15.0)
+
+
+async def test_backlog_age_is_real_time_when_a_replay_runs_the_clock_fast(
+    tmp_path: Path,
+) -> None:
+    """At 600x a sink's 1 s batching is 1 s of backlog, not 10 minutes."""
+    clock = ScaledClock(FakeClock().now_ns(), 600)
+    async with Outbox(tmp_path / "ob.sqlite", ["a"], clock=clock) as ob:
+        start = clock.now_ns()
+        ob.append_sample(reading(start))
+        await ob.flush()
+        await asyncio.sleep(0.05)
+        age = ob.stats().oldest_undelivered_age_s
+        site_s = (clock.now_ns() - start) / 1e9
+    # No more real time can have passed than the site's time over the speed.
+    assert 0 < age <= site_s / 600
+
+
+# --------------------------------------------------------------------------- step detection
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_wall_step_is_logged_once_and_signalled_for_a_while(
+    step: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    watch = WallStepWatch(clock)
+    assert watch.check() is None and watch.signal()[1]
+    clock.advance(1)
+    clock.step_wall(step)
+    with caplog.at_level(logging.WARNING, logger="gateway.clockwatch"):
+        assert watch.check() == pytest.approx(step)
+        clock.advance(1)
+        assert watch.check() is None
+    msgs = [r.getMessage() for r in caplog.records]
+    assert len(msgs) == 1 and msgs[0].startswith(f"wall clock stepped {step:+.1f} s")
+    assert (watch.steps, watch.last_step_s) == (1, step)
+    name, ok, detail = watch.signal()
+    assert (name, ok) == ("clock:wall_step", False) and f"{step:+.1f} s" in detail
+    clock.advance(STEP_SIGNAL_S + 1)
+    assert watch.signal()[1]
+
+
+def test_slewing_and_small_corrections_are_not_steps() -> None:
+    clock = FakeClock()
+    watch = WallStepWatch(clock)
+    for _ in range(100):
+        clock.advance(1)
+        clock.step_wall(0.5)  # far faster than NTP ever slews
+        assert watch.check() is None
+    assert watch.steps == 0
