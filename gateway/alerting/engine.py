@@ -381,7 +381,7 @@ class AlertEngine:
         events.extend(self.book.tick(now, mono))
         flushed = self._flush(events)
         if self.notifier is not None and self.store is not None:
-            self.notifier.fire_due(now)
+            self.notifier.fire_due()
         later, self._later = self._later, []
         return later + flushed
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.alerting.alarms import FLOOD_ALARM, AlarmBook
 from gateway.alerting.config import AlertingConfig
 from gateway.alerting.engine import AlertEngine
+from gateway.alerting.store import QueuedNotification
 from gateway.clockwatch import STEP_SIGNAL_S, WallStepWatch
 from gateway.model import AlarmState, FakeClock, Sample, ScaledClock
 from gateway.outbox import Outbox
@@ -301,3 +303,64 @@ def test_slewing_and_small_corrections_are_not_steps() -> None:
         clock.step_wall(0.5)  # far faster than NTP ever slews
         assert watch.check() is None
     assert watch.steps == 0
+
+
+# --------------------------------------------------------------------------- notification timers
+
+# Nothing listens on port 1: every send fails at once, and is retried.
+NOTIFY: dict[str, Any] = {
+    "group_window_s": 0,
+    "channels": [{"type": "webhook", "name": "chat", "url": "http://127.0.0.1:1/hook"}],
+    "routes": [
+        {
+            "name": "safety",
+            "match": {"min_severity": "medium"},
+            "channels": ["chat"],
+            "escalation": [{"after_s": 0}, {"after_s": 600}],
+        }
+    ],
+    "retry": {"min_s": 5, "max_s": 60},
+}
+
+
+def queued(eng: AlertEngine, what: str) -> list[QueuedNotification]:
+    assert eng.store is not None
+    return [q for q in eng.store.pending() if q.item["what"] == what]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_escalation_counts_elapsed_time_across_a_wall_step(tmp_path: Path, step: float) -> None:
+    clock = FakeClock()
+    eng = make_engine(tmp_path, DELAYS, clock, **NOTIFY)
+    eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 250}))
+    clock.advance(5)
+    eng.tick()
+    assert len(queued(eng, "alarm")) == 1
+    clock.step_wall(step)
+    clock.advance(599)
+    eng.tick()
+    assert queued(eng, "escalation") == []
+    clock.advance(1)
+    eng.tick()
+    assert len(queued(eng, "escalation")) == 1
+
+
+@pytest.mark.parametrize("step", STEPS)
+async def test_retry_backoff_counts_elapsed_time_across_a_wall_step(
+    tmp_path: Path, step: float
+) -> None:
+    clock = FakeClock()
+    eng = make_engine(tmp_path, DELAYS, clock, **NOTIFY)
+    assert eng.notifier is not None
+    eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 250}))
+    clock.advance(5)
+    eng.tick()
+    await eng.notifier.deliver_due()
+    assert [q.attempts for q in queued(eng, "alarm")] == [1]
+    clock.step_wall(step)
+    clock.advance(4)
+    await eng.notifier.deliver_due()
+    assert [q.attempts for q in queued(eng, "alarm")] == [1]
+    clock.advance(1)
+    await eng.notifier.deliver_due()
+    assert [q.attempts for q in queued(eng, "alarm")] == [2]
