@@ -216,6 +216,7 @@ class Gateway:
         if self.alerts is not None:
             self._append_alarms(self.alerts.on_sample(sample))
         if self.patrol is not None and sample.kind == "patrol_tap":
+            self._check_clock()  # a step must reach the patrol before a tap in the new time
             self._patrol_outputs(self.patrol.on_tap_sample(sample))
 
     def _output(self, sample: Sample) -> None:
@@ -374,9 +375,14 @@ class Gateway:
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
         return out
 
+    def _check_clock(self) -> None:
+        step_ns = self.clock_watch.check()
+        if step_ns is not None and self.patrol is not None:
+            self.patrol.wall_stepped(step_ns)
+
     def tick(self) -> None:
         """Everything time-based, once a second."""
-        self.clock_watch.check()
+        self._check_clock()
         if self.alerts is not None:
             self._append_alarms(self.alerts.tick())
             for name, ok, detail in self._health_signals():

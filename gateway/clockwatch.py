@@ -53,8 +53,8 @@ class WallStepWatch:
                 return wall - (m0 + m1) // 2
         return None
 
-    def check(self) -> float | None:
-        """The size of a step since the last check in seconds (+ forward), else None."""
+    def check(self) -> int | None:
+        """The size of a step since the last check in ns (+ forward), else None."""
         offset = self._offset()
         if offset is None:
             return None
@@ -62,16 +62,15 @@ class WallStepWatch:
         delta = offset - (offset if last is None else last)
         if abs(delta) <= self._tolerance_ns:
             return None
-        step = delta / 1e9
         self.steps += 1
-        self.last_step_s = step
+        self.last_step_s = delta / 1e9
         self._last_step_at = self._clock.monotonic()
         log.warning(
             "wall clock stepped %+.1f s: alarm delays, timeouts and shelving run on the"
             " monotonic clock and are unaffected; timestamps from now on follow the new time",
-            step,
+            self.last_step_s,
         )
-        return step
+        return delta
 
     def signal(self) -> tuple[str, bool, str]:
         """(signal, ok, detail) for the gateway's health alarms: bad for a while after a step."""

@@ -19,6 +19,7 @@ import asyncio
 import io
 import logging
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ import yaml
 
 from gateway.app import Gateway
 from gateway.config import load_site
-from gateway.model import AlarmEvent, Clock, Sample, ScaledClock, SystemClock
+from gateway.model import AlarmEvent, Clock, FakeClock, Sample, ScaledClock, SystemClock, Value
+from gateway.outbox import Event
+from gateway.patrol import Finding, PatrolOutput
+from gateway.patrol.engine import NS
 from tests.fixtures.servers import InfluxDB1
 from tests.integration.delivery_support import wait_until
-from tests.simproc import free_port
+from tests.simproc import ROOT, free_port
 
 NO_DATA_S = 3.0
 
@@ -169,3 +173,49 @@ async def test_replay_at_600x_raises_no_backlog_alarm_while_delivery_is_healthy(
     # The backlog age is real seconds: about the sink's batching, not 600 times that.
     ages = [float(s.values["oldest_age_s_influx"]) for s in gw.health]
     assert max(ages) < 120, ages
+
+
+class PatrolRecorder(Recorder):
+    """Also keeps what the patrol check returned."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.patrol_out: list[PatrolOutput] = []
+
+    def _patrol_outputs(self, outputs: list[PatrolOutput]) -> None:
+        self.patrol_out.extend(outputs)
+        super()._patrol_outputs(outputs)
+
+
+@pytest.mark.parametrize("step_s", [3600.0, -3600.0], ids=["+1h", "-1h"])
+def test_a_round_in_progress_keeps_its_elapsed_time_across_a_wall_step(
+    tmp_path: Path, step_s: float
+) -> None:
+    """The gateway hands a step to the patrol: no timeout, no 'too fast' leg, one complete round."""
+    site = {
+        "site": "patrol-clock",
+        "sources": [{"id": "rfid-gate", "type": "serial_line", "port": str(tmp_path / "none")}],
+        "devices": [
+            {"id": "rfid-gate", "profile": "rfid-checkpoint-reader", "source": "rfid-gate"}
+        ],
+        "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+        "alerting": {"state_db": str(tmp_path / "alarms.sqlite")},
+        "patrol": str(ROOT / "rules" / "patrol.yaml"),
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site, sort_keys=False))
+    # 22:30 in Asia/Shanghai: inside the night window.
+    clock = FakeClock(int(datetime.fromisoformat("2026-11-26T22:30:00+08:00").timestamp()) * NS)
+    gw = PatrolRecorder(load_site(path), clock, out=io.StringIO())
+    route = ["gate-north", "lakeside", "playground", "boiler-house", "east-gate"]
+    for i, cp in enumerate(route):
+        if i == 3:
+            clock.step_wall(step_s)
+            gw.tick()
+        values: dict[str, Value] = {"reader": cp, "card": "04A1B2C3D4", "seq": i}
+        gw._process(Sample("rfid-gate", "patrol_tap", clock.now_ns(), values))
+        clock.advance(300)
+    assert [f.type for f in gw.patrol_out if isinstance(f, Finding)] == []
+    rounds = [e for e in gw.patrol_out if isinstance(e, Event) and e.tags["record"] == "round"]
+    assert [(r.tags["status"], r.data["duration_s"]) for r in rounds] == [("complete", 1200.0)]
+    assert gw.clock_watch.steps == 1

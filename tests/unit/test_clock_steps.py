@@ -24,7 +24,9 @@ from gateway.alerting.store import QueuedNotification
 from gateway.clockwatch import STEP_SIGNAL_S, WallStepWatch
 from gateway.model import AlarmState, FakeClock, Sample, ScaledClock
 from gateway.outbox import Outbox
+from gateway.patrol import FindingType
 from tests.unit.test_alarms import ack, on, spec
+from tests.unit.test_patrol_engine import ROUTE, Rig, at, findings, records
 from tests.unit.test_rules import make_engine, sample, transitions
 
 HOUR = 3600.0
@@ -283,7 +285,7 @@ def test_a_wall_step_is_logged_once_and_signalled_for_a_while(
     clock.advance(1)
     clock.step_wall(step)
     with caplog.at_level(logging.WARNING, logger="gateway.clockwatch"):
-        assert watch.check() == pytest.approx(step)
+        assert watch.check() == int(step * 1e9)
         clock.advance(1)
         assert watch.check() is None
     msgs = [r.getMessage() for r in caplog.records]
@@ -364,3 +366,43 @@ async def test_retry_backoff_counts_elapsed_time_across_a_wall_step(
     clock.advance(1)
     await eng.notifier.deliver_due()
     assert [q.attempts for q in queued(eng, "alarm")] == [2]
+
+
+# --------------------------------------------------------------------------- patrol
+
+
+def stepped(rig: Rig, step: float) -> None:
+    """Step the wall clock and tell the patrol, as the gateway's clock watch does."""
+    rig.clock.step_wall(step)
+    rig.engine.wall_stepped(int(step * 1e9))
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_patrol_round_keeps_its_elapsed_time_across_a_wall_step(step: float) -> None:
+    """No timeout of a round in progress, no walk 'too fast' or an hour long: elapsed time holds."""
+    rig = Rig()
+    out = rig.round(at(22, 30), route=ROUTE[:3])
+    stepped(rig, step)
+    out += rig.engine.tick()
+    rig.clock.advance(300)
+    out += rig.tap(ROUTE[3])
+    rig.clock.advance(300)
+    out += rig.tap(ROUTE[4])
+    assert findings(out) == []
+    (rnd,) = records(out, "round", "complete")
+    assert rnd.data["duration_s"] == 1200.0
+    # Timestamps follow the new wall time.
+    assert rnd.data["end_ns"] == at(22, 50) + int(step * 1e9)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_patrol_overdue_gap_counts_elapsed_time_across_a_wall_step(step: float) -> None:
+    rig = Rig()
+    # Complete at 23:50: the next is due 3 h later (and the step keeps it inside the night).
+    rig.round(at(23, 30))
+    rig.tick_at(at(0, day=2))
+    stepped(rig, step)
+    t = rig.clock.now_ns()
+    assert findings(rig.tick_at(t + int((3 * 3600 - 601) * 1e9))) == []
+    (f,) = findings(rig.tick_at(t + int((3 * 3600 - 600) * 1e9)))
+    assert f.type is FindingType.OVERDUE and f.ts_ns == rig.clock.now_ns()
