@@ -404,7 +404,8 @@ class PatrolEngine:
         overdue gap since the last complete round) run between wall-clock tap times,
         so the times they count from move with the clock: elapsed time is kept, and
         what follows is stamped in the new time. The night window does not move: it
-        is wall-clock by nature. Nor do the times only shown (last tap per checkpoint).
+        is wall-clock by nature. Nor do the times only shown (last tap per checkpoint,
+        start of an unknown-card burst).
         """
         s = self._s
         s.since_ns += step_ns
@@ -420,9 +421,13 @@ class PatrolEngine:
         s.raised_dues = [d + step_ns for d in s.raised_dues]
         for due_end in s.active_overdue.values():
             due_end[0] += step_ns
-        for h in s.readers.values():
-            if h.last_garbage_report_ns is not None:
-                h.last_garbage_report_ns += step_ns
+        for tally in [t for h in s.readers.values() for t in (h.garbage, h.dropped)]:
+            if tally.report_ns is not None:
+                tally.report_ns += step_ns
+        for u in s.unknown.values():
+            u.last_ns += step_ns
+            if u.report_ns is not None:
+                u.report_ns += step_ns
         self._save()
 
     def reader_status(

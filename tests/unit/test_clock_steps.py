@@ -24,7 +24,7 @@ from gateway.alerting.store import QueuedNotification
 from gateway.clockwatch import STEP_SIGNAL_S, WallStepWatch
 from gateway.model import AlarmState, FakeClock, Sample, ScaledClock
 from gateway.outbox import Outbox
-from gateway.patrol import FindingType
+from gateway.patrol import Finding, FindingType
 from tests.unit.test_alarms import ack, on, spec
 from tests.unit.test_patrol_engine import ROUTE, Rig, at, findings, records
 from tests.unit.test_rules import make_engine, sample, transitions
@@ -406,3 +406,17 @@ def test_patrol_overdue_gap_counts_elapsed_time_across_a_wall_step(step: float) 
     assert findings(rig.tick_at(t + int((3 * 3600 - 601) * 1e9))) == []
     (f,) = findings(rig.tick_at(t + int((3 * 3600 - 600) * 1e9)))
     assert f.type is FindingType.OVERDUE and f.ts_ns == rig.clock.now_ns()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_reader_garbage_report_interval_counts_elapsed_time_across_a_wall_step(
+    step: float,
+) -> None:
+    rig = Rig()
+    assert len(rig.engine.reader_frame_errors("rfid-gate", 3)) == 1
+    stepped(rig, step)
+    rig.clock.advance(299)
+    assert rig.engine.reader_frame_errors("rfid-gate", 5) == []
+    rig.clock.advance(1)
+    (f,) = rig.engine.reader_frame_errors("rfid-gate", 6)
+    assert isinstance(f, Finding) and f.data["count"] == 3
