@@ -377,7 +377,11 @@ class Gateway:
 
     def _check_clock(self) -> None:
         step_ns = self.clock_watch.check()
-        if step_ns is not None and self.patrol is not None:
+        if step_ns is None:
+            return
+        if self.alerts is not None:
+            self.alerts.wall_stepped(step_ns)
+        if self.patrol is not None:
             self.patrol.wall_stepped(step_ns)
 
     def tick(self) -> None:

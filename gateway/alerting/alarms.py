@@ -576,5 +576,27 @@ class AlarmBook:
                 out.extend(self._flood_alarm(False, n, now_ns))
         return out
 
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped ``step_ns``: move the stored wall times durations count from.
+
+        Running durations are on the monotonic clock already; this keeps what is
+        stored (and shown) meaning the same deadline, so a restart after the step
+        neither ends a shelve early nor holds it an hour longer, nor stretches a
+        chatter or flood window. Event timestamps (raised, acknowledged) stay.
+        """
+        for a in self.alarms.values():
+            if a.shelved_until_ns is not None:
+                key = ("shelve", a.alarm_id)
+                if key in self._anchors:
+                    self._anchors[key] = (a.shelved_until_ns + step_ns, self._anchors[key][1])
+                a.shelved_until_ns += step_ns
+            if a.recent:
+                a.recent = deque((t + step_ns for t in a.recent), maxlen=a.recent.maxlen)
+            self.dirty.add(a.alarm_id)
+        recent = [t + step_ns for t in self.flood_recent]
+        self.flood_recent.clear()
+        self.flood_recent.extend(recent)
+        self.offset_ns += step_ns
+
     def snapshot(self) -> list[dict[str, Any]]:
         return [a.to_json_dict() for a in sorted(self.alarms.values(), key=lambda a: a.alarm_id)]

@@ -385,6 +385,18 @@ class AlertEngine:
         later, self._later = self._later, []
         return later + flushed
 
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped ``step_ns`` (gateway/clockwatch.py): keep stored deadlines true.
+
+        Stored shelve deadlines and notification timers are wall-clock times (they
+        must survive a reboot); moving them with the step keeps them meaning the
+        same moment, so a restart after a step does not change them.
+        """
+        self.book.wall_stepped(step_ns)
+        if self.notifier is not None:
+            self.notifier.wall_stepped(step_ns)
+        self._flush([])
+
     def _nodata_eval(self, mono: int) -> list[Change]:
         changes: list[Change] = []
         for dev, nds in self._nodata.items():

@@ -386,6 +386,12 @@ class Notifier:
     def _timer_ns(self) -> int:
         return self._epoch_ns + self.clock.mono_ns()
 
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped: timer time and the stored timers follow it, elapsed time kept."""
+        self._epoch_ns += step_ns
+        self._starts = {k: t + step_ns for k, t in self._starts.items()}
+        self.store.shift_timers(step_ns, NEVER)
+
     # ------------------------------------------------------------------ planning (sync)
 
     def on_events(self, events: list[AlarmEvent]) -> None:

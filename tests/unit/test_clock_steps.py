@@ -420,3 +420,34 @@ def test_reader_garbage_report_interval_counts_elapsed_time_across_a_wall_step(
     rig.clock.advance(1)
     (f,) = rig.engine.reader_frame_errors("rfid-gate", 6)
     assert isinstance(f, Finding) and f.data["count"] == 3
+
+
+# --------------------------------------------------------------------------- a step, then a restart
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_restart_after_a_wall_step_keeps_the_shelve_and_escalation_deadlines(
+    tmp_path: Path, step: float
+) -> None:
+    """Stored deadlines are wall-clock times: the step moves them, so a restart keeps them."""
+    clock = FakeClock()
+    eng = make_engine(tmp_path, DELAYS, clock, state=None, **NOTIFY)
+    for dev in ("lk-1", "lk-2"):
+        eng.on_sample(sample(clock, dev, {"leak_ch1": 250}))
+    clock.advance(5)
+    assert len(eng.tick()) == 2
+    eng.command({"cmd": "shelve", "alarm_id": HI, "duration": 600}, "wang")
+    clock.advance(100)
+    clock.step_wall(step)
+    eng.wall_stepped(int(step * 1e9))  # as the gateway's clock watch does
+    eng.close()
+    # A new process right away: its monotonic clock starts elsewhere.
+    clock = FakeClock(start_ns=clock.now_ns())
+    eng = make_engine(tmp_path, DELAYS, clock, state=None, **NOTIFY)
+    clock.advance(499)
+    assert eng.tick() == []
+    assert queued(eng, "escalation") == []
+    clock.advance(1)
+    assert transitions(eng.tick()) == [(HI, "shelve_expired", "unacknowledged")]
+    assert [q.item["alarm_id"] for q in queued(eng, "escalation")] == ["leak:lk-2:leak_ch1:hi"]
+    eng.close()
