@@ -24,7 +24,8 @@ maps each wall time onto it when it is recorded, and the book keeps those
 monotonic times in memory, so a wall-clock step changes no duration. After a
 restart the stored wall times are mapped with the new offset: monotonic time
 does not survive a reboot, so a duration that spans a restart is measured by
-the wall clock.
+the wall clock. A step the gateway notices is handed to ``wall_stepped``,
+which moves the stored times with it, so they still mean the same moment.
 """
 
 from __future__ import annotations
