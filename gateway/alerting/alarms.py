@@ -504,7 +504,9 @@ class AlarmBook:
             raise AlarmError(f"alarm {alarm_id!r} is already out of service")
         prev = a.state
         a.out_of_service = True
-        a.out_of_service_until_ns = None if duration_s is None else ts_ns + int(duration_s * 1e9)
+        a.out_of_service_until_ns = (
+            None if duration_s is None else ts_ns + int(duration_s * 1e9)
+        )
         a.shelved_until_ns = None
         a.comment = comment
         extra: dict[str, Any] = {"comment": comment}
@@ -582,15 +584,18 @@ class AlarmBook:
 
         Running durations are on the monotonic clock already; this keeps what is
         stored (and shown) meaning the same deadline, so a restart after the step
-        neither ends a shelve early nor holds it an hour longer, nor stretches a
-        chatter or flood window. Event timestamps (raised, acknowledged) stay.
+        neither ends a shelve or an out-of-service period early nor holds it an hour
+        longer, nor stretches a chatter or flood window. Event timestamps (raised,
+        acknowledged) stay.
         """
         for a in self.alarms.values():
-            if a.shelved_until_ns is not None:
-                key = ("shelve", a.alarm_id)
-                if key in self._anchors:
-                    self._anchors[key] = (a.shelved_until_ns + step_ns, self._anchors[key][1])
-                a.shelved_until_ns += step_ns
+            for what, attr in (("shelve", "shelved_until_ns"), ("oos", "out_of_service_until_ns")):
+                wall = getattr(a, attr)
+                if wall is not None:
+                    setattr(a, attr, wall + step_ns)
+                    got = self._anchors.get((what, a.alarm_id))
+                    if got is not None:
+                        self._anchors[(what, a.alarm_id)] = (wall + step_ns, got[1])
             if a.recent:
                 a.recent = deque((t + step_ns for t in a.recent), maxlen=a.recent.maxlen)
             self.dirty.add(a.alarm_id)

@@ -382,6 +382,9 @@ class Notifier:
         self._epoch_ns = clock.now_ns() - clock.mono_ns()
         # Escalations started in this run: (alarm id, raised_ns) -> start in timer time.
         self._starts: dict[tuple[str, int], int] = {}
+        # Last message sent in this run per (channel, recipients), in timer time (the
+        # stored sent_ns is a wall-clock timestamp): the grouping window counts from it.
+        self._last_sent: dict[tuple[str, tuple[str, ...]], int] = {}
 
     def _timer_ns(self) -> int:
         return self._epoch_ns + self.clock.mono_ns()
@@ -390,6 +393,7 @@ class Notifier:
         """The wall clock jumped: timer time and the stored timers follow it, elapsed time kept."""
         self._epoch_ns += step_ns
         self._starts = {k: t + step_ns for k, t in self._starts.items()}
+        self._last_sent = {k: t + step_ns for k, t in self._last_sent.items()}
         self.store.shift_timers(step_ns, NEVER)
 
     # ------------------------------------------------------------------ planning (sync)
@@ -471,7 +475,9 @@ class Notifier:
         window = int(self.cfg.group_window_s * 1e9)
         n = 0
         for ch in lvl.channels or route.channels:
-            last = self.store.last_sent_ns(ch, tuple(people))
+            last = self._last_sent.get((ch, tuple(people)))
+            if last is None:
+                last = self.store.last_sent_ns(ch, tuple(people))
             due = now if last is None else max(now, last + window)
             dedupe = f"{ev.alarm_id}|{route.name}|{key}|{ch}"
             if self.store.enqueue(dedupe, ch, tuple(people), item, now, due):
@@ -589,6 +595,7 @@ class Notifier:
             self._failed(name, ch.fail_alarm_after, items, now, str(error), error.maybe_sent)
         else:
             crash_point("notification-sent")
+            self._last_sent[(name, items[0].recipients)] = self._timer_ns()
             self._sent(name, ids)
         if stopping:
             raise asyncio.CancelledError

@@ -22,7 +22,7 @@ from gateway.alerting.config import AlertingConfig
 from gateway.alerting.engine import AlertEngine
 from gateway.alerting.store import QueuedNotification
 from gateway.clockwatch import STEP_SIGNAL_S, WallStepWatch
-from gateway.model import AlarmState, FakeClock, Sample, ScaledClock
+from gateway.model import FakeClock, Sample, ScaledClock
 from gateway.outbox import Outbox
 from gateway.patrol import Finding, FindingType
 from tests.unit.test_alarms import ack, on, spec
@@ -45,6 +45,12 @@ DELAYS = """
 """
 
 HI = "leak:lk-1:leak_ch1:hi"
+SHELVE = {"cmd": "shelve", "alarm_id": HI, "duration": 600, "reason": "sensor swap"}
+# Shelving and taking out of service for a while: the command, its state, its end.
+TIMED = [
+    pytest.param("shelve", "shelved", "shelve_expired", id="shelve"),
+    pytest.param("out_of_service", "out_of_service", "out_of_service_expired", id="oos"),
+]
 
 
 def raised(tmp_path: Path, clock: FakeClock, state: str | None = ":memory:") -> AlertEngine:
@@ -138,28 +144,31 @@ def test_health_on_delay_counts_elapsed_time_across_a_wall_step(
     assert transitions(eng.tick()) == [("gateway:sink:mqtt", "activate", "unacknowledged")]
 
 
+@pytest.mark.parametrize(("cmd", "state", "end"), TIMED)
 @pytest.mark.parametrize("step", STEPS)
-def test_shelve_expires_after_its_duration_across_a_wall_step(tmp_path: Path, step: float) -> None:
+def test_shelve_expires_after_its_duration_across_a_wall_step(
+    tmp_path: Path, step: float, cmd: str, state: str, end: str
+) -> None:
     clock = FakeClock()
     eng = raised(tmp_path, clock)
-    _, reply = eng.command({"cmd": "shelve", "alarm_id": HI, "duration": 600}, "wang")
-    assert reply["state"] == "shelved"
+    _, reply = eng.command({**SHELVE, "cmd": cmd}, "wang")
+    assert reply["state"] == state
     clock.advance(1)
     clock.step_wall(step)
     assert eng.tick() == []
     clock.advance(598)
     assert eng.tick() == []
-    assert eng.book.get(HI).state is AlarmState.SHELVED
+    assert eng.book.get(HI).state == state
     clock.advance(1)
     ev = eng.tick()
-    assert transitions(ev) == [(HI, "shelve_expired", "unacknowledged")]
+    assert transitions(ev) == [(HI, end, "unacknowledged")]
 
 
 def test_shelve_after_a_restart_keeps_the_wall_clock_deadline(tmp_path: Path) -> None:
     """Monotonic time does not survive a reboot: across a restart the wall deadline holds."""
     clock = FakeClock()
     eng = raised(tmp_path, clock, state=None)
-    eng.command({"cmd": "shelve", "alarm_id": HI, "duration": 600}, "wang")
+    eng.command(SHELVE, "wang")
     clock.advance(100)
     eng.tick()
     eng.close()
@@ -422,12 +431,45 @@ def test_reader_garbage_report_interval_counts_elapsed_time_across_a_wall_step(
     assert isinstance(f, Finding) and f.data["count"] == 3
 
 
+@pytest.mark.parametrize("step", STEPS)
+async def test_grouping_window_counts_elapsed_time_across_a_wall_step(
+    tmp_path: Path, step: float
+) -> None:
+    """The first page goes at once; what follows waits the window since it, in elapsed time."""
+    bus = {"type": "mqtt", "name": "bus", "topic": "pager"}
+    route = {"name": "all", "match": {"min_severity": "medium"}, "channels": ["bus"]}
+    clock = FakeClock()
+    eng = make_engine(tmp_path, DELAYS, clock, group_window_s=30, channels=[bus], routes=[route])
+    assert eng.notifier is not None
+    published: list[dict[str, Any]] = []
+
+    async def publish(topic: str, payload: dict[str, Any]) -> None:
+        published.append(payload)
+
+    eng.notifier.publish = publish
+    for dev in ("lk-1", "lk-2"):
+        eng.on_sample(sample(clock, dev, {"leak_ch1": 250}))
+    clock.advance(5)
+    eng.on_sample(sample(clock, "lk-1", {"leak_ch1": 250}))
+    assert await eng.notifier.deliver_due() == 1
+    clock.step_wall(step)
+    eng.wall_stepped(int(step * 1e9))  # as the gateway's clock watch does
+    clock.advance(1)
+    eng.on_sample(sample(clock, "lk-2", {"leak_ch1": 250}))
+    clock.advance(28)
+    assert await eng.notifier.deliver_due() == 0
+    clock.advance(1)
+    assert await eng.notifier.deliver_due() == 1
+    assert [p["alarms"][0]["alarm_id"] for p in published] == [HI, "leak:lk-2:leak_ch1:hi"]
+
+
 # --------------------------------------------------------------------------- a step, then a restart
 
 
+@pytest.mark.parametrize(("cmd", "state", "end"), TIMED)
 @pytest.mark.parametrize("step", STEPS)
 def test_a_restart_after_a_wall_step_keeps_the_shelve_and_escalation_deadlines(
-    tmp_path: Path, step: float
+    tmp_path: Path, step: float, cmd: str, state: str, end: str
 ) -> None:
     """Stored deadlines are wall-clock times: the step moves them, so a restart keeps them."""
     clock = FakeClock()
@@ -436,7 +478,7 @@ def test_a_restart_after_a_wall_step_keeps_the_shelve_and_escalation_deadlines(
         eng.on_sample(sample(clock, dev, {"leak_ch1": 250}))
     clock.advance(5)
     assert len(eng.tick()) == 2
-    eng.command({"cmd": "shelve", "alarm_id": HI, "duration": 600}, "wang")
+    assert eng.command({**SHELVE, "cmd": cmd}, "wang")[1]["state"] == state
     clock.advance(100)
     clock.step_wall(step)
     eng.wall_stepped(int(step * 1e9))  # as the gateway's clock watch does
@@ -448,6 +490,6 @@ def test_a_restart_after_a_wall_step_keeps_the_shelve_and_escalation_deadlines(
     assert eng.tick() == []
     assert queued(eng, "escalation") == []
     clock.advance(1)
-    assert transitions(eng.tick()) == [(HI, "shelve_expired", "unacknowledged")]
+    assert transitions(eng.tick()) == [(HI, end, "unacknowledged")]
     assert [q.item["alarm_id"] for q in queued(eng, "escalation")] == ["leak:lk-2:leak_ch1:hi"]
     eng.close()
