@@ -36,7 +36,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
+from gateway.clockwatch import WallStepWatch
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
@@ -124,6 +126,7 @@ class Gateway:
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
+        self.clock_watch = WallStepWatch(self.clock)
         self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
         site_tags = {"site": cfg.site}
         units: dict[str, dict[str, str]] = {}
@@ -203,7 +206,8 @@ class Gateway:
         self.samples_out += 1
         # Data age: how long a reading waited between its read and the
         # outputs. Exported so falling behind is visible, never silent.
-        age = (self.clock.now_ns() - sample.ts_ns) / 1e9
+        # Real seconds, also when a replay runs the site's clock fast.
+        age = (self.clock.now_ns() - sample.ts_ns) / 1e9 / self.clock.speed
         if age > self._max_age_s:
             self._max_age_s = age
         self._output(sample)
@@ -212,6 +216,7 @@ class Gateway:
         if self.alerts is not None:
             self._append_alarms(self.alerts.on_sample(sample))
         if self.patrol is not None and sample.kind == "patrol_tap":
+            self._check_clock()  # a step must reach the patrol before a tap in the new time
             self._patrol_outputs(self.patrol.on_tap_sample(sample))
 
     def _output(self, sample: Sample) -> None:
@@ -323,6 +328,8 @@ class Gateway:
             "queue_depth": self.queue.qsize(),
             "data_age_max_s": round(self._max_age_s, 6),
             "loop_lag_max_ms": round(self._max_lag_s * 1000, 3),
+            "clock_steps": self.clock_watch.steps,
+            "clock_step_last_s": round(self.clock_watch.last_step_s, 3),
         }
         stats = self.delivery.stats()
         if stats.outbox is not None:
@@ -368,12 +375,25 @@ class Gateway:
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
         return out
 
+    def _check_clock(self) -> None:
+        step_ns = self.clock_watch.check()
+        if step_ns is None:
+            return
+        if self.alerts is not None:
+            self.alerts.wall_stepped(step_ns)
+        if self.patrol is not None:
+            self.patrol.wall_stepped(step_ns)
+
     def tick(self) -> None:
         """Everything time-based, once a second."""
+        self._check_clock()
         if self.alerts is not None:
             self._append_alarms(self.alerts.tick())
             for name, ok, detail in self._health_signals():
                 self._append_alarms(self.alerts.health(name, ok, detail))
+            # A step is a warning: timestamps shift, no duration does.
+            step = self.clock_watch.signal()
+            self._append_alarms(self.alerts.health(*step, severity=Severity.MEDIUM))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
             for src in self.sources:

@@ -15,6 +15,17 @@ A latched alarm counts as active until an operator resets it, and a reset
 is refused while the condition is still present. Every change returns
 ``AlarmEvent``s (who, what, when, on which value) for the outbox; the book
 itself does no I/O: ``dirty`` tells the store what to write.
+
+Times. Operations take wall-clock times (the events' timestamps, also what
+is stored: ack time, shelve deadline, recent activations). Durations
+(shelve expiry, re-alarm, chatter and flood windows) run on the monotonic
+clock: ``offset_ns`` (wall minus monotonic, set by the engine from its clock)
+maps each wall time onto it when it is recorded, and the book keeps those
+monotonic times in memory, so a wall-clock step changes no duration. After a
+restart the stored wall times are mapped with the new offset: monotonic time
+does not survive a reboot, so a duration that spans a restart is measured by
+the wall clock. A step the gateway notices is handed to ``wall_stepped``,
+which moves the stored times with it, so they still mean the same moment.
 """
 
 from __future__ import annotations
@@ -150,6 +161,14 @@ class AlarmBook:
         # Annunciated activations (into unacknowledged) for flood detection.
         self.flood_recent: deque[int] = deque(maxlen=max(1000, cfg.flood.count * 10))
         self.in_flood = False
+        # Wall minus monotonic time (module docstring); 0: durations on the wall times given.
+        self.offset_ns = 0
+        # Monotonic mirrors of the stored wall times, in memory only (seeded on first use).
+        self._recent_mono: dict[str, deque[int]] = {}
+        self._flood_mono: deque[int] | None = None
+        # (what, alarm id) -> (stored wall time, its monotonic time): ack, shelve and
+        # out-of-service deadlines.
+        self._anchors: dict[tuple[str, str], tuple[int, int]] = {}
         self.counters: dict[str, int] = {
             "activations": 0,
             "acks": 0,
@@ -185,6 +204,34 @@ class AlarmBook:
                 a.suppressed = False
         return a
 
+    def _track(self, a: Alarm) -> None:
+        """Map the alarm's stored ack time and deadlines onto the monotonic clock, once."""
+        for what, wall in (
+            ("ack", a.acked_ns),
+            ("shelve", a.shelved_until_ns),
+            ("oos", a.out_of_service_until_ns),
+        ):
+            if wall is not None:
+                got = self._anchors.get((what, a.alarm_id))
+                if got is None or got[0] != wall:
+                    self._anchors[(what, a.alarm_id)] = (wall, wall - self.offset_ns)
+
+    def _recent(self, a: Alarm) -> deque[int]:
+        """The alarm's recent activations in monotonic time."""
+        got = self._recent_mono.get(a.alarm_id)
+        if got is None:
+            got = deque((t - self.offset_ns for t in a.recent), maxlen=a.recent.maxlen)
+            self._recent_mono[a.alarm_id] = got
+        return got
+
+    def _flood_times(self) -> deque[int]:
+        """Annunciated activations in monotonic time."""
+        if self._flood_mono is None:
+            self._flood_mono = deque(
+                (t - self.offset_ns for t in self.flood_recent), maxlen=self.flood_recent.maxlen
+            )
+        return self._flood_mono
+
     def _event(
         self,
         a: Alarm,
@@ -194,6 +241,8 @@ class AlarmBook:
         actor: str = "system",
         **extra: Any,
     ) -> AlarmEvent:
+        # Every change passes here, at the time it happens: the moment to map its times.
+        self._track(a)
         a.changed_ns = ts_ns
         self.dirty.add(a.alarm_id)
         s = a.spec
@@ -292,6 +341,7 @@ class AlarmBook:
                 a.latched_on = True
             a.activation_count += 1
             self.counters["activations"] += 1
+            self._recent(a).append(ts_ns - self.offset_ns)
             a.recent.append(ts_ns)
             chatter_started = self._chatter_check(a, ts_ns)
             out.append(self._event(a, prev, "activate", ts_ns))
@@ -309,7 +359,8 @@ class AlarmBook:
 
     def _chatter_check(self, a: Alarm, ts_ns: int) -> bool:
         win = int(self.cfg.chatter.window_s * 1e9)
-        n = sum(1 for t in a.recent if t > ts_ns - win)
+        since = ts_ns - self.offset_ns - win
+        n = sum(1 for t in self._recent(a) if t > since)
         if not a.chattering and n >= self.cfg.chatter.count:
             a.chattering = True
             a.chatter_count += 1
@@ -318,6 +369,7 @@ class AlarmBook:
         return False
 
     def _flood_note(self, ts_ns: int) -> list[AlarmEvent]:
+        self._flood_times().append(ts_ns - self.offset_ns)
         self.flood_recent.append(ts_ns)
         n = self._flood_n(ts_ns)
         if not self.in_flood and n > self.cfg.flood.count:
@@ -327,8 +379,8 @@ class AlarmBook:
         return []
 
     def _flood_n(self, ts_ns: int) -> int:
-        win = int(self.cfg.flood.window_s * 1e9)
-        return sum(1 for t in self.flood_recent if t > ts_ns - win)
+        since = ts_ns - self.offset_ns - int(self.cfg.flood.window_s * 1e9)
+        return sum(1 for t in self._flood_times() if t > since)
 
     def _flood_alarm(self, on: bool, n: int, ts_ns: int) -> list[AlarmEvent]:
         spec = AlarmSpec(
@@ -483,19 +535,29 @@ class AlarmBook:
 
     # ------------------------------------------------------------------ time
 
-    def tick(self, now_ns: int) -> list[AlarmEvent]:
-        """Shelve expiry, re-alarm, chatter end, flood end."""
+    def tick(self, now_ns: int, mono_ns: int | None = None) -> list[AlarmEvent]:
+        """Shelve expiry, re-alarm, chatter end, flood end.
+
+        ``mono_ns``: the monotonic time the durations run on (default: the wall time given).
+        """
+        if mono_ns is not None:
+            self.offset_ns = now_ns - mono_ns
+        mono = now_ns - self.offset_ns
         out: list[AlarmEvent] = []
         chatter_win = int(self.cfg.chatter.window_s * 1e9)
         realarm = int(self.cfg.realarm_s * 1e9) if self.cfg.realarm_s else None
         for a in self.alarms.values():
-            if a.shelved_until_ns is not None and now_ns >= a.shelved_until_ns:
+            self._track(a)  # restored alarms: their stored times are mapped at the first tick
+            if a.shelved_until_ns is not None and mono >= self._anchors[("shelve", a.alarm_id)][1]:
                 out.extend(self.unshelve(a.alarm_id, "system", now_ns, action="shelve_expired"))
-            if a.out_of_service_until_ns is not None and now_ns >= a.out_of_service_until_ns:
+            if (
+                a.out_of_service_until_ns is not None
+                and mono >= self._anchors[("oos", a.alarm_id)][1]
+            ):
                 out.extend(
                     self.in_service(a.alarm_id, "system", now_ns, action="out_of_service_expired")
                 )
-            if a.chattering and not any(t > now_ns - chatter_win for t in a.recent):
+            if a.chattering and not any(t > mono - chatter_win for t in self._recent(a)):
                 a.chattering = False
                 out.append(self._event(a, a.state, "chatter_end", now_ns))
             if (
@@ -503,7 +565,7 @@ class AlarmBook:
                 and a.active
                 and a.acked
                 and a.acked_ns is not None
-                and now_ns - a.acked_ns >= realarm
+                and mono - self._anchors[("ack", a.alarm_id)][1] >= realarm
                 and a.state is AlarmState.ACKED
             ):
                 prev = a.state
@@ -516,6 +578,31 @@ class AlarmBook:
                 self.in_flood = False
                 out.extend(self._flood_alarm(False, n, now_ns))
         return out
+
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped ``step_ns``: move the stored wall times durations count from.
+
+        Running durations are on the monotonic clock already; this keeps what is
+        stored (and shown) meaning the same deadline, so a restart after the step
+        neither ends a shelve or an out-of-service period early nor holds it an hour
+        longer, nor stretches a chatter or flood window. Event timestamps (raised,
+        acknowledged) stay.
+        """
+        for a in self.alarms.values():
+            for what, attr in (("shelve", "shelved_until_ns"), ("oos", "out_of_service_until_ns")):
+                wall = getattr(a, attr)
+                if wall is not None:
+                    setattr(a, attr, wall + step_ns)
+                    got = self._anchors.get((what, a.alarm_id))
+                    if got is not None:
+                        self._anchors[(what, a.alarm_id)] = (wall + step_ns, got[1])
+            if a.recent:
+                a.recent = deque((t + step_ns for t in a.recent), maxlen=a.recent.maxlen)
+            self.dirty.add(a.alarm_id)
+        recent = [t + step_ns for t in self.flood_recent]
+        self.flood_recent.clear()
+        self.flood_recent.extend(recent)
+        self.offset_ns += step_ns
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [a.to_json_dict() for a in sorted(self.alarms.values(), key=lambda a: a.alarm_id)]

@@ -375,12 +375,32 @@ class Notifier:
         self.alarmed: set[str] = set()
         self.wake = asyncio.Event()
         self.sent_messages = 0
+        # Timers (grouping window, escalation, repeat, retry back-off, give-up) run on
+        # timer time: the wall clock at start plus monotonic time since, so a wall-clock
+        # step moves none of them. Stored in SQLite, they read as wall-clock times after
+        # a restart: monotonic time does not survive a reboot.
+        self._epoch_ns = clock.now_ns() - clock.mono_ns()
+        # Escalations started in this run: (alarm id, raised_ns) -> start in timer time.
+        self._starts: dict[tuple[str, int], int] = {}
+        # Last message sent in this run per (channel, recipients), in timer time (the
+        # stored sent_ns is a wall-clock timestamp): the grouping window counts from it.
+        self._last_sent: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def _timer_ns(self) -> int:
+        return self._epoch_ns + self.clock.mono_ns()
+
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped: timer time and the stored timers follow it, elapsed time kept."""
+        self._epoch_ns += step_ns
+        self._starts = {k: t + step_ns for k, t in self._starts.items()}
+        self._last_sent = {k: t + step_ns for k, t in self._last_sent.items()}
+        self.store.shift_timers(step_ns, NEVER)
 
     # ------------------------------------------------------------------ planning (sync)
 
     def on_events(self, events: list[AlarmEvent]) -> None:
         """Start, stop or keep escalations for these transitions (inside a store transaction)."""
-        now = self.clock.now_ns()
+        now = self._timer_ns()
         for ev in events:
             if ev.state is AlarmState.UNACKED and ev.previous is not AlarmState.UNACKED:
                 self._start(ev, now)
@@ -406,6 +426,10 @@ class Notifier:
         for route in routes_for(self.cfg, ev.severity, ev.area, ev.rule):
             if route.name in existing and ev.action != "realarm":
                 continue  # an unacknowledged episode is already being escalated
+            if len(self._starts) > 1000:
+                live = {(e.alarm_id, e.raised_ns) for e in self.store.escalations()}
+                self._starts = {k: v for k, v in self._starts.items() if k in live}
+            self._starts[(ev.alarm_id, ev.ts_ns)] = now
             self.store.put_escalation(Escalation(ev.alarm_id, route.name, 0, now, ev.ts_ns, 0))
 
     def _chatter_note(self, ev: AlarmEvent, now: int) -> None:
@@ -429,7 +453,7 @@ class Notifier:
     ) -> int:
         lvl = route.escalation[min(level, len(route.escalation) - 1)]
         roster_level = lvl.roster_level if lvl.roster_level is not None else level
-        people = self.roster.on_call(now, roster_level)
+        people = self.roster.on_call(self.clock.now_ns(), roster_level)  # wall: shifts
         people += [p for p in lvl.people if p not in people]
         raised = raised_ns if raised_ns is not None else ev.ts_ns
         item = {
@@ -451,7 +475,9 @@ class Notifier:
         window = int(self.cfg.group_window_s * 1e9)
         n = 0
         for ch in lvl.channels or route.channels:
-            last = self.store.last_sent_ns(ch, tuple(people))
+            last = self._last_sent.get((ch, tuple(people)))
+            if last is None:
+                last = self.store.last_sent_ns(ch, tuple(people))
             due = now if last is None else max(now, last + window)
             dedupe = f"{ev.alarm_id}|{route.name}|{key}|{ch}"
             if self.store.enqueue(dedupe, ch, tuple(people), item, now, due):
@@ -462,7 +488,7 @@ class Notifier:
 
     def fire_due(self, now: int | None = None) -> int:
         """Run the escalation steps that are due; returns how many fired."""
-        now = self.clock.now_ns() if now is None else now
+        now = self._timer_ns() if now is None else now
         fired = 0
         with self.store.transaction():
             for esc in self.store.escalations(due_before_ns=now):
@@ -487,7 +513,8 @@ class Notifier:
                 fired += 1
                 nxt = esc.level + 1
                 if nxt < len(levels):
-                    due = esc.raised_ns + int(levels[nxt].after_s * 1e9)
+                    start = self._starts.get((esc.alarm_id, esc.raised_ns), esc.raised_ns)
+                    due = start + int(levels[nxt].after_s * 1e9)
                     self.store.put_escalation(
                         Escalation(
                             esc.alarm_id, esc.route, nxt, max(due, now), esc.raised_ns, esc.repeats
@@ -536,7 +563,7 @@ class Notifier:
         sent = 0
         try:
             self.fire_due()
-            now = self.clock.now_ns()
+            now = self._timer_ns()
             for items in self.ready_groups(now):
                 if await self._deliver(client, items, now):
                     sent += 1
@@ -568,6 +595,7 @@ class Notifier:
             self._failed(name, ch.fail_alarm_after, items, now, str(error), error.maybe_sent)
         else:
             crash_point("notification-sent")
+            self._last_sent[(name, items[0].recipients)] = self._timer_ns()
             self._sent(name, ids)
         if stopping:
             raise asyncio.CancelledError
@@ -676,7 +704,7 @@ class Notifier:
 
     def next_wake_s(self, poll_s: float) -> float:
         """Seconds until something may be due (bounded by ``poll_s``)."""
-        now = self.clock.now_ns()
+        now = self._timer_ns()
         cands = [poll_s]
         nxt = self.store.next_escalation_ns()
         if nxt is not None and nxt < NEVER:

@@ -17,6 +17,9 @@ Rules only decide whether a condition holds; the ``Detector`` debounces it
 (on-delay, off-delay, deadband) and the alarm book (``alarms.py``) owns the
 ISA-18.2 states. Detectors are created lazily, the first time a condition
 holds, so a healthy site carries almost no per-point state on the hot path.
+Every duration here (delays, rate windows, staleness) is measured on the
+monotonic clock (``Sample.mono_ns``), so a wall-clock step neither fires nor
+holds back an alarm; only the events carry wall-clock timestamps.
 """
 
 from __future__ import annotations
@@ -591,6 +594,7 @@ class Detector:
     ``raw`` is what the latest evidence says; ``active`` the debounced verdict.
     ``since_ns`` is when ``raw`` started to differ from ``active`` (None when
     they agree), so ``due`` can fire the change later without a new sample.
+    Its times are monotonic (``Clock.mono_ns``), never wall clock.
     """
 
     __slots__ = ("active", "last_value", "off_ns", "on_ns", "since_ns", "spec")
@@ -603,27 +607,27 @@ class Detector:
         self.since_ns: int | None = None
         self.last_value: Value | None = None
 
-    def feed(self, raw: bool, ts_ns: int, value: Value | None) -> bool | None:
+    def feed(self, raw: bool, mono_ns: int, value: Value | None) -> bool | None:
         """Take new evidence; return the new debounced state when it changes, else None."""
         self.last_value = value
         if raw == self.active:
             self.since_ns = None
             return None
         if self.since_ns is None:
-            self.since_ns = ts_ns
+            self.since_ns = mono_ns
         delay = self.on_ns if raw else self.off_ns
-        if ts_ns - self.since_ns >= delay:
+        if mono_ns - self.since_ns >= delay:
             self.active = raw
             self.since_ns = None
             return raw
         return None
 
-    def due(self, now_ns: int) -> bool | None:
+    def due(self, mono_ns: int) -> bool | None:
         """Fire a pending change whose delay has run out (the condition was not contradicted)."""
         if self.since_ns is None:
             return None
         delay = self.off_ns if self.active else self.on_ns
-        if now_ns - self.since_ns >= delay:
+        if mono_ns - self.since_ns >= delay:
             self.active = not self.active
             self.since_ns = None
             return self.active
@@ -669,9 +673,9 @@ class Check:
         self._match: dict[str, bool] = {}
 
     def emit(
-        self, det: Detector, raw: bool, ts_ns: int, value: Value | None, out: list[Change]
+        self, det: Detector, raw: bool, mono_ns: int, value: Value | None, out: list[Change]
     ) -> None:
-        new = det.feed(raw, ts_ns, value)
+        new = det.feed(raw, mono_ns, value)
         if new is not None:
             out.append((det, new))
         # Pending changes are fired by the engine's tick if no sample contradicts them.
@@ -804,7 +808,7 @@ class LimitCheck(Check):
 
     def feed(self, sample: Sample, out: list[Change]) -> None:
         q = sample.quality
-        ts = sample.ts_ns
+        ts = sample.mono_ns
         plans = self._plans
         for point, v in sample.values.items():
             plan = plans.get(point)
@@ -834,7 +838,7 @@ class RateCheck(Check):
         self.history: dict[str, deque[tuple[int, float]]] = {}
 
     def feed(self, sample: Sample, out: list[Change]) -> None:
-        ts = sample.ts_ns
+        ts = sample.mono_ns
         for point, v in sample.values.items():
             if not self.wants(point) or not sample.is_good(point):
                 continue
@@ -881,7 +885,7 @@ class DeviationCheck(Check):
                 return None
             return _num(sample.values[op.point])
         got = self.latest.get((op.device, op.point))
-        if got is None or sample.ts_ns - got[0] > self.max_age_ns:
+        if got is None or sample.mono_ns - got[0] > self.max_age_ns:
             return None
         return got[1]
 
@@ -903,7 +907,7 @@ class DeviationCheck(Check):
             x = a / b * 100.0
         else:
             x = (a - b) / b * 100.0
-        self.limits.run(self, self.base, self.rule.name, x, sample.ts_ns, out)
+        self.limits.run(self, self.base, self.rule.name, x, sample.mono_ns, out)
 
 
 class StatusCheck(Check):
@@ -930,7 +934,7 @@ class StatusCheck(Check):
                 if not raw:
                     continue
                 det = self.detector(key, point)
-            self.emit(det, raw, sample.ts_ns, v, out)
+            self.emit(det, raw, sample.mono_ns, v, out)
 
 
 class QualityCheck(Check):
@@ -954,7 +958,7 @@ class QualityCheck(Check):
                 if not raw:
                     continue
                 det = self.detector(key, point)
-            self.emit(det, raw, sample.ts_ns, str(q), out)
+            self.emit(det, raw, sample.mono_ns, str(q), out)
         # A point back to good is absent from ``quality``: clear its detector.
         for det in self.detectors.values():
             pt = det.spec.point
@@ -964,7 +968,7 @@ class QualityCheck(Check):
                 and pt in sample.values
                 and pt not in sample.quality
             ):
-                self.emit(det, False, sample.ts_ns, "good", out)
+                self.emit(det, False, sample.mono_ns, "good", out)
 
 
 def build_check(

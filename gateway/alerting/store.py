@@ -143,6 +143,18 @@ class AlertStore:
         if self._depth == 0:
             self.db.execute("COMMIT")
 
+    def shift_timers(self, step_ns: int, never_ns: int) -> None:
+        """Move every pending timer by ``step_ns`` (the wall clock stepped); ``never_ns`` stays."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE escalations SET due_ns = due_ns + ? WHERE due_ns < ?", (step_ns, never_ns)
+            )
+            self.db.execute(
+                "UPDATE notifications SET created_ns = created_ns + ?, due_ns = due_ns + ?,"
+                " next_ns = next_ns + ? WHERE state = 'pending'",
+                (step_ns, step_ns, step_ns),
+            )
+
     # ------------------------------------------------------------------ alarms
 
     def save_alarms(self, docs: list[dict[str, Any]]) -> None:

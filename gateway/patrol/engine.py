@@ -32,9 +32,10 @@ nor a restart raises one twice. The alarms clear when a round completes or
 the window ends. A due time at or after the window end is not a gap.
 
 Time: tap times are the Sample's ``ts_ns`` (stamped when the line arrived);
-timeouts and the overdue clock use the injected clock. The state is saved to
-the store after every change, so a restart loses no round and fires nothing
-twice.
+timeouts and the overdue clock use the injected clock. When the wall clock
+steps, the gateway calls ``wall_stepped`` so durations keep counting elapsed
+time. The state is saved to the store after every change, so a restart loses
+no round and fires nothing twice.
 """
 
 from __future__ import annotations
@@ -395,6 +396,39 @@ class PatrolEngine:
         if out or prev is None or now - prev >= _TICK_SAVE_NS:
             self._save()
         return out
+
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped ``step_ns`` against the monotonic clock (gateway/clockwatch.py).
+
+        The patrol's durations (round timeout, walking times, duplicate window, the
+        overdue gap since the last complete round) run between wall-clock tap times,
+        so the times they count from move with the clock: elapsed time is kept, and
+        what follows is stamped in the new time. The night window does not move: it
+        is wall-clock by nature. Nor do the times only shown (last tap per checkpoint,
+        start of an unknown-card burst).
+        """
+        s = self._s
+        s.since_ns += step_ns
+        if s.last_tick_ns is not None:
+            s.last_tick_ns += step_ns
+        for r in s.rounds.values():
+            r.start_ns += step_ns
+            for v in r.visits:
+                v.ts_ns += step_ns
+        s.last_tap = {k: t + step_ns for k, t in s.last_tap.items()}
+        if s.last_complete is not None:
+            s.last_complete["end_ns"] = int(s.last_complete["end_ns"]) + step_ns
+        s.raised_dues = [d + step_ns for d in s.raised_dues]
+        for due_end in s.active_overdue.values():
+            due_end[0] += step_ns
+        for tally in [t for h in s.readers.values() for t in (h.garbage, h.dropped)]:
+            if tally.report_ns is not None:
+                tally.report_ns += step_ns
+        for u in s.unknown.values():
+            u.last_ns += step_ns
+            if u.report_ns is not None:
+                u.report_ns += step_ns
+        self._save()
 
     def reader_status(
         self, device: str, ok: bool, detail: str = "", *, ts_ns: int | None = None
