@@ -4,6 +4,11 @@ Validation errors must name the file, the line and the field, never show a
 traceback. ``load_yaml`` returns the plain data plus a map from key paths
 (tuples of keys and list indexes) to line numbers; ``explain`` turns a
 pydantic ``ValidationError`` into one readable line per problem.
+
+Every site, profile, rule and patrol file (and so the simulator's) is read
+here, within limits: file size, nesting depth, the values aliases may add,
+scalar keys, standard tags only, UTF-8 text. Breaking one is a single
+``ConfigError`` line naming the file and line, never a traceback.
 """
 
 from __future__ import annotations
@@ -54,47 +59,186 @@ def expand_env(text: str, where: str) -> str:
     return _ENV_RE.sub(repl, text)
 
 
-def _construct(
-    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], where: str, loader: yaml.SafeLoader
-) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+# Limits that keep a hostile or broken file from exhausting the machine; a
+# real site file (10,000 devices is ~2 MB) is far inside every one of them.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# Mappings and lists nested in each other, counting the top level.
+MAX_DEPTH = 64
+# Anchors and aliases are kept for small repeated blocks (tags, settings);
+# all aliases together may add at most this many values to the document.
+MAX_ALIAS_NODES = 10_000
+
+_YAML_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = frozenset(
+    _YAML_TAG + t for t in ("null", "bool", "int", "float", "str", "timestamp")
+)
+_MAP_TAG, _SEQ_TAG, _MERGE_TAG = _YAML_TAG + "map", _YAML_TAG + "seq", _YAML_TAG + "merge"
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_YAML_TAG) if tag.startswith(_YAML_TAG) else tag
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's composer with a nesting limit and a count of the file's own nodes.
+
+    The composer recurses per level, so the depth is checked while composing:
+    a 20,000-deep file is refused at level 65 instead of overflowing the stack.
+    """
+
+    def __init__(self, text: str, where: str) -> None:
+        super().__init__(text)
+        self.where = where
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            return super().compose_node(parent, index)
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        self.nodes += 1
+        nested = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+        if nested:
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(
+                    f"{self.where}:{event.start_mark.line + 1}: lists and mappings are nested"
+                    f" deeper than {MAX_DEPTH} levels"
+                )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nested:
+                self.depth -= 1
+
+
+class _Builder:
+    """Turns composed nodes into plain data, recording lines and enforcing the limits.
+
+    Aliases are shared nodes after composing, so a node met again is an
+    expansion: every value built beyond the file's own nodes counts against
+    ``MAX_ALIAS_NODES``, and a node met again below itself is a recursive alias.
+    """
+
+    def __init__(self, where: str, own_nodes: int, loader: yaml.SafeLoader) -> None:
+        self.where = where
+        self.loader = loader
+        self.lines: dict[PathKey, int] = {}
+        self.budget = own_nodes + MAX_ALIAS_NODES
+        self.built = 0
+        self.ancestors: list[int] = []
+
+    def fail(self, node: yaml.Node, message: str) -> ConfigError:
+        return ConfigError(f"{self.where}:{node.start_mark.line + 1}: {message}")
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.built += 1
+        if self.built > self.budget:
+            raise self.fail(
+                node,
+                f"aliases expand to more than {MAX_ALIAS_NODES} extra values"
+                " (anchors are for small repeated blocks; is this a YAML bomb?)",
+            )
+        self.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if id(node) in self.ancestors:
+            raise self.fail(node, "the anchored value here refers to itself through an alias")
+        if len(self.ancestors) >= MAX_DEPTH:
+            raise self.fail(
+                node, f"lists and mappings are nested deeper than {MAX_DEPTH} levels (via aliases)"
+            )
+        expected = _MAP_TAG if isinstance(node, yaml.MappingNode) else _SEQ_TAG
+        if node.tag != expected:
+            raise self.fail(node, f"tag {_short_tag(node.tag)} is not allowed here")
+        self.ancestors.append(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self.mapping(node, path)
+            return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+        finally:
+            self.ancestors.pop()
+
+    def mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for knode, vnode in node.value:
-            key = loader.construct_object(knode, deep=True)
+            if not isinstance(knode, yaml.ScalarNode):
+                kind = "mapping" if isinstance(knode, yaml.MappingNode) else "list"
+                raise self.fail(knode, f"a key must be a scalar (text or number), not a {kind}")
+            if knode.tag == _MERGE_TAG:
+                raise self.fail(knode, "merge keys (<<) are not supported: write the keys out")
+            key = self.scalar(knode)
             if key in out:
-                raise ConfigError(f"{where}:{knode.start_mark.line + 1}: key {key!r} appears twice")
-            out[key] = _construct(vnode, (*path, key), lines, where, loader)
+                raise self.fail(knode, f"key {key!r} appears twice")
+            out[key] = self.build(vnode, (*path, key))
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, (*path, i), lines, where, loader) for i, v in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
-    if isinstance(value, str) and "${" in value:
-        return expand_env(value, f"{where}:{node.start_mark.line + 1}")
-    return value
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            raise self.fail(node, f"tag {_short_tag(node.tag)} is not allowed here")
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            # Python's own messages (int digit limit) end in advice for programmers.
+            reason = str(exc).split(";")[0].replace("\n", " ")
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            raise self.fail(
+                node, f"cannot read {shown!r} as {_short_tag(node.tag)}: {reason}"
+            ) from None
+        if isinstance(value, str) and "${" in value:
+            return expand_env(value, f"{self.where}:{node.start_mark.line + 1}")
+        return value
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{path}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from None
+
+
+def _syntax_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
+    if isinstance(exc, yaml.reader.ReaderError):
+        at = text.count("\n", 0, exc.position) + 1
+        return ConfigError(
+            f"{path}:{at}: character U+{exc.character:04X} is not allowed in YAML"
+            f" (offset {exc.position})"
+        )
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        what = ", ".join(str(p) for p in (exc.context, exc.problem) if p)
+        return ConfigError(f"{path}{line}: YAML syntax error: {what}")
+    return ConfigError(f"{path}: YAML error: {' '.join(str(exc).split())}")
 
 
 def load_yaml(path: Path) -> LinedData:
-    """Read a YAML file; syntax errors become ConfigError with file:line."""
+    """Read a YAML file within the limits above; every problem is one ConfigError line."""
+    text = _read_text(path)
+    loader: _BoundedLoader | None = None
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{line}: YAML syntax error: {exc.problem}") from exc
+        # The reader checks every character up front, so even this can fail.
+        loader = _BoundedLoader(text, str(path))
+        node = loader.get_single_node()
+        if node is None:
+            return LinedData(path, None, {})
+        builder = _Builder(str(path), loader.nodes, loader)
+        return LinedData(path, builder.build(node, ()), builder.lines)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML error: {exc}") from exc
-    lines: dict[PathKey, int] = {}
-    loader = yaml.SafeLoader("")
-    try:
-        data = None if node is None else _construct(node, (), lines, str(path), loader)
+        raise _syntax_error(path, text, exc) from None
     finally:
-        loader.dispose()
-    return LinedData(path, data, lines)
+        if loader is not None:
+            loader.dispose()
 
 
 def _loc_text(loc: tuple[int | str, ...]) -> str:
