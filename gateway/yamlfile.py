@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from gateway.errors import ConfigError
 
 PathKey = tuple[str | int, ...]
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class LinedData:
@@ -44,19 +43,75 @@ class LinedData:
         return None
 
 
+# ``${A:-${B:-x}}``: defaults may hold references, this many levels deep.
+MAX_ENV_NESTING = 4
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_FORMS = "write ${NAME} or ${NAME:-default}"
+
+
+class _EnvExpander:
+    """Expands the references of one string; a default is only read when it is used.
+
+    A reference the parser cannot close or does not know is an error, so a
+    literal ``${`` never reaches the config (no directory named ``${RUN}``).
+    Values taken from the environment are used as they are, never expanded.
+    """
+
+    def __init__(self, text: str, where: str) -> None:
+        self.text = text
+        self.where = where
+
+    def fail(self, start: int, problem: str) -> ConfigError:
+        shown = self.text[start : start + 60]
+        return ConfigError(f"{self.where}: {shown!r} {problem}")
+
+    def run(self, pos: int, depth: int, used: bool) -> tuple[str, int]:
+        """Expand from ``pos``; inside a default (depth > 0) stop after its closing brace."""
+        text, parts = self.text, []
+        while True:
+            ref = text.find("${", pos)
+            close = text.find("}", pos) if depth else -1
+            if close != -1 and (ref == -1 or close < ref):
+                parts.append(text[pos:close])
+                return "".join(parts), close + 1
+            if ref == -1:
+                if depth:
+                    raise ConfigError(f"{self.where}: {text!r} has no closing '}}'")
+                parts.append(text[pos:])
+                return "".join(parts), len(text)
+            parts.append(text[pos:ref])
+            value, pos = self.reference(ref, depth, used)
+            parts.append(value)
+
+    def reference(self, start: int, depth: int, used: bool) -> tuple[str, int]:
+        text = self.text
+        m = _ENV_NAME.match(text, start + 2)
+        pos = m.end() if m else start + 2
+        if pos >= len(text):
+            raise self.fail(start, "has no closing '}'")
+        if m is None or not text.startswith(("}", ":-"), pos):
+            raise self.fail(start, f"is not a reference: {_ENV_FORMS}")
+        name = m.group()
+        value = os.environ.get(name) if used else ""
+        if text[pos] == "}":
+            if value is None:
+                raise ConfigError(f"{self.where}: environment variable {name} is not set")
+            return value, pos + 1
+        if depth >= MAX_ENV_NESTING:
+            raise self.fail(start, f"has defaults nested more than {MAX_ENV_NESTING} deep")
+        default, end = self.run(pos + 2, depth + 1, used and not value)
+        return (value or default), end
+
+
 def expand_env(text: str, where: str) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}``; an unset VAR without default is an error."""
+    """Replace ``${VAR}`` and ``${VAR:-default}`` (the default may hold references).
 
-    def repl(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        value = os.environ.get(name)
-        if value is None:
-            if default is None:
-                raise ConfigError(f"{where}: environment variable {name} is not set")
-            return default
-        return value
-
-    return _ENV_RE.sub(repl, text)
+    As in sh, ``:-`` uses the default when VAR is unset or empty; an unset VAR
+    without a default, or anything else after ``${``, is a ConfigError.
+    """
+    expander = _EnvExpander(text, where)
+    expander.run(0, 0, False)  # the whole syntax first, so its errors come before unset names
+    return expander.run(0, 0, True)[0]
 
 
 # Limits that keep a hostile or broken file from exhausting the machine; a
@@ -207,6 +262,21 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
+def _reference_at(text: str, start: int) -> str:
+    """The ``${...}`` starting at ``start``, braces balanced, for an error message."""
+    depth = 0
+    for i in range(start + 1, min(len(text), start + 200)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start : i + 1]
+        elif text[i] == "\n":
+            break
+    return text[start : text.find("}", start) + 1 or start + 2]
+
+
 def _syntax_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
     if isinstance(exc, yaml.reader.ReaderError):
         at = text.count("\n", 0, exc.position) + 1
@@ -216,6 +286,13 @@ def _syntax_error(path: Path, text: str, exc: yaml.YAMLError) -> ConfigError:
         )
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
+        if exc.problem_mark is not None and text.startswith("${", exc.problem_mark.index - 1):
+            # In {...} and [...] a "{" opens a mapping, so a plain ${VAR} cannot be read.
+            ref = _reference_at(text, exc.problem_mark.index - 1)
+            return ConfigError(
+                f"{path}:{exc.problem_mark.line + 1}: ${{...}} inside {{...}} or [...] must be"
+                f' quoted: write "{ref}"'
+            )
         line = f":{mark.line + 1}" if mark is not None else ""
         what = ", ".join(str(p) for p in (exc.context, exc.problem) if p)
         return ConfigError(f"{path}{line}: YAML syntax error: {what}")

@@ -53,13 +53,15 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
 }
 
 
-def _check(site: Path) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, module: str = "gateway.cli") -> subprocess.CompletedProcess[str]:
+    """``python -m <module> ARGS`` with a timeout: a hang fails the test instead of blocking it."""
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check", str(site)],
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=60
     )
+
+
+def _check(site: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("check", str(site))
 
 
 def _assert_one_clean_error(res: subprocess.CompletedProcess[str], bad: Path, expect: str) -> None:
@@ -118,12 +120,7 @@ def test_every_yaml_entry_point_is_bounded(tmp_path: Path, where: str, name: str
 def test_simulator_loads_through_the_same_limits(tmp_path: Path) -> None:
     site = tmp_path / "site.yaml"
     site.write_bytes(BAD_FILES["billion-laughs"][0])
-    res = subprocess.run(
-        [sys.executable, "-m", "firmware_sim.cli", "--list-scenarios", str(site)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = run_cli("--list-scenarios", str(site), module="firmware_sim.cli")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "aliases expand" in res.stderr
 
