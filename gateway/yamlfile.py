@@ -325,6 +325,29 @@ def _loc_text(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def _child(data: Any, key: Any) -> Any:
+    if isinstance(data, dict):
+        return data.get(key)
+    if isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+        return data[key]
+    return None
+
+
+def _without_tags(loc: tuple[int | str, ...], data: Any) -> tuple[int | str, ...]:
+    """``loc`` without the tags discriminated unions add (sources[0].modbus_tcp.port)."""
+    out: list[int | str] = []
+    for part in loc:
+        if (
+            isinstance(data, dict)
+            and part not in data
+            and any(data.get(k) == part for k in ("type", "kind", "protocol"))
+        ):
+            continue
+        out.append(part)
+        data = _child(data, part)
+    return tuple(out)
+
+
 def explain(
     exc: ValidationError,
     doc: LinedData,
@@ -337,10 +360,11 @@ def explain(
     so the message names the device and point, not only a key path.
     """
     problems: list[str] = []
+    data = doc.data
+    for key in base:
+        data = _child(data, key)
     for err in exc.errors():
-        # Discriminated unions add the tag as a loc element; drop it.
-        loc = tuple(p for p in err["loc"] if p not in ("modbus", "serial_line"))
-        full = (*base, *loc)
+        full = (*base, *_without_tags(err["loc"], data))
         line = doc.line_of(full)
         where = f"{doc.path}:{line}" if line else str(doc.path)
         what = describe(full) if describe else None

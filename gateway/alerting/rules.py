@@ -107,8 +107,8 @@ class Limit(Strict):
     # Absolute deadband, or percent of |value|; the rule's default applies when neither is set.
     deadband: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
-    on_delay_s: float | None = Field(default=None, ge=0)
-    off_delay_s: float | None = Field(default=None, ge=0)
+    on_delay_s: float | None = Field(default=None, ge=0, le=86400)
+    off_delay_s: float | None = Field(default=None, ge=0, le=86400)
     severity: Severity | None = None
     latch: bool | None = None
     message: str | None = None
@@ -170,7 +170,7 @@ class RateRule(_RuleBase, _LimitsMixin):
 
     kind: Literal["rate"]
     points: list[str] = Field(min_length=1)
-    window_s: float = Field(default=60.0, gt=0, le=86400)
+    window_s: float = Field(default=60.0, ge=1, le=86400)
     per: Literal["s", "min", "h"] = "min"
 
 
@@ -195,7 +195,7 @@ class DeviationRule(_RuleBase, _LimitsMixin):
     b: Operand
     op: Literal["difference", "abs_difference", "percent_of_b", "percent_difference"] = "difference"
     min_b: float | None = None
-    max_age_s: float = Field(default=120.0, gt=0)
+    max_age_s: float = Field(default=120.0, ge=1, le=86400)
 
     @model_validator(mode="after")
     def _device_or_select(self) -> DeviationRule:
@@ -221,7 +221,7 @@ class NoDataRule(_RuleBase):
 
     kind: Literal["no_data"]
     points: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, ge=1, le=7 * 86400)
     missed_polls: int = Field(default=5, ge=1)
     source_alarm: bool = True
     source_min_devices: int = Field(default=2, ge=1)

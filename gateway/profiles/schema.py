@@ -95,7 +95,7 @@ class SimBehaviour(Strict):
     low: float = 0.0
     high: float = 100.0
     amplitude: float = 0.0
-    period_s: float = Field(default=60.0, gt=0)
+    period_s: float = Field(default=60.0, ge=0.1, le=365 * 86400)
     step: float = 1.0
     field: str | None = None
 
