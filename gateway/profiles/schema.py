@@ -9,6 +9,7 @@ simulating it.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 from enum import StrEnum
@@ -226,6 +227,15 @@ class LineFormat(Strict):
     pattern: str
     checksum: Literal["none", "xor8"] = "none"
     max_length: Annotated[int, Field(ge=8, le=4096)] = 256
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {v!r}") from exc
+        return v
 
     @field_validator("pattern")
     @classmethod
