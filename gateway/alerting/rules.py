@@ -661,7 +661,9 @@ class _LimitEval:
                     check.emit(check.detector(key, point, name, lim), True, ts, round(x, 6), out)
                 continue
             if det.active:
-                raw = x > value - db if upper else x < value + db
+                # Back only beyond the deadband: a reading at the limit (or at the
+                # deadband's edge) keeps the alarm, it does not chatter.
+                raw = x >= value - db if upper else x <= value + db
             else:
                 raw = x >= value if upper else x <= value
             check.emit(det, raw, ts, round(x, 6), out)
