@@ -39,7 +39,7 @@ from typing import Any, TextIO
 from gateway.alerting.engine import AlertEngine
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
-from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
@@ -52,7 +52,6 @@ from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
 # A clean stop flushes the outbox and closes every connection in well under
 # this; past it something is stuck and systemd/an operator would wait forever.
 SHUTDOWN_LIMIT_S = 20.0
@@ -228,15 +227,16 @@ class Gateway:
         for f in alarms_of(outputs):
             raise_it = f.alarm_action in ("raise", "pulse")
             clear_it = f.alarm_action in ("clear", "pulse")
+            rule, severity = f.alarm_identity()
             for active in [True] * raise_it + [False] * clear_it:
                 self._append_alarms(
                     self.alerts.external(
                         f.alarm_key or f"patrol/{f.type}",
                         active,
-                        severity=str(f.severity),
+                        severity=str(severity),
                         device=f.device or "patrol",
                         message=f.message,
-                        rule=f"patrol_{f.type}",
+                        rule=rule,
                         kind="patrol",
                         point=f.checkpoint,
                         area="patrol",
@@ -349,6 +349,9 @@ class Gateway:
                 if isinstance(src, SerialLineDevice):
                     self._patrol_outputs(
                         self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
+                    )
+                    self._patrol_outputs(
+                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
                     )
 
     async def _lag_probe(self) -> None:

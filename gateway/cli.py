@@ -60,6 +60,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  sink influx: {redact_url(sinks.influx.url)}")
     for warning in plaintext_secret_warnings(cfg):
         print(f"warning: {warning}", file=sys.stderr)
+    if cfg.rules:
+        from gateway.alerting.rules import load_rules, suppression_warnings
+
+        # Valid but risky: reported, not refused (exit code stays 0).
+        for line in suppression_warnings(load_rules([site.path.parent / r for r in cfg.rules])):
+            print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

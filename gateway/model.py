@@ -32,6 +32,11 @@ class Quality(StrEnum):
     FAULT = "fault"
 
 
+# Kinds of the gateway's own health records (one per device, one for the gateway).
+# They travel like samples but are no poll of the device: no alarms, no availability.
+HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
+
+
 @dataclass(slots=True)
 class Sample:
     """One poll of one device.

@@ -176,6 +176,9 @@ class AlarmBook:
         else:
             # Rule files may have changed severity or message since the alarm was stored.
             a.spec = spec
+            if a.suppressed and not self._inhibited(a):
+                # ... or no longer name the suppressor that hides it.
+                a.suppressed = False
         return a
 
     def _event(
@@ -230,6 +233,12 @@ class AlarmBook:
             for other in self.alarms.values()
         )
 
+    @staticmethod
+    def _hideable(a: Alarm) -> bool:
+        """Suppression starts only at normal: an alarm standing (or unacknowledged) before
+        its cause came is no consequence of it, and hiding it would conceal it."""
+        return not a.on and a.acked
+
     def _propagate(self, cause: Alarm, ts_ns: int) -> list[AlarmEvent]:
         """Suppression by design: re-derive the alarms that ``cause`` may inhibit."""
         out: list[AlarmEvent] = []
@@ -239,6 +248,8 @@ class AlarmBook:
             if not any(fnmatch.fnmatchcase(cause.alarm_id, p) for p in a.spec.inhibited_by):
                 continue
             want = self._inhibited(a)
+            if want and not a.suppressed and not self._hideable(a):
+                continue
             if want != a.suppressed:
                 prev = a.state
                 a.suppressed = want
@@ -264,6 +275,9 @@ class AlarmBook:
         prev = a.state
         out: list[AlarmEvent] = []
         if active:
+            if not a.suppressed and self._hideable(a) and self._inhibited(a):
+                # From normal while its cause stands (e.g. acknowledged under it): a consequence.
+                a.suppressed = True
             a.active = True
             a.acked = False
             a.raised_ns = ts_ns

@@ -511,8 +511,13 @@ class AlertEngine:
 
         ``active`` True raises it, False clears it; a one-off finding is raised
         and cleared at once, so it waits return-to-normal-unacknowledged for an
-        operator. Persisted, notified, escalated like any other alarm.
+        operator. Persisted, notified, escalated like any other alarm. A clear
+        keeps the rule and severity the alarm was raised with: they are its
+        identity (InfluxDB tags, the retained state), not the clearing caller's.
         """
+        known = self.book.alarms.get(alarm_id)
+        if not active and known is not None and known.on:
+            rule, severity = known.spec.rule, str(known.spec.severity)
         spec = AlarmSpec(
             alarm_id=alarm_id,
             rule=rule,

@@ -112,6 +112,10 @@ class Limit(Strict):
     severity: Severity | None = None
     latch: bool | None = None
     message: str | None = None
+    # Suppression by design for this limit only: while an alarm of one of these
+    # rules is active on the same device, this limit's alarm there starts
+    # suppressed (glob on rule ids). Name only causes this limit is a consequence of.
+    suppressed_by: list[str] = Field(default_factory=list)
 
     @field_validator("message")
     @classmethod
@@ -133,7 +137,8 @@ class _RuleBase(Strict):
     latch: bool = False
     message: str | None = None
     # Suppression by design: while an alarm of one of these rules is active on
-    # the same device, this rule's alarms there are suppressed (glob on rule ids).
+    # the same device, this rule's alarms there start suppressed (glob on rule
+    # ids). Rules with limits say it per limit instead (see _LimitsMixin).
     suppressed_by: list[str] = Field(default_factory=list)
 
     @field_validator("message")
@@ -157,6 +162,21 @@ class _LimitsMixin(Strict):
                     f"limit {upper} ({lim[upper].value:g}) must be above {lower}"
                     f" ({lim[lower].value:g})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _suppression_per_limit(self) -> _LimitsMixin:
+        # A cause that makes a value fall does not make it rise: a rule-wide key
+        # would hide every limit, the graver ones included (a flame failure hid a
+        # 97 °C over-temperature this way). The author must name each consequence.
+        wide: list[str] = getattr(self, "suppressed_by", [])
+        if wide:
+            example = next((n for n in ("lo", "lolo") if n in self.limits), next(iter(self.limits)))
+            raise ValueError(
+                f"suppressed_by {wide} on a rule with limits would hide every limit"
+                f" ({', '.join(self.limits)}), also those that are no consequence of it;"
+                f" move it into each limit that is, e.g. limits.{example}.suppressed_by"
+            )
         return self
 
 
@@ -408,6 +428,97 @@ def check_against_devices(
     return problems
 
 
+@dataclass(frozen=True)
+class AlarmClass:
+    """The alarms one rule raises at one severity: one per limit, or the rule's own."""
+
+    rule: LoadedRule
+    limit: str | None
+    severity: Severity
+    suppressed_by: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"rule {self.rule.rule.id!r}" + (f" limit {self.limit}" if self.limit else "")
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An alarm class that suppression by design may hide, and what may hide it."""
+
+    alarm: AlarmClass
+    patterns: tuple[str, ...]
+    # Every enabled alarm class whose rule id a pattern matches.
+    causes: tuple[AlarmClass, ...]
+
+    @property
+    def rule(self) -> LoadedRule:
+        return self.alarm.rule
+
+    @property
+    def limit(self) -> str | None:
+        return self.alarm.limit
+
+    @property
+    def severity(self) -> Severity:
+        return self.alarm.severity
+
+
+def alarm_classes(lr: LoadedRule) -> list[AlarmClass]:
+    rule = lr.rule
+    if isinstance(rule, _LimitsMixin):
+        return [
+            AlarmClass(lr, name, lim.severity or rule.severity, tuple(lim.suppressed_by))
+            for name, lim in rule.limits.items()
+        ]
+    return [AlarmClass(lr, None, rule.severity, tuple(rule.suppressed_by))]
+
+
+def suppressions(ruleset: RuleSet) -> list[Suppression]:
+    """Every alarm class of an enabled rule that names a suppressor, with the causes it names."""
+    enabled = [lr for lr in ruleset.rules if lr.rule.enabled]
+    out: list[Suppression] = []
+    for lr in enabled:
+        for cls in alarm_classes(lr):
+            pats = cls.suppressed_by
+            if not pats:
+                continue
+            causes = tuple(
+                c
+                for other in enabled
+                if any(fnmatch.fnmatchcase(other.rule.id, p) for p in pats)
+                for c in alarm_classes(other)
+                if c != cls
+            )
+            out.append(Suppression(cls, pats, causes))
+    return out
+
+
+def suppression_warnings(ruleset: RuleSet) -> list[str]:
+    """What ``gateway check`` warns about: a milder alarm that can hide a graver one, and
+    suppressor patterns that match no rule (a typo that leaves the intent undone)."""
+    warnings: list[str] = []
+    for s in suppressions(ruleset):
+        head = f"{s.rule.where}: {s.alarm.name} ({s.severity})"
+        for pat in s.patterns:
+            if not any(fnmatch.fnmatchcase(c.rule.rule.id, pat) for c in s.causes):
+                warnings.append(f"{head}: suppressed_by {pat!r} matches no rule that is enabled")
+        mildest: dict[str, AlarmClass] = {}
+        for c in s.causes:
+            known = mildest.get(c.rule.rule.id)
+            if c.severity.rank < s.severity.rank and (
+                known is None or c.severity.rank < known.severity.rank
+            ):
+                mildest[c.rule.rule.id] = c
+        for c in mildest.values():
+            warnings.append(
+                f"{head} can be suppressed by {c.name} ({c.severity}): a suppressor must be at"
+                " least as severe as the alarm it hides; suppress only the limits that are its"
+                " consequence, or raise the suppressor's severity"
+            )
+    return warnings
+
+
 # --------------------------------------------------------------------------- runtime
 
 
@@ -541,9 +652,9 @@ def _area(lr: LoadedRule, info: DeviceInfo) -> str | None:
     return lr.rule.area or info.area or lr.area
 
 
-def _inhibitors(rule: AnyRule, device: str) -> tuple[str, ...]:
-    return tuple(f"{pat}:{device}:*" for pat in rule.suppressed_by) + tuple(
-        f"{pat}:{device}" for pat in rule.suppressed_by
+def _inhibitors(patterns: list[str], device: str) -> tuple[str, ...]:
+    return tuple(f"{pat}:{device}:*" for pat in patterns) + tuple(
+        f"{pat}:{device}" for pat in patterns
     )
 
 
@@ -601,7 +712,9 @@ class Check:
                 latch=(lim.latch if lim and lim.latch is not None else rule.latch),
                 area=_area(self.lr, self.info),
                 template=(lim.message if lim and lim.message else rule.message),
-                inhibited_by=_inhibitors(rule, self.info.device),
+                inhibited_by=_inhibitors(
+                    lim.suppressed_by if lim else rule.suppressed_by, self.info.device
+                ),
                 unit=self.info.units.get(point or "", ""),
             )
             det = Detector(spec, on, off)

@@ -120,6 +120,9 @@ class PatrolConfig(_Strict):
     faked_rounds_count: bool = False
     # A reader sending garbage is reported at most once per this interval.
     garbage_report_s: float = Field(default=300.0, ge=1, le=86400)
+    # Unknown cards are one alarm per reader: the first card of a burst is reported at
+    # once, the cards after it (their count and the last few ids) at most this often.
+    unknown_card_report_s: float = Field(default=60.0, ge=1, le=86400)
     checkpoints: list[Checkpoint] = Field(min_length=1)
     guards: list[Guard] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(min_length=1)

@@ -65,6 +65,8 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (_SourceBase, {"id": "s", "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
     (ModbusRtuSource, RTU, "dead_unit_backoff_s", 1, 3600),
     (SerialLineSource, LINE, "silence_s", 1, DAY),
+    # A rate, not a duration, but a tiny one would drop every tap just the same.
+    (SerialLineSource, LINE, "max_lines_per_s", 0.1, 10_000),
     (DeviceConfig, DEVICE, "interval_s", 0.1, DAY),
     (_DeliverySettings, {}, "flush_interval_s", 0, 60),
     (_DeliverySettings, {}, "timeout_s", 0.5, 300),
@@ -96,6 +98,7 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (patrol.PatrolConfig, PATROL, "max_gap_s", 60, DAY),
     (patrol.PatrolConfig, PATROL, "duplicate_window_s", 0, 3600),
     (patrol.PatrolConfig, PATROL, "garbage_report_s", 1, DAY),
+    (patrol.PatrolConfig, PATROL, "unknown_card_report_s", 1, DAY),
     (rules.Limit, {"value": 1}, "on_delay_s", 0, DAY),
     (rules.Limit, {"value": 1}, "off_delay_s", 0, DAY),
     (rules._RuleBase, {"id": "r"}, "on_delay_s", 0, DAY),
