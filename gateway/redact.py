@@ -73,7 +73,10 @@ class RedactingFilter(logging.Filter):
     """A handler filter that redacts the message and the traceback of every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
+        try:
+            msg = record.getMessage()
+        except Exception:
+            return True  # a malformed log call: the handler reports it as logging does
         clean = redact_text(msg)
         if clean != msg:
             record.msg, record.args = clean, None

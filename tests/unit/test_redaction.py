@@ -106,6 +106,12 @@ def test_log_filter_redacts_every_record() -> None:
             raise OSError(f"refused: https://h/send?access_token={SECRET}")
         except OSError:
             log.exception("webhook failed")
+        saved = logging.raiseExceptions
+        logging.raiseExceptions = False  # keep logging's own error report off stderr
+        try:
+            log.warning("%d", "not a number")  # a malformed call must not raise here
+        finally:
+            logging.raiseExceptions = saved
     finally:
         log.removeHandler(handler)
     out = stream.getvalue()
