@@ -251,6 +251,8 @@ class AlertingConfig(Strict):
     # An acknowledged alarm still active this long returns to unacknowledged; None = never.
     realarm_s: float | None = Field(default=None, ge=60, le=7 * 86400)
     max_shelve_s: float = Field(default=24 * 3600.0, ge=60, le=30 * 86400)
+    # Out of service by command always has an end; this is the longest one allowed.
+    max_out_of_service_s: float = Field(default=7 * 24 * 3600.0, ge=60, le=365 * 86400)
     flood: FloodConfig = Field(default_factory=FloodConfig)
     chatter: ChatterConfig = Field(default_factory=ChatterConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
