@@ -190,3 +190,19 @@ def _cfg(tmp_path: Path, sinks: str) -> SiteConfig:
 )
 def test_plaintext_secret_warnings(tmp_path: Path, sinks: str, expect: list[str]) -> None:
     assert plaintext_secret_warnings(_cfg(tmp_path, sinks)) == expect
+
+
+def test_gateway_run_logs_no_secret_and_warns_once(tmp_path: Path) -> None:
+    # 192.0.2.10 is TEST-NET-1: never answers, so the sink times out and logs its outage.
+    path = _site(
+        tmp_path,
+        "sinks:\n"
+        f"  influx: {{url: 'http://admin:{SECRET}@192.0.2.10:8086', mode: v1, database: d,"
+        " timeout_s: 0.5, retry_min_s: 0.1, retry_max_s: 0.2}\n"
+        f"outbox: {{path: '{tmp_path / 'outbox.sqlite'}'}}\n",
+    )
+    res = run_cli("run", str(path), "--duration", "2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert SECRET not in res.stdout + res.stderr
+    assert res.stderr.count("without TLS") == 1
+    assert "sink influx: cannot deliver: influx http://admin:***@192.0.2.10:8086" in res.stderr
