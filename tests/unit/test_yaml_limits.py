@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
-from gateway.yamlfile import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, load_yaml
+from gateway.yamlfile import MAX_ALIAS_NODES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, load_yaml
 from tests.unit.test_config_errors import GOOD_SITE as SITE
 
 
@@ -50,6 +50,7 @@ BAD_FILES: dict[str, tuple[bytes, str]] = {
     "two-documents": (b"site: a\n---\nsite: b\n", "single document"),
     "merge-key": (b"x: &d {a: 1}\ny:\n  <<: *d\n", "merge keys"),
     "too-big": (b"# " + b"x" * MAX_FILE_BYTES + b"\nsite: a\n", "larger than"),
+    "too-many-values": (b"a:\n" + b"- 1\n" * (MAX_NODES + 1), f"more than {MAX_NODES} values"),
 }
 
 
@@ -159,3 +160,15 @@ def test_depth_limit_is_exact(tmp_path: Path) -> None:
     deep = "a: " + "[" * MAX_DEPTH + "1" + "]" * MAX_DEPTH
     with pytest.raises(ConfigError, match="nested deeper than"):
         _load_text(tmp_path, deep)
+
+
+def test_a_large_real_site_is_within_the_limits(tmp_path: Path) -> None:
+    devices = "".join(
+        f"  - {{id: dev-{i}, profile: leakage-monitor, source: rtu-{i % 50}, unit: {i % 247 + 1},"
+        f" interval_s: 5, tags: {{area: zone-{i % 40}, building: b{i % 7}}}}}\n"
+        for i in range(10_000)
+    )
+    path = tmp_path / "site.yaml"
+    path.write_text(f"site: big\ndevices:\n{devices}")
+    data = load_yaml(path).data
+    assert isinstance(data, dict) and len(data["devices"]) == 10_000
