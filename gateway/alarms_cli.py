@@ -18,17 +18,21 @@ import json
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 
+from gateway.alerting.alarms import Alarm
 from gateway.alerting.command_gate import sign_command
 from gateway.alerting.commands import build_command, printable_json
+from gateway.alerting.engine import AlertEngine
 from gateway.alerting.store import read_alarms
 from gateway.config import Site, load_site
 from gateway.errors import AlarmError, CommandError
+from gateway.model import AlarmState
 from gateway.sinks.mqtt_commands import command_client, command_topic, reply_topic
 
 
@@ -38,27 +42,46 @@ def state_db_path(site: Site) -> Path:
     return state if state.is_absolute() else site.path.parent / state
 
 
-def _ts(ns: Any) -> str:
+def site_zone(site: Site) -> ZoneInfo:
+    """The site's time zone; unset, the on-call roster's (the notifications use it), else UTC."""
+    cfg = site.config
+    if cfg.timezone is not None:
+        return ZoneInfo(cfg.timezone)
+    if cfg.alerting is not None:
+        return ZoneInfo(cfg.alerting.roster.timezone)
+    return ZoneInfo("UTC")
+
+
+def _ts(ns: Any, zone: ZoneInfo) -> str:
+    """``2026-01-01 08:00:05+08:00``: local time, with its offset so it cannot be misread."""
     if not isinstance(ns, int):
         return "-"
-    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    local = datetime.fromtimestamp(ns / 1e9, zone)
+    offset = local.strftime("%z")
+    return f"{local:%Y-%m-%d %H:%M:%S}{offset[:3]}:{offset[3:]}"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     site = load_site(args.site)
-    alarms = read_alarms(state_db_path(site))
-    shown = [a for a in alarms if args.all or a.get("active") or not a.get("acked", True)]
+    try:
+        alarms = [Alarm.from_json_dict(doc) for doc in read_alarms(state_db_path(site))]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AlarmError(f"{state_db_path(site)}: an alarm record is damaged: {exc!r}") from exc
+    # The same selection and fields as the gateway's own ``list`` command.
+    shown = [
+        AlertEngine.describe(a) for a in alarms if args.all or a.state is not AlarmState.NORMAL
+    ]
     if args.json:
         print(json.dumps(shown, indent=2, ensure_ascii=False))
         return 0
     if not shown:
         print("no active or unacknowledged alarms")
         return 0
+    zone = site_zone(site)
     for a in shown:
-        state, severity = a.get("state", "?"), a.get("severity", "")
         print(
-            f"{a.get('alarm_id', '?'):48} {state!s:20} {severity!s:8} "
-            f"raised {_ts(a.get('raised_ns'))}  {a.get('message', '')}"
+            f"{a['alarm_id']:48} {a['state']:20} {a['severity']:8} "
+            f"raised {_ts(a['raised_ns'], zone)}  {a['message']}"
         )
     return 0
 

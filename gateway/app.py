@@ -39,6 +39,7 @@ from typing import Any, TextIO
 from gateway.alerting.engine import AlertEngine
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
+from gateway.errors import GatewayError
 from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
@@ -160,6 +161,8 @@ class Gateway:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
         self.commands_handled = 0
+        self._alarms_appended = asyncio.Event()
+        self._confirm_failing = False
         # Armed by run_site only: in a test process a hard exit would end the test run.
         self.shutdown_watchdog: ShutdownWatchdog | None = None
         # Freeze what start-up built out of the cyclic GC (the daemon sets it; see run()).
@@ -218,6 +221,35 @@ class Gateway:
     def _append_alarms(self, events: list[AlarmEvent]) -> None:
         for ev in events:
             self.delivery.append_alarm(ev)
+        if events:
+            self._alarms_appended.set()
+
+    async def _confirm_alarms(self) -> None:
+        """Drop alarm transitions from the engine's journal once the outboxes committed them."""
+        while True:
+            await self._alarms_appended.wait()
+            self._alarms_appended.clear()
+            if not await self._confirm_published():
+                await asyncio.sleep(1.0)
+                self._alarms_appended.set()  # try again: the journal keeps them meanwhile
+
+    async def _confirm_published(self) -> bool:
+        if self.alerts is None or self.alerts.store is None:
+            return True
+        # Everything journaled so far was appended already (engine.unpublished).
+        try:
+            head = self.alerts.journal_head()
+            await self.delivery.flush()
+            self.alerts.confirm_published(head)
+        except GatewayError as exc:
+            if not self._confirm_failing:  # once per episode, not every retry
+                log.error("alarm transitions not yet committed to the outbox (kept): %s", exc)
+            self._confirm_failing = True
+            return False
+        if self._confirm_failing:
+            log.warning("alarm transitions committed to the outbox again")
+            self._confirm_failing = False
+        return True
 
     def _patrol_outputs(self, outputs: list[PatrolOutput]) -> None:
         for ev in to_events(outputs):
@@ -398,6 +430,11 @@ class Gateway:
             await stack.enter_async_context(self.delivery)
             if self.alerts is not None:
                 await stack.enter_async_context(self.alerts)
+                # Saved before a crash but maybe not in the outbox: publish them now.
+                replay, _ = self.alerts.unpublished()
+                if replay:
+                    log.warning("publishing %d alarm transitions saved before a stop", len(replay))
+                self._append_alarms(replay)
             for s in self.sources:
                 await stack.enter_async_context(s)
             if self.freeze_gc:
@@ -417,6 +454,7 @@ class Gateway:
                     tasks.append(tg.create_task(self.delivery.run()))
                     if self.alerts is not None:
                         tasks.append(tg.create_task(self.alerts.run_notifier()))
+                        tasks.append(tg.create_task(self._confirm_alarms()))
                     for extra in self._extra_tasks():
                         tasks.append(tg.create_task(extra))
                     with contextlib.suppress(TimeoutError):
@@ -430,6 +468,7 @@ class Gateway:
             except* asyncio.CancelledError:
                 pass
             await self.delivery.flush()
+            await self._confirm_published()
 
     async def _drain(self, limit_s: float = 5.0) -> None:
         """Let the pipeline finish what the sources already read (bounded)."""

@@ -22,7 +22,7 @@ from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
-from gateway.validators import check_order
+from gateway.validators import TimeZoneName, check_order
 from gateway.yamlfile import LinedData, explain, load_yaml
 
 ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
@@ -283,6 +283,9 @@ class SimulationConfig(Strict):
 class SiteConfig(Strict):
     site: ID
     description: str = ""
+    # Where local times are shown (``gateway alarms list``); unset: the on-call
+    # roster's time zone (alerting.roster.timezone), else UTC.
+    timezone: TimeZoneName | None = None
     profile_dirs: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)

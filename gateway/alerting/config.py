@@ -55,7 +55,8 @@ class MqttChannel(_ChannelBase):
     """Notification records handed to the app, which publishes them through the outbox."""
 
     type: Literal["mqtt"]
-    topic: str = "notifications"
+    # Under ``<prefix>/<site>/``, e.g. ``notifications`` or ``pager/night``.
+    topic: str = Field(default="notifications", pattern=r"^[^/+#\s]([^+#\s]*[^/+#\s])?$")
 
 
 class WebhookChannel(_ChannelBase):
@@ -118,7 +119,7 @@ class Person(Strict):
     email: str | None = None
     # Mobile number: DingTalk and WeCom robots @-mention people by it.
     phone: str | None = None
-    # Slack/Feishu user id for mentions.
+    # Slack member id, or Feishu open_id / user_id, for @-mentions in those robots' messages.
     chat_id: str | None = None
 
 
@@ -246,7 +247,8 @@ class AlertingConfig(Strict):
     channels: list[Channel] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     roster: RosterConfig = Field(default_factory=RosterConfig)
-    # Notifications for one channel and recipient set within this window go out as one message.
+    # The first notification to a channel and recipient set goes at once; those that
+    # follow within this window of the last message wait for it and go out as one.
     group_window_s: float = Field(default=30.0, ge=0, le=3600)
     # An acknowledged alarm still active this long returns to unacknowledged; None = never.
     realarm_s: float | None = Field(default=None, ge=60, le=7 * 86400)

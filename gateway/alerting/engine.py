@@ -6,8 +6,10 @@ I/O only when an alarm changes), runs the time-driven parts in ``tick``
 (no-data, delay expiry, shelve expiry, re-alarm, escalation, flood end),
 applies operator commands, turns the gateway's own health signals into
 alarms, and owns the notifier task. Every transition comes back as an
-``AlarmEvent`` for the outbox; state and queued notifications are written
-to SQLite in the same transaction, so a restart neither forgets nor repeats.
+``AlarmEvent`` for the outbox; state, queued notifications and the alarm
+journal (the transitions until the outbox has them, ``unpublished``) are
+written to SQLite in the same transaction, so a restart neither forgets,
+repeats nor leaves a saved transition unpublished.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from gateway.alerting.rules import (
 )
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig
+from gateway.crashpoints import crash_point
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
 from gateway.profiles.schema import ModbusProfile
@@ -630,11 +633,37 @@ class AlertEngine:
                     },
                 )
                 self.book.dirty.clear()
+            if events:
+                # With the state, not after it: a crash before the outbox commits
+                # leaves the transition here, and the restart publishes it.
+                store.journal([e.to_json_dict() for e in events])
             if events and self.notifier is not None:
                 self.notifier.on_events(events)
+        if events:
+            crash_point("alarm-state-saved")
         return events
 
-    def describe(self, a: Alarm) -> dict[str, Any]:
+    def unpublished(self) -> tuple[list[AlarmEvent], int]:
+        """Journaled transitions the outbox has not confirmed, and the journal head.
+
+        Every public call appends (through its caller) the events it returns
+        before the caller yields, so once the outbox has committed what was
+        appended so far, everything up to ``journal_head()`` is in it.
+        """
+        store = self._need_store()
+        return [AlarmEvent.from_json_dict(d) for d in store.journaled()], store.journal_head()
+
+    def journal_head(self) -> int:
+        return self._need_store().journal_head()
+
+    def confirm_published(self, upto: int) -> None:
+        """The outbox committed every transition journaled up to ``upto``."""
+        if self.store is not None:
+            self.store.confirm_journal(upto)
+
+    @staticmethod
+    def describe(a: Alarm) -> dict[str, Any]:
+        """One alarm as the ``list`` command and ``gateway alarms list --json`` show it."""
         return {
             "alarm_id": a.alarm_id,
             "state": str(a.state),

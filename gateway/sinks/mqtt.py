@@ -9,6 +9,7 @@ Topics, under ``<prefix>/<site>/`` (prefix ``fsg`` by default):
                                        is bad); health records never change it
 ``alarms/<alarm id>``         retained current state of the alarm (AlarmEvent JSON)
 ``events``                    QoS 1    every alarm transition and generic event
+``<channel topic>``           QoS 1    notifications of an MQTT channel (its ``topic``)
 ``gateway/status``            retained ``online``; the last will sets ``offline``
 ============================  =======  ==========================================
 
@@ -354,6 +355,12 @@ class MqttSink:
                 out.append((self.alarm_topic(item.alarm_id), _dumps(d), True))
                 out.append((self.events_topic, _dumps({"type": "alarm", **d}), False))
             elif isinstance(item, Event):
+                channel_topic = item.data.get("topic") if item.kind == "notification" else None
+                if isinstance(channel_topic, str):
+                    # An MQTT notification channel's message, on that channel's topic.
+                    d = {"type": "notification", "ts": iso_utc(item.ts_ns), **item.data}
+                    out.append((f"{self._base}/{channel_topic}", _dumps(d), False))
+                    continue
                 d = {"type": "event", "ts": iso_utc(item.ts_ns), **item.to_json_dict()}
                 out.append((self.events_topic, _dumps(d), False))
         return out
