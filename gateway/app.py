@@ -47,6 +47,7 @@ from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
@@ -554,6 +555,8 @@ async def run_site(site: Site, duration: float | None = None, clock: Clock | Non
         tune_runtime()
         gw = Gateway(site, clock)
         gw.freeze_gc = True
+        for warning in plaintext_secret_warnings(site.config):
+            log.warning("%s", warning)
         log.info(
             "gateway for site %s: %d sources, %d devices",
             site.config.site,

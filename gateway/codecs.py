@@ -93,7 +93,8 @@ def encode_raw(dtype: DataType, value: Value, order: Order, length: int = 1) -> 
         return [1 if value else 0]
     fmt = _STRUCT[dtype]
     if dtype not in _FLOATS:
-        value = round(float(value))
+        # An int stays exact: 64-bit counters go past the 53 bits a float holds.
+        value = value if isinstance(value, int) else round(float(value))
         bits = struct.calcsize(fmt) * 8
         lo, hi = (
             (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)

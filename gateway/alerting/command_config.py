@@ -69,7 +69,7 @@ class CommandsConfig(Strict):
 
     enabled: bool = True
     # A command issued longer ago than this, or further in the future (clock skew), is refused.
-    max_age_s: float = Field(default=60.0, gt=0, le=3600)
+    max_age_s: float = Field(default=60.0, ge=1, le=3600)
     max_future_s: float = Field(default=10.0, ge=0, le=600)
     # Request ids remembered against replay (the window spans max_age_s + max_future_s);
     # past this many the oldest unexpired id blocks new commands rather than being forgotten.

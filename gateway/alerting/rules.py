@@ -110,8 +110,8 @@ class Limit(Strict):
     # Absolute deadband, or percent of |value|; the rule's default applies when neither is set.
     deadband: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
-    on_delay_s: float | None = Field(default=None, ge=0)
-    off_delay_s: float | None = Field(default=None, ge=0)
+    on_delay_s: float | None = Field(default=None, ge=0, le=86400)
+    off_delay_s: float | None = Field(default=None, ge=0, le=86400)
     severity: Severity | None = None
     latch: bool | None = None
     message: str | None = None
@@ -193,7 +193,7 @@ class RateRule(_RuleBase, _LimitsMixin):
 
     kind: Literal["rate"]
     points: list[str] = Field(min_length=1)
-    window_s: float = Field(default=60.0, gt=0, le=86400)
+    window_s: float = Field(default=60.0, ge=1, le=86400)
     per: Literal["s", "min", "h"] = "min"
 
 
@@ -218,7 +218,7 @@ class DeviationRule(_RuleBase, _LimitsMixin):
     b: Operand
     op: Literal["difference", "abs_difference", "percent_of_b", "percent_difference"] = "difference"
     min_b: float | None = None
-    max_age_s: float = Field(default=120.0, gt=0)
+    max_age_s: float = Field(default=120.0, ge=1, le=86400)
 
     @model_validator(mode="after")
     def _device_or_select(self) -> DeviationRule:
@@ -244,7 +244,7 @@ class NoDataRule(_RuleBase):
 
     kind: Literal["no_data"]
     points: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, ge=1, le=7 * 86400)
     missed_polls: int = Field(default=5, ge=1)
     source_alarm: bool = True
     source_min_devices: int = Field(default=2, ge=1)
@@ -778,7 +778,9 @@ class _LimitEval:
                     check.emit(check.detector(key, point, name, lim), True, ts, round(x, 6), out)
                 continue
             if det.active:
-                raw = x > value - db if upper else x < value + db
+                # Back only beyond the deadband: a reading at the limit (or at the
+                # deadband's edge) keeps the alarm, it does not chatter.
+                raw = x >= value - db if upper else x <= value + db
             else:
                 raw = x >= value if upper else x <= value
             check.emit(det, raw, ts, round(x, 6), out)

@@ -9,6 +9,7 @@ simulating it.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 from enum import StrEnum
@@ -108,7 +109,7 @@ class SimBehaviour(Strict):
     low: float = 0.0
     high: float = 100.0
     amplitude: float = 0.0
-    period_s: float = Field(default=60.0, gt=0)
+    period_s: float = Field(default=60.0, ge=0.1, le=365 * 86400)
     step: float = 1.0
     field: str | None = None
 
@@ -271,6 +272,15 @@ class LineFormat(Strict):
     pattern: str
     checksum: Literal["none", "xor8"] = "none"
     max_length: Annotated[int, Field(ge=8, le=4096)] = 256
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {v!r}") from exc
+        return v
 
     @field_validator("pattern")
     @classmethod

@@ -17,6 +17,8 @@ else is a ``FrameError`` (garbage on the line), never a crash.
 
 from __future__ import annotations
 
+import math
+
 from gateway.errors import FrameError
 from gateway.model import Value
 from gateway.profiles.schema import SerialLineProfile
@@ -126,13 +128,15 @@ def parse_line(profile: SerialLineProfile, raw: bytes) -> dict[str, Value]:
         got = m.group(f.name)
         if got is None:
             continue
-        if f.type == "int":
-            out[f.name] = int(got)
-        elif f.type == "float":
-            try:
-                out[f.name] = float(got)
-            except ValueError as exc:
-                raise FrameError(f"field {f.name!r} is not a number: {got!r}") from exc
-        else:
+        if f.type == "string":
             out[f.name] = got
+            continue
+        try:
+            num: int | float = int(got) if f.type == "int" else float(got)
+        except ValueError as exc:
+            raise FrameError(f"field {f.name!r} is not a number: {got[:40]!r}") from exc
+        # "nan" would compare false with every limit and quietly clear an alarm.
+        if not math.isfinite(num):
+            raise FrameError(f"field {f.name!r} is not a finite number: {got[:40]!r}")
+        out[f.name] = num
     return out
