@@ -19,7 +19,7 @@ from firmware_sim.rfid import RfidReader, RfidScript
 from firmware_sim.rtu_server import RtuLine
 from firmware_sim.scenarios import ResolvedScenario
 from firmware_sim.tcp_server import TcpEndpoint
-from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site, SourceConfig
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 
 Part = TcpEndpoint | RtuLine | RfidReader
@@ -78,11 +78,11 @@ class Simulator:
             raise
         return lines
 
-    async def _start_source(
-        self, src: ModbusTcpSource | ModbusRtuSource | SerialLineSource
-    ) -> str | None:
+    async def _start_source(self, src: SourceConfig) -> str | None:
         if isinstance(src, SerialLineSource):
             return await self._start_serial(src)
+        if not isinstance(src, ModbusTcpSource | ModbusRtuSource):
+            return f"no simulator for {src.id} (type {src.type})"
         units = self._units(src.id)
         if not units:
             return None

@@ -39,18 +39,16 @@ from typing import Any, TextIO
 from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
 from gateway.clockwatch import WallStepWatch
-from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+from gateway.config import Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
 from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.plugins import BoundDevice, SinkContext, Source, SourceContext, registry
 from gateway.redact import plaintext_secret_warnings
-from gateway.sources.device_poll import DeviceCounters, ModbusDevice
-from gateway.sources.modbus import ModbusSource
-from gateway.sources.serial_lines import SerialLineDevice
+from gateway.sources.device_poll import DeviceCounters
 from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -123,36 +121,40 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[ModbusSource | SerialLineDevice] = []
+        self.sources: list[Source] = []
+        # Sources whose devices are patrol readers (their garbage and floods are findings).
+        self._patrol_readers: list[Source] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
         self.clock_watch = WallStepWatch(self.clock)
         self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
-        site_tags = {"site": cfg.site}
+        # Plugins are looked up here, at wiring time; samples never go through the registry.
+        plugins = registry()
+        ctx = SourceContext(emit=self._emit, clock=self.clock, site_tags={"site": cfg.site})
         units: dict[str, dict[str, str]] = {}
         for src in cfg.sources:
             devs = site.devices_of(src.id)
             if not devs:
                 continue
-            if isinstance(src, ModbusTcpSource | ModbusRtuSource):
-                mdevs = []
-                for d in devs:
-                    prof = site.device_profiles[d.id]
-                    assert isinstance(prof, ModbusProfile)
-                    mdevs.append(ModbusDevice(d, prof, site_tags))
-                    units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
-                self.sources.append(ModbusSource(src, mdevs, self._emit, self.clock))
-            else:
-                assert isinstance(src, SerialLineSource)
-                sprof = site.device_profiles[devs[0].id]
-                assert isinstance(sprof, SerialLineProfile)
-                self.sources.append(
-                    SerialLineDevice(src, devs[0], sprof, self._emit, self.clock, site_tags)
-                )
+            bound = [BoundDevice(d, site.device_profiles[d.id]) for d in devs]
+            units.update({d.id: site.device_profiles[d.id].point_units() for d in devs})
+            plugin = plugins.source(src.type)
+            source = plugin.factory(src, bound, ctx)
+            self.sources.append(source)
+            if plugin.patrol_reader:
+                self._patrol_readers.append(source)
         # State files live beside the outbox unless told otherwise.
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
-        self.delivery = Delivery.from_config(cfg, self.clock, units=units, stdout=self.out)
+        sink_ctx = SinkContext(site=cfg.site, clock=self.clock, units=units, stdout=self.out)
+        plugin_sinks = [
+            plugins.sinks[name].factory(scfg, sink_ctx)
+            for name, scfg in cfg.sinks.plugins.items()
+            if getattr(scfg, "enabled", True)
+        ]
+        self.delivery = Delivery.from_config(
+            cfg, self.clock, units=units, stdout=self.out, extra_sinks=plugin_sinks
+        )
         self.alerts: AlertEngine | None = None
         if cfg.rules or cfg.alerting is not None:
             self.alerts = AlertEngine(
@@ -176,10 +178,7 @@ class Gateway:
     def device_counters(self) -> dict[str, DeviceCounters]:
         out: dict[str, DeviceCounters] = {}
         for s in self.sources:
-            if isinstance(s, ModbusSource):
-                out.update({d.id: d.counters for d in s.devices})
-            else:
-                out[s.device.id] = s.counters
+            out.update(s.device_counters())
         return out
 
     async def _emit(self, sample: Sample) -> None:
@@ -397,14 +396,12 @@ class Gateway:
             self._append_alarms(self.alerts.health(*step, severity=Severity.MEDIUM))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
-            for src in self.sources:
-                if isinstance(src, SerialLineDevice):
+            for src in self._patrol_readers:
+                for dev_id, counters in src.device_counters().items():
                     self._patrol_outputs(
-                        self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
+                        self.patrol.reader_frame_errors(dev_id, counters.frame_errors)
                     )
-                    self._patrol_outputs(
-                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
-                    )
+                    self._patrol_outputs(self.patrol.reader_overflow(dev_id, counters.overruns))
 
     async def _lag_probe(self) -> None:
         """Measure how late the event loop runs a timer (wall time, not the site clock)."""

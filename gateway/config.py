@@ -14,84 +14,59 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
+from gateway.plugins import registry as plugin_registry
+from gateway.plugins import validate_source
+from gateway.plugins.base import ID, SourceConfig, Strict
+
+# The built-in sinks' models, and the built-in sources' models under their old names.
+from gateway.plugins.console.config import ConsoleSink
+from gateway.plugins.influx.config import InfluxSinkConfig
+from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.plugins.mqtt.config import MqttSinkConfig, MqttTls
+from gateway.plugins.serial_line.config import SerialLineSource
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
-from gateway.validators import TimeZoneName, check_order
+from gateway.profiles.schema import SimBehaviour
+from gateway.validators import TimeZoneName
 from gateway.yamlfile import LinedData, explain, load_yaml
 
-ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+__all__ = [
+    "ID",
+    "ConsoleSink",
+    "DeviceConfig",
+    "InfluxSinkConfig",
+    "ModbusRtuSource",
+    "ModbusTcpSource",
+    "MqttSinkConfig",
+    "MqttTls",
+    "SerialLineSource",
+    "Sinks",
+    "Site",
+    "SiteConfig",
+    "Source",
+    "SourceConfig",
+    "Strict",
+    "load_site",
+]
 
 
 # --------------------------------------------------------------------------- sources
 
 
-class _SourceBase(Strict):
-    id: ID
-    # Lower bounds on every timer: below them a dead device or a typo turns
-    # into a busy loop or a flood of bad samples.
-    timeout_s: float = Field(default=1.0, ge=0.05, le=60)
-    retries: int = Field(default=1, ge=0, le=10)
-    reconnect_min_s: float = Field(default=0.5, ge=0.05, le=60)
-    reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600)
-
-    @model_validator(mode="after")
-    def _reconnect_order(self) -> _SourceBase:
-        check_order(self, "reconnect_min_s", "reconnect_max_s")
-        return self
-
-
-class ModbusTcpSource(_SourceBase):
-    type: Literal["modbus_tcp"]
-    host: str
-    port: int = Field(default=502, ge=1, le=65535)
-
-
-class _SerialSettings(_SourceBase):
-    port: str
-    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-    bytesize: Literal[7, 8] = 8
-
-    @property
-    def bits_per_char(self) -> int:
-        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
-
-
-class ModbusRtuSource(_SerialSettings):
-    type: Literal["modbus_rtu"]
-    timeout_s: float = Field(default=0.3, ge=0.05, le=60)
-    # A unit that failed this many polls in a row is polled only once per
-    # ``dead_unit_backoff_s`` so it cannot eat the line's time.
-    dead_after: int = Field(default=3, ge=1)
-    dead_unit_backoff_s: float = Field(default=10.0, ge=1, le=3600)
-
-
-class SerialLineSource(_SerialSettings):
-    type: Literal["serial_line"]
-    # No line at all for this long marks the reader offline (points bad).
-    # Off by default: a checkpoint reader is silent between taps.
-    silence_s: float | None = Field(default=None, ge=1, le=86400)
-    # Lines accepted per second (token bucket, bursts up to max_burst_lines); lines over
-    # the rate are dropped unread and counted (overruns), so a flooding reader cannot
-    # starve the other sources. A person taps a checkpoint every few seconds at most.
-    max_lines_per_s: float = Field(default=10.0, ge=0.1, le=10_000)
-    max_burst_lines: int = Field(default=30, ge=1, le=100_000)
-
-
-Source = Annotated[
-    ModbusTcpSource | ModbusRtuSource | SerialLineSource, Field(discriminator="type")
-]
+# A source's model is the one registered for its ``type`` (gateway.plugins).
+Source = Annotated[SourceConfig, BeforeValidator(validate_source)]
 
 
 # --------------------------------------------------------------------------- devices
@@ -117,96 +92,48 @@ class DeviceConfig(Strict):
 # --------------------------------------------------------------------------- sinks
 
 
-class ConsoleSink(Strict):
-    enabled: bool = True
-    pretty: bool = False
-
-
-class _DeliverySettings(Strict):
-    # How a delivery worker batches and retries; see gateway/delivery.py.
-    batch_size: int = Field(default=500, ge=1, le=100_000)
-    # How long a partial batch may wait to fill before it is sent.
-    flush_interval_s: float = Field(default=0.0, ge=0, le=60)
-    timeout_s: float = Field(default=10.0, ge=0.5, le=300)
-    retry_min_s: float = Field(default=0.5, ge=0.05, le=60)
-    retry_max_s: float = Field(default=30.0, ge=0.1, le=3600)
-
-    @model_validator(mode="after")
-    def _retry_order(self) -> _DeliverySettings:
-        if self.retry_min_s > self.retry_max_s:
-            raise ValueError("retry_min_s must not exceed retry_max_s")
-        return self
-
-
-class MqttTls(Strict):
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    # Skip the server host name check (the certificate chain is still verified).
-    insecure: bool = False
-
-    @model_validator(mode="after")
-    def _pair(self) -> MqttTls:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together (client certificate)")
-        return self
-
-
-class MqttSinkConfig(_DeliverySettings):
-    enabled: bool = True
-    host: str = "localhost"
-    port: int = Field(default=1883, ge=1, le=65535)
-    # Topics: <prefix>/<site>/... (see docs/delivery.md); no wildcards or empty levels.
-    prefix: str = Field(default="fsg", pattern=r"^[^+#/]+(/[^+#/]+)*$")
-    client_id: str | None = None  # default: fsg-<site>
-    username: str | None = None
-    password: str | None = None
-    protocol: Literal["3.1.1", "5"] = "3.1.1"
-    tls: MqttTls | None = None
-    keepalive: int = Field(default=30, ge=5, le=3600)
-    # QoS 0 is not offered: the outbox cursor only advances on a PUBACK.
-    qos: Literal[1, 2] = 1
-    # At least one batch in flight: the worker waits for every PUBACK of a batch
-    # (bench: 100 cut MQTT to ~14,000 points/s, 1000 keeps up with the CPU).
-    max_inflight: int = Field(default=1000, ge=1, le=65535)
-    # Alarm transitions on their own thread, outbox file and connection (client
-    # id "<id>-alarms", gateway/alarm_lane.py): never queued behind telemetry.
-    alarm_lane: bool = True
-
-
-class InfluxSinkConfig(_DeliverySettings):
-    enabled: bool = True
-    # v2: influxdb-client write API (InfluxDB 2.x/3.x, 1.8+ with a v1 token
-    # "user:password", VictoriaMetrics). v1: POST /write?db=&rp= for 1.x < 1.8.
-    mode: Literal["v2", "v1"] = "v2"
-    url: str = "http://localhost:8086"
-    token: str | None = None
-    org: str | None = None
-    bucket: str | None = None
-    database: str | None = None
-    retention_policy: str | None = None
-    username: str | None = None
-    password: str | None = None
-    gzip: bool = True
-    verify_ssl: bool = True
-    # v1 only: CREATE DATABASE (idempotent) on every connect, e.g. for the demo.
-    create_database: bool = False
-    batch_size: int = Field(default=5000, ge=1, le=100_000)
-    flush_interval_s: float = Field(default=1.0, ge=0, le=60)
-
-    @model_validator(mode="after")
-    def _mode_fields(self) -> InfluxSinkConfig:
-        if self.mode == "v2" and not self.bucket:
-            raise ValueError("mode v2 needs bucket (and org and token for InfluxDB 2.x)")
-        if self.mode == "v1" and not self.database:
-            raise ValueError("mode v1 needs database")
-        return self
-
-
 class Sinks(Strict):
     console: ConsoleSink | None = None
     mqtt: MqttSinkConfig | None = None
     influx: InfluxSinkConfig | None = None
+    # Every other key names a registered sink plugin (gateway.plugins); its
+    # config, validated by the plugin's model, lands here by name.
+    plugins: dict[str, BaseModel] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_plugins(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        known = set(cls.model_fields)
+        others = {k: v for k, v in data.items() if k not in known}
+        if not others:
+            return data
+        return {
+            **{k: v for k, v in data.items() if k in known},
+            "plugins": {**data.get("plugins", {}), **others},
+        }
+
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _validate_plugins(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        sinks = plugin_registry().sinks
+        out: dict[str, Any] = {}
+        for name, value in data.items():
+            if name not in sinks or name in cls.model_fields:
+                known = sorted(set(sinks) | (set(cls.model_fields) - {"plugins"}))
+                raise ValueError(f"unknown sink {name!r} (known: {', '.join(known)})")
+            try:
+                out[name] = sinks[name].config.model_validate(value or {})
+            except ValidationError as exc:
+                problems = [
+                    f"{'.'.join(str(p) for p in e['loc']) or name}: {e['msg']}"
+                    for e in exc.errors()
+                ]
+                raise ValueError(f"sink {name!r}: {'; '.join(problems)}") from None
+        return out
 
 
 class OutboxConfig(Strict):
@@ -316,7 +243,7 @@ class SiteConfig(Strict):
             seen.add(d.id)
         return self
 
-    def source(self, source_id: str) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource:
+    def source(self, source_id: str) -> SourceConfig:
         for s in self.sources:
             if s.id == source_id:
                 return s
@@ -377,28 +304,25 @@ def _cross_check(
         prof = registry.get(dev.profile)
         resolved[dev.id] = prof
         for pname in dev.sim:
-            names = (
-                {p.name for p in prof.points}
-                if isinstance(prof, ModbusProfile)
-                else {f.name for f in prof.fields}
-            )
-            if pname not in names:
+            if pname not in prof.point_names():
                 problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
         if src is None:
             continue
-        if isinstance(prof, SerialLineProfile) != isinstance(src, SerialLineSource):
+        plugin = plugin_registry().source(src.type)
+        if prof.protocol not in plugin.profile_protocols:
             problems.append(
                 f"{at('profile')}: device {dev.id!r}: profile {prof.name!r} speaks"
                 f" {prof.protocol} but source {src.id!r} is {src.type}"
             )
             continue
-        if isinstance(src, SerialLineSource):
+        if plugin.one_device:
             if src.id in serial_users:
                 problems.append(
                     f"{at('source')}: device {dev.id!r}: serial line {src.id!r} already"
                     f" belongs to device {serial_users[src.id]!r}"
                 )
             serial_users[src.id] = dev.id
+        if not plugin.unit_addressed:
             continue
         key = (src.id, dev.unit)
         if key in units:
@@ -436,12 +360,7 @@ def _check_rules_and_patrol(cfg: SiteConfig, path: Path, registry: ProfileRegist
                 devices[d.id] = (d.profile, kind, d.tags)
             points: dict[str, set[str]] = {}
             for name in registry.names():
-                prof = registry.get(name)
-                points[name] = (
-                    {p.name for p in prof.points}
-                    if isinstance(prof, ModbusProfile)
-                    else {f.name for f in prof.fields}
-                )
+                points[name] = set(registry.get(name).point_names())
             problems.extend(check_against_devices(ruleset, devices, points))
     try:
         patrol = resolve_patrol(cfg.patrol, path)

@@ -32,11 +32,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gateway.alerting.config import Severity
 from gateway.errors import ConfigError
 from gateway.model import Quality, Sample, Value
+from gateway.plugins import registry, validate_rule
 from gateway.yamlfile import LinedData, load_yaml
 
 RULE_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
@@ -126,8 +135,11 @@ class Limit(Strict):
         return _check_template(v)
 
 
-class _RuleBase(Strict):
+class RuleBase(Strict):
+    """What every rule kind has; a kind's model adds ``kind: Literal[name]`` (gateway.plugins)."""
+
     id: RULE_ID
+    kind: str
     description: str = ""
     enabled: bool = True
     select: Select = Field(default_factory=Select)
@@ -148,6 +160,10 @@ class _RuleBase(Strict):
     @classmethod
     def _tpl(cls, v: str | None) -> str | None:
         return _check_template(v)
+
+    def point_patterns(self) -> list[str]:
+        """The point globs the rule reads on its selected devices (checked against profiles)."""
+        return list(getattr(self, "points", ()))
 
 
 class _LimitsMixin(Strict):
@@ -183,12 +199,12 @@ class _LimitsMixin(Strict):
         return self
 
 
-class LimitRule(_RuleBase, _LimitsMixin):
+class LimitRule(RuleBase, _LimitsMixin):
     kind: Literal["limit"]
     points: list[str] = Field(min_length=1)
 
 
-class RateRule(_RuleBase, _LimitsMixin):
+class RateRule(RuleBase, _LimitsMixin):
     """Rate of change over ``window_s``, in units per ``per``; hi = rising, lo = falling."""
 
     kind: Literal["rate"]
@@ -203,7 +219,7 @@ class Operand(Strict):
     device: str | None = None
 
 
-class DeviationRule(_RuleBase, _LimitsMixin):
+class DeviationRule(RuleBase, _LimitsMixin):
     """A derived value of two operands, checked against limits.
 
     ``difference`` a-b, ``abs_difference`` |a-b|, ``percent_of_b`` a/b*100,
@@ -220,6 +236,9 @@ class DeviationRule(_RuleBase, _LimitsMixin):
     min_b: float | None = None
     max_age_s: float = Field(default=120.0, ge=1, le=86400)
 
+    def point_patterns(self) -> list[str]:
+        return [op.point for op in (self.a, self.b) if op.device is None]
+
     @model_validator(mode="after")
     def _device_or_select(self) -> DeviationRule:
         if self.a.device is None and self.b.device is None and self.select.is_empty():
@@ -227,13 +246,13 @@ class DeviationRule(_RuleBase, _LimitsMixin):
         return self
 
 
-class StatusRule(_RuleBase):
+class StatusRule(RuleBase):
     kind: Literal["status"]
     points: list[str] = Field(min_length=1)
     active_value: bool | float | str = True
 
 
-class NoDataRule(_RuleBase):
+class NoDataRule(RuleBase):
     """No good value from a device (or from given points) for longer than allowed.
 
     ``timeout_s`` or, when unset, ``missed_polls`` x the device's poll interval.
@@ -254,21 +273,27 @@ def _fault_only() -> list[QualityName]:
     return ["fault"]
 
 
-class QualityRule(_RuleBase):
+class QualityRule(RuleBase):
     kind: Literal["quality"]
     points: list[str] = Field(default_factory=lambda: ["*"])
     qualities: list[QualityName] = Field(default_factory=_fault_only, min_length=1)
 
 
-class HealthRule(_RuleBase):
+class HealthRule(RuleBase):
     """Severity and delays of the gateway's own health alarms whose signal matches ``signals``."""
 
     kind: Literal["health"]
     signals: list[str] = Field(min_length=1)
 
+    def point_patterns(self) -> list[str]:
+        return []
+
 
 AnyRule = LimitRule | RateRule | DeviationRule | StatusRule | NoDataRule | QualityRule | HealthRule
-RuleModel = Annotated[AnyRule, Field(discriminator="kind")]
+
+
+# A rule's model is the one registered for its ``kind`` (gateway.plugins).
+RuleModel = Annotated[RuleBase, BeforeValidator(lambda d: validate_rule(d, RuleBase))]
 
 
 class RuleFile(Strict):
@@ -279,7 +304,7 @@ class RuleFile(Strict):
 
 @dataclass(frozen=True)
 class LoadedRule:
-    rule: AnyRule
+    rule: RuleBase
     area: str | None  # the file's default area
     path: Path
     line: int | None
@@ -401,15 +426,12 @@ def check_against_devices(
                     f"{head}: select.profiles: unknown profile {prof!r}"
                     f" (known: {', '.join(sorted(profile_points))})"
                 )
-        patterns: list[str] = []
-        if isinstance(rule, LimitRule | RateRule | StatusRule | NoDataRule | QualityRule):
-            patterns = list(rule.points)
-        elif isinstance(rule, DeviationRule):
-            patterns = [op.point for op in (rule.a, rule.b) if op.device is None]
+        patterns = rule.point_patterns()
+        if isinstance(rule, DeviationRule):
             for op in (rule.a, rule.b):
                 if op.device is not None and devices and op.device not in devices:
                     problems.append(f"{head}: device: unknown device {op.device!r}")
-        if isinstance(rule, HealthRule) or not patterns:
+        if not patterns:
             continue
         selected = [
             p
@@ -979,19 +1001,15 @@ def build_check(
     pending: set[Detector],
     latest: dict[tuple[str, str], tuple[int, float]],
 ) -> Check | None:
-    """The sample-driven check for a rule on a device (None for time-driven kinds)."""
-    rule = lr.rule
-    if isinstance(rule, LimitRule):
-        return LimitCheck(lr, info, pending)
-    if isinstance(rule, RateRule):
-        return RateCheck(lr, info, pending)
-    if isinstance(rule, DeviationRule):
-        return DeviationCheck(lr, info, pending, latest)
-    if isinstance(rule, StatusRule):
-        return StatusCheck(lr, info, pending)
-    if isinstance(rule, QualityRule):
-        return QualityCheck(lr, info, pending)
-    return None
+    """The sample-driven check for a rule on a device (None for time-driven kinds).
+
+    Called when rules are bound to devices, not per sample.
+    """
+    kind = registry().rule_kinds.get(lr.rule.kind)
+    if kind is None or kind.check is None:
+        return None
+    check: Check = kind.check(lr, info, pending, latest)
+    return check
 
 
 def selects(lr: LoadedRule, info: DeviceInfo) -> bool:

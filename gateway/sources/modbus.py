@@ -33,7 +33,7 @@ from gateway.errors import (
 )
 from gateway.model import Clock, Sample
 from gateway.profiles.schema import Table
-from gateway.sources.device_poll import ModbusDevice
+from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 
 log = logging.getLogger(__name__)
 # pymodbus logs every timeout at ERROR; we count and log state changes ourselves.
@@ -156,6 +156,9 @@ class ModbusSource:
         # None until the first connection attempt, then whether the link is up.
         self.link_ok: bool | None = None
         self.link_error = ""
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {d.id: d.counters for d in self.devices}
 
     async def __aenter__(self) -> ModbusSource:
         return self

@@ -73,6 +73,9 @@ class SerialLineDevice:
         self._refilled = clock.monotonic()
         self._last_garbage_log = -1e9
 
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {self.device.id: self.counters}
+
     async def __aenter__(self) -> SerialLineDevice:
         return self
 

@@ -1,0 +1,177 @@
+"""The contracts a plugin implements: Source, Sink, rule kind, and their registrations.
+
+A plugin is registered by name with its pydantic config model and a factory.
+The core builds plugins through these registrations once, when it wires a
+site; after that it only calls the protocol methods below, so no lookup sits
+on the per-sample path.
+
+- ``Source``: one physical connection and the devices behind it. Entering it
+  (``async with``) starts it, ``run()`` reads until cancelled and never raises
+  for device or link trouble, leaving it stops it. Every reading goes out as a
+  ``Sample`` through the ``emit`` coroutine in its ``SourceContext``.
+- ``Sink``: the delivery protocol of ``gateway.sinks.base`` (re-exported here).
+- Rule kind: a rule model (``kind: Literal[...]``) and the factory of the
+  sample-driven check that evaluates it (``None`` for time-driven kinds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.model import Clock, Sample
+from gateway.validators import check_order
+
+if TYPE_CHECKING:
+    from gateway.config import DeviceConfig
+    from gateway.sinks.base import Sink
+    from gateway.sources.device_poll import DeviceCounters
+
+ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+PLUGIN_NAME = r"^[a-z][a-z0-9_]*$"
+
+Emit = Callable[[Sample], Awaitable[None]]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Strict):
+    """What every source's config has; a plugin's model adds ``type: Literal[name]``."""
+
+    id: ID
+    type: str
+    # Lower bounds on every timer: below them a dead device or a typo turns
+    # into a busy loop or a flood of bad samples.
+    timeout_s: float = Field(default=1.0, ge=0.05, le=60)
+    retries: int = Field(default=1, ge=0, le=10)
+    reconnect_min_s: float = Field(default=0.5, ge=0.05, le=60)
+    reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> SourceConfig:
+        check_order(self, "reconnect_min_s", "reconnect_max_s")
+        return self
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What the gateway needs from a running source (see the module docstring)."""
+
+    @property
+    def cfg(self) -> SourceConfig: ...
+
+    # None until the first connection attempt, then whether the link is up.
+    link_ok: bool | None
+    link_error: str
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    async def run(self) -> None: ...
+
+    def device_counters(self) -> Mapping[str, DeviceCounters]:
+        """Health counters of every device behind this source, by device id."""
+        ...
+
+
+@dataclass(frozen=True)
+class BoundDevice:
+    """A device as a source gets it: its site config and its resolved profile."""
+
+    config: DeviceConfig
+    profile: Any
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What the core hands a source factory besides its config and devices."""
+
+    emit: Emit
+    clock: Clock
+    site_tags: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class SourcePlugin:
+    """A source type: ``name`` is the value of ``type:`` in a site's ``sources``.
+
+    ``profile_protocols``: the profile ``protocol`` values its devices may use.
+    ``one_device``: the connection belongs to one device (a serial reader line).
+    ``unit_addressed``: devices share the connection by ``unit`` and are polled
+    (unit ids must be unique, and the poll interval must exceed the timeout).
+    ``patrol_reader``: its devices are patrol readers whose frame errors and
+    overruns the patrol reports.
+    """
+
+    name: str
+    config: type[SourceConfig]
+    factory: Callable[[Any, Sequence[BoundDevice], SourceContext], Source]
+    profile_protocols: frozenset[str]
+    one_device: bool = False
+    unit_addressed: bool = False
+    patrol_reader: bool = False
+
+
+@dataclass(frozen=True)
+class SinkContext:
+    """What the core hands a sink factory besides its config."""
+
+    site: str
+    clock: Clock
+    units: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    stdout: TextIO | None = None
+
+
+@dataclass(frozen=True)
+class SinkPlugin:
+    """A sink type: ``name`` is its key under a site's ``sinks``."""
+
+    name: str
+    config: type[BaseModel]
+    factory: Callable[[Any, SinkContext], Sink]
+
+
+@dataclass(frozen=True)
+class RuleKindPlugin:
+    """A rule kind: ``name`` is the value of ``kind:`` in a rule file.
+
+    ``check`` builds the sample-driven check of one rule on one device, with
+    the signature of ``gateway.alerting.rules.build_check``; None for kinds the
+    engine drives by time (no_data, health).
+    """
+
+    name: str
+    model: type[BaseModel]
+    check: Callable[..., Any] | None = None
+
+
+Plugin = SourcePlugin | SinkPlugin | RuleKindPlugin
+
+
+class SinkConfig(Strict):
+    """What every sink's config has: a sink can be configured and switched off."""
+
+    enabled: bool = True
+
+
+class DeliverySettings(Strict):
+    """How a durable sink's delivery worker batches and retries (gateway/delivery.py)."""
+
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    # How long a partial batch may wait to fill before it is sent.
+    flush_interval_s: float = Field(default=0.0, ge=0, le=60)
+    timeout_s: float = Field(default=10.0, ge=0.5, le=300)
+    retry_min_s: float = Field(default=0.5, ge=0.05, le=60)
+    retry_max_s: float = Field(default=30.0, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _retry_order(self) -> DeliverySettings:
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self

@@ -1,0 +1,244 @@
+"""A source and a sink defined only here run in a site, with no change to the core.
+
+The toy plugins are registered twice over: through ``gateway.plugins.register``
+and through the ``facility_safety_gateway.plugins`` entry-point group, from a
+distribution's metadata (a ``dist-info`` folder) put on ``sys.path`` by the test.
+The site runs the real Gateway: registry-built config, the real outbox and the
+delivery worker feeding the toy sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Literal, Self
+
+import pytest
+from pydantic import Field
+
+from gateway import plugins
+from gateway.app import Gateway
+from gateway.config import load_site
+from gateway.errors import ConfigError
+from gateway.model import Quality, Sample
+from gateway.outbox import Record
+from gateway.plugins.base import (
+    BoundDevice,
+    SinkConfig,
+    SinkContext,
+    SinkPlugin,
+    SourceConfig,
+    SourceContext,
+    SourcePlugin,
+)
+from gateway.sources.device_poll import DeviceCounters
+
+WAIT_S = 30.0
+
+
+class ToySourceConfig(SourceConfig):
+    type: Literal["toy"]
+    samples: int = Field(default=3, ge=1, le=100)
+
+
+class ToySource:
+    """Emits ``samples`` readings per device, then idles until cancelled."""
+
+    def __init__(self, cfg: ToySourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext):
+        self.cfg = cfg
+        self.devices = list(devices)
+        self.ctx = ctx
+        self.link_ok: bool | None = None
+        self.link_error = ""
+        self.counters = {d.config.id: DeviceCounters() for d in devices}
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def device_counters(self) -> Mapping[str, DeviceCounters]:
+        return self.counters
+
+    async def run(self) -> None:
+        self.link_ok = True
+        for i in range(self.cfg.samples):
+            for d in self.devices:
+                self.counters[d.config.id].polls += 1
+                await self.ctx.emit(
+                    Sample(
+                        device=d.config.id,
+                        kind=d.profile.kind,
+                        ts_ns=self.ctx.clock.now_ns(),
+                        values={"temperature": float(i)},
+                        quality={"humidity": Quality.BAD},
+                        tags={**self.ctx.site_tags, **d.config.tags},
+                    )
+                )
+        await asyncio.Event().wait()
+
+
+class ToySinkConfig(SinkConfig):
+    label: str
+
+
+class ToySink:
+    """Keeps every record it is sent; ``got`` is set once ``want`` samples arrived."""
+
+    batch_size = 100
+    flush_interval_s = 0.0
+    retry_min_s = 0.1
+    retry_max_s = 1.0
+
+    def __init__(self, cfg: ToySinkConfig, ctx: SinkContext) -> None:
+        self.name = f"toy-{cfg.label}"
+        self.site = ctx.site
+        self.records: list[Record] = []
+        self.got = asyncio.Event()
+        self.want = 0
+        SINKS.append(self)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def send(self, records: Sequence[Record]) -> None:
+        self.records.extend(records)
+        if (
+            sum(
+                isinstance(r.item, Sample) and r.item.kind != "gateway_health" for r in self.records
+            )
+            >= self.want
+        ):
+            self.got.set()
+
+
+SINKS: list[ToySink] = []
+TOY_SOURCE = SourcePlugin(
+    name="toy",
+    config=ToySourceConfig,
+    factory=ToySource,
+    profile_protocols=frozenset({"modbus"}),
+)
+TOY_SINK = SinkPlugin(name="toy_sink", config=ToySinkConfig, factory=ToySink)
+# What the entry point names.
+TOY_PLUGINS = [TOY_SOURCE, TOY_SINK]
+
+SITE = """\
+site: toy-site
+sources:
+  - {id: toy-1, type: toy, samples: 4}
+devices:
+  - {id: fridge-1, profile: cold-room-thermometer, source: toy-1, tags: {area: kitchen}}
+  - {id: fridge-2, profile: cold-room-thermometer, source: toy-1}
+sinks:
+  toy_sink: {label: here}
+outbox: {path: OUTBOX}
+"""
+
+
+def write_site(tmp_path: Path) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(SITE.replace("OUTBOX", str(tmp_path / "outbox.sqlite")))
+    return path
+
+
+async def run_until_delivered(site_path: Path, want: int) -> ToySink:
+    SINKS.clear()
+    gw = Gateway(load_site(site_path), out=io.StringIO())
+    (sink,) = SINKS
+    sink.want = want
+    stop = asyncio.Event()
+    task = asyncio.create_task(gw.run(stop))
+    try:
+        await asyncio.wait_for(sink.got.wait(), WAIT_S)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, WAIT_S)
+    return sink
+
+
+def check_delivered(sink: ToySink) -> None:
+    samples = [r.item for r in sink.records if isinstance(r.item, Sample)]
+    readings = [s for s in samples if s.kind == "cold_room"]
+    assert sink.name == "toy-here" and sink.site == "toy-site"
+    assert sorted((s.device, s.values["temperature"]) for s in readings) == sorted(
+        (d, float(i)) for d in ("fridge-1", "fridge-2") for i in range(4)
+    )
+    assert all(s.tags["site"] == "toy-site" for s in readings)
+    assert {s.tags.get("area") for s in readings if s.device == "fridge-1"} == {"kitchen"}
+
+
+@pytest.fixture
+def registered() -> Iterator[None]:
+    plugins.register(*TOY_PLUGINS)
+    try:
+        yield
+    finally:
+        plugins.unregister(*TOY_PLUGINS)
+
+
+@pytest.fixture
+def entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A distribution ``fsg-toy`` whose only content is its entry point."""
+    dist = tmp_path / "dist" / "fsg_toy-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fsg-toy\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        f"[{plugins.ENTRY_POINT_GROUP}]\ntoy = tests.integration.test_plugin_site:TOY_PLUGINS\n"
+    )
+    monkeypatch.syspath_prepend(str(dist.parent))
+    plugins.reload()
+    try:
+        yield
+    finally:
+        monkeypatch.undo()
+        plugins.reload()
+
+
+@pytest.mark.usefixtures("registered")
+async def test_registered_plugins_run_in_a_site(tmp_path: Path) -> None:
+    sink = await run_until_delivered(write_site(tmp_path), want=8)
+    check_delivered(sink)
+
+
+@pytest.mark.usefixtures("entry_point")
+async def test_entry_point_plugins_run_in_a_site(tmp_path: Path) -> None:
+    assert plugins.registry().sources["toy"] is TOY_SOURCE
+    assert plugins.registry().sinks["toy_sink"] is TOY_SINK
+    sink = await run_until_delivered(write_site(tmp_path), want=8)
+    check_delivered(sink)
+
+
+def test_an_unregistered_type_is_a_config_error(tmp_path: Path) -> None:
+    assert "toy" not in plugins.registry().sources
+    with pytest.raises(ConfigError) as info:
+        load_site(write_site(tmp_path))
+    text = "\n".join(info.value.problems)
+    assert "'toy'" in text and "'modbus_tcp'" in text  # names the bad tag and the known ones
+    assert "unknown sink 'toy_sink'" in text
+
+
+@pytest.mark.usefixtures("registered")
+def test_a_plugin_config_is_validated_by_its_model(tmp_path: Path) -> None:
+    path = write_site(tmp_path)
+    path.write_text(path.read_text().replace("samples: 4", "samples: 0"))
+    with pytest.raises(ConfigError) as info:
+        load_site(path)
+    assert any("samples" in p and "toy-1" in p for p in info.value.problems), info.value.problems
+
+
+def test_a_name_taken_twice_is_refused() -> None:
+    twin = SourcePlugin(
+        name="modbus_tcp", config=ToySourceConfig, factory=ToySource, profile_protocols=frozenset()
+    )
+    with pytest.raises(ConfigError, match="already registered"):
+        plugins.register(twin)
