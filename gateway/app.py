@@ -140,7 +140,7 @@ class Gateway:
             bound = [BoundDevice(d, site.device_profiles[d.id]) for d in devs]
             units.update({d.id: site.device_profiles[d.id].point_units() for d in devs})
             plugin = plugins.source(src.type)
-            source = plugin.factory(src, bound, ctx)
+            source = plugin.make(src, bound, ctx)
             self.sources.append(source)
             if plugin.patrol_reader:
                 self._patrol_readers.append(source)
@@ -148,7 +148,7 @@ class Gateway:
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
         sink_ctx = SinkContext(site=cfg.site, clock=self.clock, units=units, stdout=self.out)
         plugin_sinks = [
-            plugins.sinks[name].factory(scfg, sink_ctx)
+            plugins.sinks[name].make(scfg, sink_ctx)
             for name, scfg in cfg.sinks.plugins.items()
             if getattr(scfg, "enabled", True)
         ]

@@ -1,18 +1,18 @@
-"""Site configuration: models (pydantic, ``extra="forbid"``) and loading with file:line errors.
+"""The site schema: pydantic models (``extra="forbid"``) of a site file, and ``Site``.
 
 A site file names the site, its sources (one per physical connection), its
 devices (profile, unit id, source, poll interval, tags), extra profile
-folders, the sinks and the outbox. ``${VAR}`` / ``${VAR:-default}`` pull
-secrets from the environment. ``load_site`` validates the file and every
-profile it uses, and raises one ``ConfigError`` listing every problem, each
-naming the file, the line where known, the device and the field.
+folders, the sinks and the outbox. A source's model, and a plugin sink's, is
+the one its plugin registered (gateway.plugins). Reading a file, ``${VAR}``
+expansion and the checks across files (profiles, rules, patrol) are
+``gateway.loader``'s: this module imports nothing above the schema.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,7 +25,6 @@ from pydantic import (
 
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
-from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
 from gateway.plugins import registry as plugin_registry
 from gateway.plugins import validate_source
@@ -40,7 +39,9 @@ from gateway.plugins.serial_line.config import SerialLineSource
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import SimBehaviour
 from gateway.validators import TimeZoneName
-from gateway.yamlfile import LinedData, explain, load_yaml
+
+if TYPE_CHECKING:
+    from gateway.alerting.rules import RuleSet
 
 __all__ = [
     "ID",
@@ -58,7 +59,6 @@ __all__ = [
     "Source",
     "SourceConfig",
     "Strict",
-    "load_site",
 ]
 
 
@@ -258,136 +258,8 @@ class Site:
     path: Path
     profiles: ProfileRegistry
     device_profiles: dict[str, AnyProfile]
+    # The site's rule files, loaded and checked against its devices (gateway.loader).
+    rules: RuleSet | None = None
 
     def devices_of(self, source_id: str) -> list[DeviceConfig]:
         return [d for d in self.config.devices if d.source == source_id and d.enabled]
-
-
-def _describer(data: Any) -> Any:
-    def describe(loc: tuple[Any, ...]) -> str | None:
-        if len(loc) >= 2 and loc[0] in ("devices", "sources") and isinstance(loc[1], int):
-            items = data.get(loc[0]) if isinstance(data, dict) else None
-            if isinstance(items, list) and loc[1] < len(items) and isinstance(items[loc[1]], dict):
-                what = "device" if loc[0] == "devices" else "source"
-                return f"{what} {items[loc[1]].get('id', '?')!r}"
-        return None
-
-    return describe
-
-
-def _cross_check(
-    cfg: SiteConfig, doc: LinedData, registry: ProfileRegistry
-) -> tuple[dict[str, AnyProfile], list[str]]:
-    problems: list[str] = []
-    resolved: dict[str, AnyProfile] = {}
-    source_ids = {s.id: s for s in cfg.sources}
-    units: dict[tuple[str, int], str] = {}
-    serial_users: dict[str, str] = {}
-    for i, dev in enumerate(cfg.devices):
-
-        def at(field: str, dev: DeviceConfig = dev, i: int = i) -> str:
-            line = doc.line_of(("devices", i, field))
-            return f"{doc.path}:{line}" if line else str(doc.path)
-
-        src = source_ids.get(dev.source)
-        if src is None:
-            problems.append(
-                f"{at('source')}: device {dev.id!r}: source: unknown source {dev.source!r}"
-                f" (known: {', '.join(source_ids) or 'none'})"
-            )
-        if dev.profile not in registry:
-            problems.append(
-                f"{at('profile')}: device {dev.id!r}: profile: unknown profile {dev.profile!r}"
-                f" (known: {', '.join(registry.names())})"
-            )
-            continue
-        prof = registry.get(dev.profile)
-        resolved[dev.id] = prof
-        for pname in dev.sim:
-            if pname not in prof.point_names():
-                problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
-        if src is None:
-            continue
-        plugin = plugin_registry().source(src.type)
-        if prof.protocol not in plugin.profile_protocols:
-            problems.append(
-                f"{at('profile')}: device {dev.id!r}: profile {prof.name!r} speaks"
-                f" {prof.protocol} but source {src.id!r} is {src.type}"
-            )
-            continue
-        if plugin.one_device:
-            if src.id in serial_users:
-                problems.append(
-                    f"{at('source')}: device {dev.id!r}: serial line {src.id!r} already"
-                    f" belongs to device {serial_users[src.id]!r}"
-                )
-            serial_users[src.id] = dev.id
-        if not plugin.unit_addressed:
-            continue
-        key = (src.id, dev.unit)
-        if key in units:
-            problems.append(
-                f"{at('unit')}: device {dev.id!r}: unit {dev.unit} on {src.id!r} is already"
-                f" device {units[key]!r}"
-            )
-        units[key] = dev.id
-        worst = src.timeout_s * (src.retries + 1)
-        if worst >= dev.interval_s:
-            problems.append(
-                f"{at('interval_s')}: device {dev.id!r}: interval_s {dev.interval_s} must exceed"
-                f" the source's timeout_s x (retries + 1) = {worst:g}"
-            )
-    return resolved, problems
-
-
-def _check_rules_and_patrol(cfg: SiteConfig, path: Path, registry: ProfileRegistry) -> list[str]:
-    """Rule files and the patrol config, checked against the site's devices and profiles."""
-    # Imported here: both packages build on this module.
-    from gateway.alerting.rules import check_against_devices, load_rules
-    from gateway.patrol.config import check_against_devices as check_patrol
-    from gateway.patrol.config import resolve_patrol
-
-    problems: list[str] = []
-    if cfg.rules:
-        try:
-            ruleset = load_rules([path.parent / r for r in cfg.rules])
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-        else:
-            devices: dict[str, tuple[str | None, str | None, dict[str, str]]] = {}
-            for d in cfg.devices:
-                kind = registry.get(d.profile).kind if d.profile in registry else None
-                devices[d.id] = (d.profile, kind, d.tags)
-            points: dict[str, set[str]] = {}
-            for name in registry.names():
-                points[name] = set(registry.get(name).point_names())
-            problems.extend(check_against_devices(ruleset, devices, points))
-    try:
-        patrol = resolve_patrol(cfg.patrol, path)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    else:
-        if patrol is not None:
-            problems.extend(check_patrol(patrol, {d.id for d in cfg.devices}, str(path)))
-    return problems
-
-
-def load_site(path: str | Path) -> Site:
-    """Load, validate and cross-check a site file and every profile it uses."""
-    path = Path(path)
-    doc = load_yaml(path)
-    if not isinstance(doc.data, dict):
-        raise ConfigError(f"{path}: a site file must be a mapping (site, sources, devices, ...)")
-    try:
-        cfg = SiteConfig.model_validate(doc.data)
-    except ValidationError as exc:
-        problems = explain(exc, doc, describe=_describer(doc.data))
-        raise ConfigError(problems[0], problems) from None
-    extra = [(path.parent / d).resolve() for d in cfg.profile_dirs]
-    registry, problems = ProfileRegistry.load(extra)
-    resolved, more = _cross_check(cfg, doc, registry)
-    problems.extend(more)
-    problems.extend(_check_rules_and_patrol(cfg, path, registry))
-    if problems:
-        raise ConfigError(problems[0], problems)
-    return Site(config=cfg, path=path, profiles=registry, device_profiles=resolved)

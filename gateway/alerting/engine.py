@@ -60,7 +60,6 @@ from gateway.config import Site, SiteConfig
 from gateway.crashpoints import crash_point
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
-from gateway.profiles.schema import ModbusProfile
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 60.0
@@ -137,11 +136,9 @@ class AlertEngine:
                 continue
             prof = profiles.get(dev.id)
             units: dict[str, str] = {}
-            if isinstance(prof, ModbusProfile):
-                units = {p.name: p.unit for p in prof.points if p.unit}
-                point_names[prof.name] = {p.name for p in prof.points}
-            elif prof is not None:
-                point_names[prof.name] = {f.name for f in prof.fields}
+            if prof is not None:
+                units = prof.point_units()
+                point_names[prof.name] = set(prof.point_names())
             self.devices[dev.id] = DeviceInfo(
                 device=dev.id,
                 profile=dev.profile,
@@ -151,16 +148,19 @@ class AlertEngine:
                 interval_s=dev.interval_s,
                 units=units,
             )
+        # A loaded site's rules were checked against its devices by gateway.loader.
+        checked = site.rules if isinstance(site, Site) else None
         if rules is None:
-            rules = load_rules([base / p for p in self.config.rules])
+            rules = checked or load_rules([base / p for p in self.config.rules])
+        if rules is not checked:
+            problems = check_against_devices(
+                rules,
+                {d.device: (d.profile, d.kind, d.tags) for d in self.devices.values()},
+                point_names,
+            )
+            if problems:
+                raise ConfigError(problems[0], problems)
         self.rules = rules
-        problems = check_against_devices(
-            rules,
-            {d.device: (d.profile, d.kind, d.tags) for d in self.devices.values()},
-            point_names,
-        )
-        if problems:
-            raise ConfigError(problems[0], problems)
         state = state_path if state_path is not None else self.cfg.state_db
         self.state_path = str(state) if str(state) == ":memory:" else str(base / Path(state))
         self.book = AlarmBook(self.cfg)

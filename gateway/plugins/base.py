@@ -16,8 +16,10 @@ on the per-sample path.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -34,6 +36,22 @@ ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64
 PLUGIN_NAME = r"^[a-z][a-z0-9_]*$"
 
 Emit = Callable[[Sample], Awaitable[None]]
+
+
+@cache
+def resolve(ref: Callable[..., Any] | str) -> Callable[..., Any]:
+    """A callable, or a ``"module:attribute"`` reference to one, imported on first use.
+
+    A reference keeps a registration light: validating a site loads the
+    plugin's config model only, not its implementation and its libraries.
+    """
+    if callable(ref):
+        return ref
+    module, _, attr = ref.partition(":")
+    target = getattr(importlib.import_module(module), attr)
+    if not callable(target):
+        raise TypeError(f"{ref}: not callable")
+    return target  # type: ignore[no-any-return]
 
 
 class Strict(BaseModel):
@@ -107,15 +125,29 @@ class SourcePlugin:
     (unit ids must be unique, and the poll interval must exceed the timeout).
     ``patrol_reader``: its devices are patrol readers whose frame errors and
     overruns the patrol reports.
+    ``describe_device``: one line about a device for ``gateway check``.
     """
 
     name: str
     config: type[SourceConfig]
-    factory: Callable[[Any, Sequence[BoundDevice], SourceContext], Source]
+    # (config, devices, context) -> Source, or its "module:attribute" reference.
+    factory: Callable[[Any, Sequence[BoundDevice], SourceContext], Source] | str
     profile_protocols: frozenset[str]
     one_device: bool = False
     unit_addressed: bool = False
     patrol_reader: bool = False
+    # One line about a device for ``gateway check`` (e.g. its read plan); None: nothing.
+    describe_device: Callable[[DeviceConfig, Any], str] | str | None = None
+
+    def make(self, cfg: SourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
+        source: Source = resolve(self.factory)(cfg, devices, ctx)
+        return source
+
+    def describe(self, device: DeviceConfig, profile: Any) -> str:
+        if self.describe_device is None:
+            return ""
+        text: str = resolve(self.describe_device)(device, profile)
+        return text
 
 
 @dataclass(frozen=True)
@@ -134,7 +166,12 @@ class SinkPlugin:
 
     name: str
     config: type[BaseModel]
-    factory: Callable[[Any, SinkContext], Sink]
+    # (config, context) -> Sink, or its "module:attribute" reference.
+    factory: Callable[[Any, SinkContext], Sink] | str
+
+    def make(self, cfg: BaseModel, ctx: SinkContext) -> Sink:
+        sink: Sink = resolve(self.factory)(cfg, ctx)
+        return sink
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import CommandGate, sign_command
 from gateway.alerting.commands import error_reply
 from gateway.alerting.engine import AlertEngine
-from gateway.config import MqttSinkConfig, load_site
+from gateway.config import MqttSinkConfig
 from gateway.errors import AlarmError, CommandError
+from gateway.loader import load_site
 from gateway.model import AlarmState, FakeClock, SystemClock
 from gateway.sinks.mqtt_commands import CommandListener, command_topic, reply_topic
 from tests.fixtures.servers import Mosquitto

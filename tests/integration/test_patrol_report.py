@@ -17,7 +17,8 @@ import yaml
 from gateway.config import InfluxSinkConfig
 from gateway.outbox import Record, RecordKind
 from gateway.patrol import load_patrol
-from gateway.patrol.report import build_patrol_report, collect_night, influx_query, register_cli
+from gateway.patrol.report import build_patrol_report, collect_night, influx_query
+from gateway.patrol_cli import register_cli
 from gateway.sinks.influx import InfluxSink
 from tests.fixtures.servers import InfluxDB1
 from tests.unit.test_patrol_report import (

@@ -20,8 +20,8 @@ from pydantic import Field
 
 from gateway import plugins
 from gateway.app import Gateway
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 from gateway.model import Quality, Sample
 from gateway.outbox import Record
 from gateway.plugins.base import (

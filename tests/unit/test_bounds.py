@@ -30,9 +30,9 @@ from gateway.config import (
     PipelineConfig,
     SerialLineSource,
     SiteConfig,
-    load_site,
 )
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 from gateway.patrol import config as patrol
 from gateway.plugins.base import DeliverySettings as _DeliverySettings
 from gateway.plugins.base import SourceConfig as _SourceBase

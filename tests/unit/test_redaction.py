@@ -149,7 +149,7 @@ def test_gateway_check_shows_sinks_redacted_and_warns_once(tmp_path: Path) -> No
 
 
 def _cfg(tmp_path: Path, sinks: str) -> SiteConfig:
-    from gateway.config import load_site
+    from gateway.loader import load_site
 
     return load_site(_site(tmp_path, sinks)).config
 

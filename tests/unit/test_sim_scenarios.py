@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from firmware_sim.scenarios import describe, resolve, scenario_names
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "site.yaml"
 
