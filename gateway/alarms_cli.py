@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,8 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.alerting.commands import build_command
+from gateway.alerting.command_gate import sign_command
+from gateway.alerting.commands import build_command, printable_json
 from gateway.alerting.store import read_alarms
 from gateway.config import Site, load_site
 from gateway.errors import AlarmError, CommandError
@@ -88,18 +91,41 @@ async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> di
     raise CommandError("the broker closed the connection before the gateway replied")
 
 
+def _key_of(site: Site, user: str) -> str:
+    """The user's key: FSG_COMMAND_KEY, else the site's (on the gateway's own machine)."""
+    key = os.environ.get("FSG_COMMAND_KEY")
+    if key:
+        return key
+    known = site.config.commands.users.get(user)
+    if known is None:
+        raise CommandError(
+            f"no key for user {user!r}: set FSG_COMMAND_KEY (the site file has no such user)"
+        )
+    return known.key
+
+
 def cmd_operate(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     payload = build_command(
         args.alarm_command,
         args.alarm_id,
         duration=getattr(args, "duration", None),
+        reason=getattr(args, "reason", None),
         by=args.by,
         comment=args.comment,
         request_id=uuid.uuid4().hex,
+        issued_at=round(time.time(), 3),
     )
+    user = args.user or os.environ.get("FSG_COMMAND_USER")
+    if user:
+        payload = sign_command(payload, user, _key_of(site, user), site.config.site)
+    elif not site.config.commands.allow_unsigned:
+        raise CommandError(
+            "this site accepts signed commands only: give --user NAME (or FSG_COMMAND_USER)"
+            " and your key in FSG_COMMAND_KEY"
+        )
     reply = asyncio.run(send_command(site, payload, args.timeout))
-    print(json.dumps(reply, ensure_ascii=False))
+    print(printable_json(reply))
     if not reply.get("ok", False):
         raise AlarmError(
             str(reply.get("message") or reply.get("error") or "refused by the gateway")
@@ -120,13 +146,17 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         ("shelve", "shelve an alarm for a while"),
         ("unshelve", "end a shelve early"),
         ("reset", "reset a latched alarm whose condition is gone"),
+        ("out_of_service", "take an alarm out of service for a while"),
+        ("in_service", "return an alarm to service early"),
     ):
         q = asub.add_parser(name, help=helptext)
         q.add_argument("alarm_id")
         q.add_argument("--site", required=True)
-        q.add_argument("--by", default=None, help="who does it (recorded with the alarm)")
+        q.add_argument("--by", default=None, help="who does it (unsigned sites only)")
+        q.add_argument("--user", default=None, help="sign as this user (key: FSG_COMMAND_KEY)")
         q.add_argument("--comment", default=None)
         q.add_argument("--timeout", type=float, default=10.0)
-        if name == "shelve":
+        if name in ("shelve", "out_of_service"):
             q.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h")
+            q.add_argument("--reason", required=True, help="why (recorded with the alarm)")
         q.set_defaults(func=cmd_operate)

@@ -438,11 +438,16 @@ class Gateway:
     def _extra_tasks(self) -> list[Any]:
         """The MQTT command listener, when MQTT and alerting are both configured."""
         mqtt = self.site.config.sinks.mqtt
-        if mqtt is None or not mqtt.enabled or self.alerts is None:
+        commands = self.site.config.commands
+        if mqtt is None or not mqtt.enabled or self.alerts is None or not commands.enabled:
             return []
+        from gateway.alerting.command_gate import CommandGate
         from gateway.sinks.mqtt_commands import CommandListener
 
-        listener = CommandListener(mqtt, self.site.config.site, self.handle_command)
+        gate = CommandGate(
+            commands, self.clock, self.state_dir / "command-replay.sqlite", self.site.config.site
+        )
+        listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
         return [listener.run()]
 
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
@@ -284,6 +285,8 @@ class SiteConfig(Strict):
     # Alert rule files (rules/*.yaml), relative to the site file.
     rules: list[str] = Field(default_factory=list)
     alerting: AlertingConfig | None = None
+    # The MQTT command channel (gateway/alerting/command_config.py); ``commands: false`` closes it.
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
     # Night patrol: inline, or the path of its YAML file relative to the site
     # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
     patrol: str | PatrolConfig | None = None

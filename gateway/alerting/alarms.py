@@ -43,6 +43,8 @@ class Alarm:
     shelved_until_ns: int | None = None
     shelved_by: str | None = None
     out_of_service: bool = False
+    # When an out-of-service alarm returns to service by itself (None: only by command).
+    out_of_service_until_ns: int | None = None
     suppressed: bool = False
     value: Value | None = None
     message: str = ""
@@ -102,6 +104,7 @@ class Alarm:
             "shelved_until_ns": self.shelved_until_ns,
             "shelved_by": self.shelved_by,
             "out_of_service": self.out_of_service,
+            "out_of_service_until_ns": self.out_of_service_until_ns,
             "suppressed": self.suppressed,
             "value": self.value,
             "message": self.message,
@@ -129,6 +132,7 @@ class Alarm:
             "active", "latched_on", "acked", "shelved_until_ns", "shelved_by", "out_of_service",
             "suppressed", "value", "message", "raised_ns", "cleared_ns", "acked_ns", "acked_by",
             "changed_ns", "activation_count", "chattering", "chatter_count", "comment",
+            "out_of_service_until_ns",
         ):  # fmt: skip
             if key in d:
                 setattr(a, key, d[key])
@@ -396,7 +400,7 @@ class AlarmBook:
         self, alarm_id: str, duration_s: float, actor: str, ts_ns: int, comment: str | None = None
     ) -> list[AlarmEvent]:
         a = self.get(alarm_id)
-        if duration_s <= 0:
+        if not duration_s > 0:  # also NaN
             raise AlarmError("shelve duration must be positive")
         if duration_s > self.cfg.max_shelve_s:
             raise AlarmError(
@@ -427,29 +431,55 @@ class AlarmBook:
         return [self._event(a, prev, action, ts_ns, actor)]
 
     def out_of_service(
-        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+        self,
+        alarm_id: str,
+        actor: str,
+        ts_ns: int,
+        comment: str | None = None,
+        duration_s: float | None = None,
     ) -> list[AlarmEvent]:
+        """Take an alarm out of service; with ``duration_s`` it returns to service by itself."""
         a = self.get(alarm_id)
+        if duration_s is not None:
+            if not duration_s > 0:
+                raise AlarmError("out-of-service duration must be positive")
+            if duration_s > self.cfg.max_out_of_service_s:
+                raise AlarmError(
+                    f"out-of-service duration {duration_s:g} s exceeds the site's limit of"
+                    f" {self.cfg.max_out_of_service_s:g} s"
+                )
         if a.out_of_service:
             raise AlarmError(f"alarm {alarm_id!r} is already out of service")
         prev = a.state
         a.out_of_service = True
+        a.out_of_service_until_ns = (
+            None if duration_s is None else ts_ns + int(duration_s * 1e9)
+        )
         a.shelved_until_ns = None
         a.comment = comment
-        return [self._event(a, prev, "out_of_service", ts_ns, actor, comment=comment)]
+        extra: dict[str, Any] = {"comment": comment}
+        if a.out_of_service_until_ns is not None:
+            extra["until_ns"] = a.out_of_service_until_ns
+        return [self._event(a, prev, "out_of_service", ts_ns, actor, **extra)]
 
     def in_service(
-        self, alarm_id: str, actor: str, ts_ns: int, comment: str | None = None
+        self,
+        alarm_id: str,
+        actor: str,
+        ts_ns: int,
+        comment: str | None = None,
+        action: str = "in_service",
     ) -> list[AlarmEvent]:
         a = self.get(alarm_id)
         if not a.out_of_service:
             raise AlarmError(f"alarm {alarm_id!r} is not out of service")
         prev = a.state
         a.out_of_service = False
+        a.out_of_service_until_ns = None
         if not a.on:
             a.acked = True
         a.comment = comment
-        return [self._event(a, prev, "in_service", ts_ns, actor, comment=comment)]
+        return [self._event(a, prev, action, ts_ns, actor, comment=comment)]
 
     # ------------------------------------------------------------------ time
 
@@ -461,6 +491,10 @@ class AlarmBook:
         for a in self.alarms.values():
             if a.shelved_until_ns is not None and now_ns >= a.shelved_until_ns:
                 out.extend(self.unshelve(a.alarm_id, "system", now_ns, action="shelve_expired"))
+            if a.out_of_service_until_ns is not None and now_ns >= a.out_of_service_until_ns:
+                out.extend(
+                    self.in_service(a.alarm_id, "system", now_ns, action="out_of_service_expired")
+                )
             if a.chattering and not any(t > now_ns - chatter_win for t in a.recent):
                 a.chattering = False
                 out.append(self._event(a, a.state, "chatter_end", now_ns))

@@ -246,6 +246,8 @@ class AlertingConfig(Strict):
     # An acknowledged alarm still active this long returns to unacknowledged; None = never.
     realarm_s: float | None = Field(default=None, gt=0)
     max_shelve_s: float = Field(default=24 * 3600.0, gt=0)
+    # Out of service by command always has an end; this is the longest one allowed.
+    max_out_of_service_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     flood: FloodConfig = Field(default_factory=FloodConfig)
     chatter: ChatterConfig = Field(default_factory=ChatterConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)

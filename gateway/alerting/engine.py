@@ -570,13 +570,13 @@ class AlertEngine:
         if isinstance(c, AckCmd):
             events = b.ack(c.alarm_id, who, now, c.comment)
         elif isinstance(c, ShelveCmd):
-            events = b.shelve(c.alarm_id, c.duration, who, now, c.comment)
+            events = b.shelve(c.alarm_id, c.duration, who, now, c.note)
         elif isinstance(c, UnshelveCmd):
             events = b.unshelve(c.alarm_id, who, now)
         elif isinstance(c, ResetCmd):
             events = b.reset(c.alarm_id, who, now, c.comment)
         elif isinstance(c, OutOfServiceCmd):
-            events = b.out_of_service(c.alarm_id, who, now, c.comment)
+            events = b.out_of_service(c.alarm_id, who, now, c.note, c.duration)
         else:
             assert isinstance(c, InServiceCmd)
             events = b.in_service(c.alarm_id, who, now, c.comment)

@@ -26,10 +26,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.alerting.command_gate import sign_command
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
 from tests.simproc import bin_path, free_port, running_sim
 
 ALARM = "leakage:leak-1:leak_ch1:hihi"
+LI_KEY = "li-" + "0" * 40  # the on-call engineer's command key (commands.users)
 L2_AFTER_S = 8
 L3_AFTER_S = 20
 
@@ -123,6 +125,9 @@ sinks:
   mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
   influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
 outbox: {{path: {tmp}/outbox.sqlite}}
+commands:
+  users:
+    li: {{key: "{LI_KEY}"}}
 rules: [{rules}]
 alerting:
   state_db: {tmp}/alarms.sqlite
@@ -274,11 +279,17 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
             assert len(activations) == 1, activations
             assert len(box.to("wang@park.example")) == 1
             # 5. An on-call engineer acknowledges with mosquitto_pub; the reply says so.
-            cmd = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"}
+            cmd = sign_command({"cmd": "ack", "alarm_id": ALARM, "request_id": "r-1",
+                                "issued_at": time.time()}, "li", LI_KEY, "e2e-park")
             reply = command_over_mqtt(mosquitto, col, json.dumps(cmd), "r-1")
             assert reply["ok"] is True and reply["state"] == "acknowledged"
             wait(lambda: alarm_states(col)[-1]["state"] == "acknowledged", 10, "acked state")
             assert "li" in alarm_states(col)[-1]["actor"]
+            # An unsigned one claiming to be li is refused.
+            forged = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-3",
+                      "issued_at": time.time()}
+            refused = command_over_mqtt(mosquitto, col, json.dumps(forged), "r-3")
+            assert refused["error"] == "refused" and "unsigned" in refused["message"]
             # A malformed command is answered with an error and changes nothing.
             bad = command_over_mqtt(mosquitto, col, '{"cmd": "ack", "request_id": "r-2"}', "r-2")
             assert bad["ok"] is False and bad["error"] == "bad_command"
