@@ -53,7 +53,14 @@ def _parser() -> argparse.ArgumentParser:
         help="the console's command user on the gateways",
     )
     ap.add_argument("--secure-cookies", action="store_true", help="behind HTTPS: Secure cookies")
-    ap.add_argument("--reply-timeout", type=float, default=10.0)
+    ap.add_argument("--reply-timeout", type=float, default=10.0, metavar="S")
+    ap.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="server-sent heartbeat; pages show 'connection lost' after 3 missed",
+    )
     return ap
 
 
@@ -136,7 +143,9 @@ async def serve(args: argparse.Namespace) -> int:
     store = ConsoleStore(Path(args.db))
     if not store.users():
         log.warning("console: no users yet; add one: gateway console users add NAME --role admin")
-    console = Console(state, store, Auth(store, clock), link, clock, args.secure_cookies)
+    console = Console(
+        state, store, Auth(store, clock), link, clock, args.secure_cookies, args.heartbeat
+    )
     host, port = args.listen
     server = _Server(
         uvicorn.Config(
