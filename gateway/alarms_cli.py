@@ -4,7 +4,10 @@
 gateway runs). The other commands are published, validated, to the running
 gateway's MQTT command topic, and the gateway's reply (matched by request id)
 is printed: the gateway stays the only writer of alarm state, and the command
-leaves the same audit trail (who, when) as one from a phone.
+leaves the same audit trail (who, when) as one from a phone. Each command
+carries a fresh request id and issue time; with ``--user NAME`` it is signed
+with FSG_COMMAND_KEY (or the site's key for NAME, on the gateway's machine),
+which a site that does not allow unsigned commands requires.
 """
 
 from __future__ import annotations
@@ -101,7 +104,7 @@ def _key_of(site: Site, user: str) -> str:
         raise CommandError(
             f"no key for user {user!r}: set FSG_COMMAND_KEY (the site file has no such user)"
         )
-    return known.key
+    return known.key.get_secret_value()
 
 
 def cmd_operate(args: argparse.Namespace) -> int:

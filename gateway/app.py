@@ -444,8 +444,10 @@ class Gateway:
         from gateway.alerting.command_gate import CommandGate
         from gateway.sinks.mqtt_commands import CommandListener
 
+        # Senders stamp commands with real time: freshness is judged on the real clock,
+        # also when the gateway runs on simulated time (--sim-clock-start).
         gate = CommandGate(
-            commands, self.clock, self.state_dir / "command-replay.sqlite", self.site.config.site
+            commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
         )
         listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
         return [listener.run()]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 CommandName = Literal["ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list"]
 ALL_COMMANDS: tuple[CommandName, ...] = (
@@ -29,7 +29,8 @@ class Strict(BaseModel):
 class CommandUser(Strict):
     """One person (or console) allowed to sign commands."""
 
-    key: str = Field(min_length=MIN_KEY_CHARS, repr=False)
+    # SecretStr: printed as ********** wherever the config is shown or logged.
+    key: SecretStr
     allow: list[CommandName] = Field(default_factory=lambda: list(ALL_COMMANDS), min_length=1)
     # A console that signs for the people logged into it: its commands may name the
     # operator in ``by`` (recorded as "<by> via <this user>"); ``allow`` still binds them.
@@ -37,9 +38,15 @@ class CommandUser(Strict):
 
     @field_validator("key")
     @classmethod
-    def _expanded(cls, v: str) -> str:
-        if "${" in v:
+    def _expanded(cls, v: SecretStr) -> SecretStr:
+        text = v.get_secret_value()
+        if "${" in text:
             raise ValueError("key still holds an unexpanded ${...}; set the variable")
+        if len(text) < MIN_KEY_CHARS:
+            raise ValueError(
+                f"key must be at least {MIN_KEY_CHARS} characters; make one with"
+                " python3 -c 'import secrets; print(secrets.token_hex(32))'"
+            )
         return v
 
 
@@ -49,7 +56,7 @@ class CommandRates(Strict):
     # Each verified user (or all unsigned senders together, when allowed).
     user_per_s: float = Field(default=2.0, gt=0, le=1000)
     user_burst: int = Field(default=20, ge=1, le=10_000)
-    # State changes of one alarm, whoever asks.
+    # One user's commands to one alarm (shelve/unshelve churn writes a transition each).
     alarm_per_s: float = Field(default=0.2, gt=0, le=100)
     alarm_burst: int = Field(default=5, ge=1, le=1000)
     # Everything that fails before a sender is known (malformed, bad signature):

@@ -20,8 +20,16 @@ It is compared in constant time; the verified user is the actor, and a
 ``on_behalf`` (a console that signs for the people logged into it): then
 ``by`` is the actor and the console is the channel (``wang via console``).
 
-The gate does no MQTT; ``gateway.sinks.mqtt_commands`` calls ``admit`` for
-each message and hands what it returns to the engine.
+Rate limits (``commands.rates``, token buckets in
+``gateway.alerting.command_limits``): messages refused before a sender is
+known share one bucket, each verified user has one, and each user's commands
+to one alarm have one (so one sender cannot lock others out of an alarm).
+Past a bucket the gate answers once and then drops silently, logging the
+flood once and a summary per interval, so a flood costs neither a log line
+nor a reply nor an alarm transition per message.
+
+The gate does no MQTT; ``gateway.sinks.mqtt_commands`` calls ``check`` for
+each message and hands what it admits to the engine.
 """
 
 from __future__ import annotations
@@ -29,15 +37,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.alerting.command_config import CommandsConfig
-from gateway.alerting.commands import AnyCommand, load_payload, parse_command
+from gateway.alerting.command_limits import Buckets, FloodLog
+from gateway.alerting.commands import AnyCommand, error_reply, load_payload, parse_command
 from gateway.errors import CommandError, CommandRefused
 from gateway.model import Clock
+
+log = logging.getLogger(__name__)
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -56,6 +68,13 @@ def sign_command(data: dict[str, Any], user: str, key: str, site: str) -> dict[s
     signed.update(user=user, site=site, by=user)
     signed["sig"] = signature(signed, key)
     return signed
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A command the gate turned away: the reply to publish, or None to stay silent (flood)."""
+
+    reply: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,14 @@ class CommandGate:
         self.clock = clock
         self.site = site
         self.replay = ReplayWindow(replay_path, cfg.replay_capacity)
+        r = cfg.rates
+        self._invalid = Buckets(r.invalid_per_s, r.invalid_burst)
+        self._users = Buckets(r.user_per_s, r.user_burst)
+        self._alarms = Buckets(r.alarm_per_s, r.alarm_burst)
+        # Refusal lines in the log: a few, then only the flood summaries count them.
+        self._log_lines = Buckets(0.1, 10)
+        self._invalid_log = FloodLog("invalid commands dropped", r.summary_every_s)
+        self._limited_log = FloodLog("commands over a rate limit", r.summary_every_s)
 
     def _verify(self, data: dict[str, Any], c: AnyCommand) -> tuple[str | None, str]:
         """The verified user (None when unsigned and allowed) and the channel to record."""
@@ -118,7 +145,8 @@ class CommandGate:
             return None, "mqtt (unverified)"
         user = self.cfg.users.get(c.user or "")
         # One message for an unknown user and a wrong key: no hint which names exist.
-        if user is None or not hmac.compare_digest(signature(data, user.key), c.sig):
+        key = user.key.get_secret_value() if user is not None else ""
+        if user is None or not hmac.compare_digest(signature(data, key), c.sig):
             raise CommandRefused("signature does not verify (unknown user or wrong key)")
         assert c.user is not None
         if c.site != self.site:
@@ -151,10 +179,13 @@ class CommandGate:
             )
         return issued_ns
 
-    def admit(self, raw: bytes | str) -> Admitted:
+    def _identify(self, raw: bytes | str) -> tuple[dict[str, Any], AnyCommand, str | None, str]:
         data = load_payload(raw)
         c = parse_command(data)
         user, channel = self._verify(data, c)
+        return data, c, user, channel
+
+    def _accept(self, c: AnyCommand, user: str | None, channel: str) -> Admitted:
         now_ns = self.clock.now_ns()
         issued_ns = self._fresh(c, now_ns)
         assert c.request_id is not None
@@ -163,6 +194,59 @@ class CommandGate:
         if user is not None:
             payload["by"] = user
         return Admitted(c, payload, channel)
+
+    def admit(self, raw: bytes | str) -> Admitted:
+        """Every check but the rate limits; CommandError / CommandRefused when it fails."""
+        _data, c, user, channel = self._identify(raw)
+        return self._accept(c, user, channel)
+
+    def check(self, raw: bytes | str) -> Admitted | Refusal:
+        """``admit`` under the rate limits: what the listener calls for each message.
+
+        Refusals before the sender is known share one bucket; past it they are
+        dropped without a reply and counted. A verified user (or all unsigned
+        senders together) past their bucket, or past their bucket for one alarm,
+        is refused; only the first of a run gets a reply.
+        """
+        now = self.clock.monotonic()
+        self._invalid_log.maybe_summary(now)
+        self._limited_log.maybe_summary(now)
+        try:
+            _data, c, user, channel = self._identify(raw)
+        except CommandError as exc:
+            if not self._invalid.take("all", now):
+                self._invalid_log.dropped(now, f"more than {self.cfg.rates.invalid_per_s:g}/s")
+                return Refusal(None)
+            return self._refuse(raw, exc, now)
+        who = user or "(unsigned)"
+        if not self._users.take(who, now):
+            return self._limit(raw, f"{who} sends more than {self.cfg.rates.user_per_s:g}/s", now)
+        try:
+            admitted = self._accept(c, user, channel)
+        except CommandError as exc:
+            return self._refuse(raw, exc, now)
+        alarm_id = getattr(c, "alarm_id", None)
+        # Per user and alarm: one sender cannot churn an alarm, nor lock others out of it.
+        if alarm_id is not None and not self._alarms.take(f"{who}\n{alarm_id}", now):
+            return self._limit(
+                raw, f"alarm {alarm_id!r} changes more than {self.cfg.rates.alarm_per_s:g}/s", now
+            )
+        self._limited_log.since_reply = False
+        return admitted
+
+    def _refuse(self, raw: bytes | str, exc: CommandError, now: float) -> Refusal:
+        if self._log_lines.take("all", now):
+            log.warning("rejected command: %s", exc)
+        return Refusal(error_reply(raw, exc))
+
+    def _limit(self, raw: bytes | str, why: str, now: float) -> Refusal:
+        """Refused for a rate limit: the first of a run is answered, the rest only counted."""
+        first = not self._limited_log.since_reply
+        self._limited_log.since_reply = True
+        self._limited_log.dropped(now, why)
+        if not first:
+            return Refusal(None)
+        return Refusal(error_reply(raw, CommandRefused(f"rate limited: {why}; try again later")))
 
     def close(self) -> None:
         self.replay.close()

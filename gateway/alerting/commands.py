@@ -10,9 +10,13 @@ any failure into the JSON the app publishes on the response topic.
     {"cmd": "reset", "alarm_id": "..."}
 
 Over MQTT every command also carries ``request_id`` and ``issued_at`` (Unix
-seconds) so the gateway can refuse stale and replayed ones
-(``gateway.alerting.command_gate``). Shelving and taking out of service need
-a ``reason`` and a ``duration``: nothing is switched off for ever by accident.
+seconds) so the gateway can refuse stale and replayed ones, and, when
+signed, ``site``, ``user`` and ``sig`` (``gateway.alerting.command_gate``).
+Shelving and taking out of service need a ``reason`` and a ``duration``:
+nothing is switched off for ever by accident. Stored text (``by``,
+``comment``, ``reason``) is length-limited and refuses control characters,
+bidirectional overrides and other invisible formatting; ``printable_json``
+escapes such characters wherever a reply or a record is printed.
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ def _escape_char(ch: str) -> str:
 def printable_json(obj: Any) -> str:
     """JSON for a terminal, a log or a page: unsafe characters as \\uXXXX, still valid JSON."""
     text = json.dumps(obj, ensure_ascii=False, default=str)
+    if text.isascii() and "\x7f" not in text:  # json.dumps already escaped the rest
+        return text
     return "".join(_escape_char(ch) if unsafe_char(ch) else ch for ch in text)
 
 

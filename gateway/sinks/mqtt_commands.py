@@ -26,10 +26,9 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.alerting.command_gate import CommandGate
-from gateway.alerting.commands import error_reply, printable_json
+from gateway.alerting.command_gate import CommandGate, Refusal
+from gateway.alerting.commands import printable_json
 from gateway.config import MqttSinkConfig
-from gateway.errors import CommandError
 from gateway.sinks.mqtt import tls_context, topic_level
 
 log = logging.getLogger(__name__)
@@ -101,12 +100,10 @@ class CommandListener:
         try:
             if self.gate is None:
                 return self.handler(payload, "mqtt")
-            try:
-                admitted = self.gate.admit(payload)
-            except CommandError as exc:
-                log.warning("rejected command: %s", exc)
-                return error_reply(payload, exc)
-            return self.handler(admitted.payload, admitted.channel)
+            verdict = self.gate.check(payload)
+            if isinstance(verdict, Refusal):
+                return verdict.reply
+            return self.handler(verdict.payload, verdict.channel)
         except Exception as exc:  # a bug must not kill the command channel
             log.exception("command handler failed")
             return {"ok": False, "error": f"internal error: {exc}"}
@@ -151,6 +148,8 @@ class CommandListener:
                         if msg.retain and raw:
                             await client.publish(self.command_topic, b"", qos=1, retain=True)
                         if reply is None:
+                            # Let the socket be read between dropped messages of a flood.
+                            await asyncio.sleep(0)
                             continue
                         await client.publish(
                             self.reply_topic,

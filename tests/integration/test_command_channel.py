@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,13 +24,14 @@ from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import CommandGate, sign_command
 from gateway.alerting.commands import error_reply
 from gateway.alerting.engine import AlertEngine
-from gateway.config import MqttSinkConfig
+from gateway.config import MqttSinkConfig, load_site
 from gateway.errors import AlarmError, CommandError
 from gateway.model import AlarmState, FakeClock, SystemClock
 from gateway.sinks.mqtt_commands import CommandListener, command_topic, reply_topic
 from tests.fixtures.servers import Mosquitto
 from tests.integration.test_deploy import GATEWAY_USER, Broker
 from tests.integration.test_deploy import broker as broker  # the shipped config, a fixture
+from tests.simproc import bin_path
 from tests.unit.test_commands import ALARM, RULES
 from tests.unit.test_rules import make_engine, sample
 
@@ -239,3 +242,56 @@ async def test_signed_commands_through_the_shipped_acl(broker: Broker, tmp_path:
         ok = await ask(oncall, signed("li", "ack", by="li"), SHIPPED_SITE)
     assert ok["ok"] is True and ok["actor"] == "li via mqtt", ok
     assert h.state() is AlarmState.ACKED
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def cli_site(tmp_path: Path, mq: Mosquitto) -> Path:
+    """A site file the CLI loads: this broker, and li's key from the environment."""
+    text = f"""
+site: {SITE}
+sources: [{{id: t, type: modbus_tcp, host: 127.0.0.1}}]
+devices: [{{id: lk-1, profile: leakage-monitor, source: t, interval_s: 5}}]
+sinks:
+  mqtt: {{host: 127.0.0.1, port: {mq.port}}}
+alerting: {{state_db: {tmp_path}/alarms.sqlite}}
+commands:
+  users:
+    li: {{key: "${{FSG_CMD_KEY_LI}}"}}
+"""
+    path = tmp_path / "site.yaml"
+    path.write_text(text)
+    return path
+
+
+async def test_cli_sends_signed_fresh_commands_with_reason_and_end(
+    mosquitto: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(tmp_path)
+    monkeypatch.setenv("FSG_CMD_KEY_LI", "li-key-" + "9" * 32)
+    env = dict(os.environ)
+    site = load_site(cli_site(tmp_path, mosquitto))
+    gate = CommandGate(site.config.commands, SystemClock(), tmp_path / "r.sqlite", SITE)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([bin_path("gateway"), "alarms", *args, "--site", str(site.path)],
+                              capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+
+    async with listening(CommandListener(sink(mosquitto), SITE, h.handle, gate)):
+        unsigned = await asyncio.to_thread(cli, "ack", ALARM, "--by", "li")
+        assert unsigned.returncode != 0 and "signed commands only" in unsigned.stderr
+        shelve = await asyncio.to_thread(
+            cli, "shelve", ALARM, "--for", "30m", "--reason", "pump swap", "--user", "li"
+        )
+        assert shelve.returncode == 0, shelve.stdout + shelve.stderr
+        oos = await asyncio.to_thread(
+            cli, "out_of_service", ALARM, "--for", "2h", "--reason", "rewiring", "--user", "li"
+        )
+        assert oos.returncode == 0, oos.stdout + oos.stderr
+    reply = json.loads(oos.stdout)
+    assert reply["ok"] is True and reply["actor"] == "li via mqtt"
+    a = h.engine.book.alarms[ALARM]
+    assert a.state is AlarmState.OUT_OF_SERVICE and a.comment == "rewiring"
+    assert a.out_of_service_until_ns is not None
+

@@ -17,7 +17,13 @@ import pytest
 
 from gateway.alerting.alarms import AlarmBook
 from gateway.alerting.command_config import CommandsConfig
-from gateway.alerting.command_gate import CommandGate, sign_command, signature
+from gateway.alerting.command_gate import (
+    Admitted,
+    CommandGate,
+    Refusal,
+    sign_command,
+    signature,
+)
 from gateway.alerting.commands import OutOfServiceCmd, parse_command
 from gateway.alerting.config import AlertingConfig, Severity
 from gateway.alerting.rules import AlarmSpec
@@ -256,4 +262,45 @@ def test_commands_config_defaults_and_keys() -> None:
         CommandsConfig.model_validate({"users": {"li": {"key": "short"}}})
     with pytest.raises(ValueError, match="unexpanded"):
         CommandsConfig.model_validate({"users": {"li": {"key": "${FSG_CMD_KEY_LI}" + "x" * 30}}})
-    assert KEY not in repr(CommandsConfig.model_validate({"users": {"li": {"key": KEY}}}))
+    shown = CommandsConfig.model_validate({"users": {"li": {"key": KEY}}})
+    assert KEY not in repr(shown) and KEY not in shown.model_dump_json()
+
+
+# --------------------------------------------------------------------------- rate limits
+
+
+def test_invalid_flood_is_dropped_silently_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    g = signed_gate(clock)
+    verdicts = [g.check(b"not json") for _ in range(1000)]
+    answered = [v for v in verdicts if isinstance(v, Refusal) and v.reply is not None]
+    assert len(answered) == 20  # invalid_burst; the rest dropped without a reply
+    assert all(isinstance(v, Refusal) for v in verdicts)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) <= 12 and sum("command flood" in m for m in lines) == 1, lines
+    # A valid signed command is not held back by the flood.
+    assert isinstance(g.check(json.dumps(sign_command(ack(clock), "li", KEY, SITE))), Admitted)
+    clock.advance(61)
+    g.check(b"not json")
+    assert any("in the last 61 s" in r.getMessage() for r in caplog.records)
+
+
+def test_one_user_is_limited_per_alarm_and_overall_without_locking_out_others() -> None:
+    clock = FakeClock()
+    users = {"li": {"key": KEY}, "mallory": {"key": "m" * 32}}
+    g = CommandGate(CommandsConfig.model_validate({"users": users}), clock, None, SITE)
+
+    def shelve(user: str, key: str, i: int) -> Admitted | Refusal:
+        data = {**ack(clock, f"{user}-{i}"), "cmd": "shelve", "reason": "r", "duration": 60}
+        return g.check(json.dumps(sign_command(data, user, key, SITE)))
+
+    verdicts = [shelve("mallory", "m" * 32, i) for i in range(100)]
+    admitted = [v for v in verdicts if isinstance(v, Admitted)]
+    replies = [v.reply for v in verdicts if isinstance(v, Refusal) and v.reply is not None]
+    assert len(admitted) == 5  # alarm_burst
+    assert len(replies) == 1 and "rate limited" in replies[0]["message"]
+    assert isinstance(shelve("li", KEY, 0), Admitted)
+    clock.advance(5)  # alarm_per_s 0.2: one more token
+    assert isinstance(shelve("mallory", "m" * 32, 1000), Admitted)

@@ -2,7 +2,8 @@
 
 Text that is stored (``by``, ``comment``, ``reason``) is length-limited and
 refuses control characters and bidirectional overrides; what is printed is
-escaped. The property tests feed random JSON and random bytes to the parser.
+escaped. The property tests feed random JSON and random bytes to the parser
+and to the gate in front of it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.alerting.command_config import CommandsConfig
+from gateway.alerting.command_gate import Admitted, CommandGate, Refusal
 from gateway.alerting.commands import error_reply, parse_command, printable_json
 from gateway.errors import AlarmError, CommandError
 from gateway.model import FakeClock
@@ -155,3 +158,27 @@ def test_random_commands_raise_only_bad_command(data: dict[str, Any]) -> None:
 @given(st.binary(max_size=512))
 def test_random_bytes_raise_only_bad_command(raw: bytes) -> None:
     only_bad_command(raw)
+
+
+GATE = CommandGate(
+    CommandsConfig.model_validate({"allow_unsigned": True, "users": {"li": {"key": "k" * 32}}}),
+    FakeClock(),
+    None,
+    "park",
+)
+
+
+@FAST
+@given(COMMANDISH | JSON)
+def test_the_gate_answers_random_json_without_raising(data: Any) -> None:
+    verdict = GATE.check(json.dumps(data))
+    assert isinstance(verdict, Admitted | Refusal)
+    if isinstance(verdict, Refusal) and verdict.reply is not None:
+        assert verdict.reply["error"] in ("bad_command", "refused")
+        printable_json(verdict.reply).encode()
+
+
+@FAST
+@given(st.binary(max_size=512))
+def test_the_gate_answers_random_bytes_without_raising(raw: bytes) -> None:
+    assert isinstance(GATE.check(raw), Admitted | Refusal)
