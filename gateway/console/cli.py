@@ -124,7 +124,7 @@ async def serve(args: argparse.Namespace) -> int:
     key = os.environ.get("FSG_CONSOLE_KEY")
     known = cfg.commands.users.get(args.as_user)
     if not key and known is not None:
-        key = known.key
+        key = known.key.get_secret_value()
     if not key:
         log.warning(
             "console: no command key (FSG_CONSOLE_KEY); commands go unsigned and"
