@@ -32,6 +32,9 @@ from gateway.model import SystemClock
 
 log = logging.getLogger(__name__)
 
+# Open HTTP connections (each page holds one event stream); past this, 503.
+MAX_CONNECTIONS = 500
+
 
 def _listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
@@ -154,6 +157,7 @@ async def serve(args: argparse.Namespace) -> int:
             port=port,
             log_level="warning",
             timeout_graceful_shutdown=2,
+            limit_concurrency=MAX_CONNECTIONS,
             access_log=False,
         )
     )

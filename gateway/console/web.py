@@ -35,6 +35,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.console.auth import (
@@ -44,6 +45,7 @@ from gateway.console.auth import (
     LoginLimited,
     LoginRefused,
     add_user,
+    hash_password,
 )
 from gateway.console.mqtt_link import MqttLink, NoReply, Unavailable
 from gateway.console.state import ConsoleState
@@ -94,6 +96,13 @@ class UserIn(BaseModel):
     password: str = Field(min_length=8, max_length=1024)
 
 
+class UserPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["viewer", "operator", "supervisor", "admin"] | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=1024)
+
+
 class LoginNeeded(Exception):
     """A page asked for by someone not logged in: redirect to the login page."""
 
@@ -118,6 +127,14 @@ def when(ns: Any) -> str:
     if not isinstance(ns, int):
         return "-"
     return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def since(state: ConsoleState, ns: int | None) -> Markup:
+    """How long ago, in a span the page's script keeps counting."""
+    text = ago(state.age_s(ns))
+    if ns is None:
+        return Markup(escape(text))
+    return Markup('<span class="ago" data-ns="{}">{}</span>').format(int(ns), text)
 
 
 TEMPLATES.env.filters["when"] = when
@@ -181,6 +198,17 @@ def create_app(c: Console) -> FastAPI:
     )
     app.state.console = c
 
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        resp: Response = await call_next(request)
+        # Nothing here may be framed (click-jacking an Acknowledge button) or cached.
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
     @app.exception_handler(LoginNeeded)
     async def _to_login(request: Request, exc: LoginNeeded) -> Response:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -196,6 +224,7 @@ def create_app(c: Console) -> FastAPI:
 
     def render(request: Request, s: Session | None, name: str, **ctx: Any) -> HTMLResponse:
         ctx.update(
+            since=lambda ns: since(c.state, ns),
             me=s,
             state=c.state,
             now_s=c.clock.now_ns() / 1e9,
@@ -524,6 +553,34 @@ def create_app(c: Console) -> FastAPI:
             c.clock.now_ns(), s.user.name, "user_add", True, detail=f"{body.name} {body.role}"
         )
         return {"name": body.name, "role": body.role}
+
+    @app.patch("/api/users/{name}", tags=["users"])
+    async def api_user_change(
+        request: Request, s: ApiUser, name: str, body: UserPatch
+    ) -> dict[str, Any]:
+        """Change a user's role, password, or disable them (their sessions and tokens end)."""
+        csrf(s, request.headers.get("x-csrf-token"))
+        need(s, "admin")
+        if name == s.user.name and (body.disabled or body.role not in (None, "admin")):
+            raise HTTPException(422, "an admin cannot disable or demote themselves")
+        try:
+            c.store.set_user(
+                name,
+                role=body.role,
+                disabled=body.disabled,
+                pw_hash=None if body.password is None else hash_password(body.password),
+            )
+        except ConsoleError as exc:
+            raise HTTPException(404 if "no user" in str(exc) else 422, str(exc)) from None
+        changes = body.model_dump(exclude_none=True, exclude={"password"})
+        if body.password is not None:
+            changes["password"] = "changed"
+        c.store.audit(
+            c.clock.now_ns(), s.user.name, "user_change", True, detail=f"{name} {changes}"
+        )
+        user = c.store.user(name)
+        assert user is not None
+        return {"name": user.name, "role": user.role, "disabled": user.disabled}
 
     @app.get("/api/audit", tags=["users"])
     async def api_audit(s: ApiUser, limit: int = 200) -> list[dict[str, Any]]:
