@@ -274,17 +274,16 @@ class ConsoleState:
             data = d.get("data") if isinstance(d.get("data"), dict) else {}
             assert isinstance(data, dict)
             alarm_ids = [a for a in _alarm_ids_of(data) if (site, a) in self.alarms]
+            people = data.get("recipients")
+            told = ", ".join(map(str, people)) if isinstance(people, list) and people else None
             for alarm_id in alarm_ids:
-                self._append(
-                    site,
-                    alarm_id,
-                    {
-                        "ts_ns": d.get("ts_ns"),
-                        "action": "notified",
-                        "actor": data.get("topic"),
-                        "message": data.get("text") or data.get("title"),
-                    },
-                )
+                entry = {
+                    "ts_ns": d.get("ts_ns"),
+                    "action": "notified",
+                    "actor": told or data.get("topic"),
+                    "message": data.get("title"),
+                }
+                self._append(site, alarm_id, entry)
             return bool(alarm_ids)
         return False
 

@@ -90,3 +90,16 @@ async def test_waiters_wake_on_change_and_time_out_otherwise() -> None:
     assert await st.wait_changed(v, 0.01) == v  # nothing changed: back after the wait
     st.handle("fsg/a/gateway/status", b"online")
     assert await st.wait_changed(v, 10) == v + 1
+
+
+def test_a_notification_on_events_joins_the_timelines_of_the_alarms_it_names() -> None:
+    st = ConsoleState("fsg", FakeClock(NS))
+    st.handle("fsg/a/alarms/x", transition("x", "unacknowledged", 1))
+    note = {"type": "event", "kind": "notification", "ts_ns": NS + 2,
+            "data": {"topic": "fsg/a/notify", "title": "1 alarm", "recipients": ["wang", "li"],
+                     "alarms": [{"alarm_id": "x"}, {"alarm_id": "unknown"}]}}  # fmt: skip
+    assert st.handle("fsg/a/events", json.dumps(note).encode())
+    assert st.timeline("a", "x")[-1] == {
+        "ts_ns": NS + 2, "action": "notified", "actor": "wang, li", "message": "1 alarm"
+    }  # fmt: skip
+    assert st.timeline("a", "unknown") == []
