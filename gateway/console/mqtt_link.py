@@ -114,10 +114,14 @@ class MqttLink:
                             else str(msg.payload).encode()
                         )
                         topic = str(msg.topic)
-                        if topic.endswith("/replies"):
-                            self._reply(raw)
-                        else:
-                            self.state.handle(topic, raw)
+                        try:
+                            if topic.endswith("/replies"):
+                                self._reply(raw)
+                            else:
+                                self.state.handle(topic, raw)
+                        except Exception:  # a bug must not stop the console watching
+                            self.state.ignored += 1
+                            log.exception("console: could not apply a message on %s", topic)
             except aiomqtt.MqttError as exc:
                 if not logged:
                     log.warning(

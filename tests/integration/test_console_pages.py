@@ -90,6 +90,9 @@ def test_forms_need_csrf_reset_asks_to_confirm_and_the_stream_reports_a_lost_bro
         wait(lambda: not chief.get("/api/status").json()["broker_connected"], 20, "broker lost")
         later = sse_events(chief, 2)
         assert all(data["broker"] is False for _, data in later)
+        # Acting now fails at once and says why; nothing waits for a reply that cannot come.
+        r = wang.post("/api/actions", json={"site": SITE, "alarm_id": ALARM, "action": "unshelve"})
+        assert r.status_code == 503 and "not connected" in r.json()["detail"]
         # The stream needs a login like everything else.
         anon = httpx.Client(base_url=base, timeout=10)
         assert anon.get("/stream").status_code == 303
