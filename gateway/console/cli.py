@@ -179,6 +179,8 @@ async def serve(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     rest: list[str] = args.console_args
+    if args.console_help:
+        rest = ["--help"]
     if rest[:1] == ["users"]:
         return cmd_users(rest[1:])
     return asyncio.run(serve(_parser().parse_args(rest)))
@@ -188,5 +190,6 @@ def register_cli(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser(
         "console", help="the on-call web console (SITE.yaml, or: users add NAME)", add_help=False
     )
+    p.add_argument("-h", "--help", action="store_true", dest="console_help")
     p.add_argument("console_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_console)

@@ -56,3 +56,8 @@ def test_console_refuses_a_site_without_mqtt_and_a_bad_listen_address(tmp_path: 
     assert out.returncode == 2 and "no sinks.mqtt" in out.stderr, out.stderr
     out = gateway(str(site), "--listen", "localhost")
     assert out.returncode == 2 and "HOST:PORT" in out.stderr
+
+
+def test_help_names_the_options() -> None:
+    out = gateway("--help")
+    assert out.returncode == 0 and "--all-sites" in out.stdout and "--listen" in out.stdout
