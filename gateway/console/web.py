@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -57,6 +59,7 @@ from gateway.model import Clock
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 Action = Literal["ack", "shelve", "unshelve", "reset", "out_of_service", "in_service"]
 CONFIRM = ("reset", "out_of_service")
+RESULTS_KEPT = 1000
 
 
 @dataclass
@@ -68,6 +71,23 @@ class Console:
     clock: Clock
     secure_cookies: bool = False
     heartbeat_s: float = 5.0
+    # The outcome of a page's action, shown once after the redirect. Kept here, not in
+    # the URL, so a crafted link cannot make the console "say" something (bounded).
+    results: OrderedDict[str, tuple[str, bool, str]] = field(default_factory=OrderedDict)
+
+    def remember(self, user: str, ok: bool, text: str) -> str:
+        token = secrets.token_urlsafe(12)
+        self.results[token] = (user, ok, text)
+        while len(self.results) > RESULTS_KEPT:
+            self.results.popitem(last=False)
+        return token
+
+    def recall(self, user: str, token: str | None) -> tuple[str | None, str | None]:
+        """(message, error) of the result ``token`` if it is ``user``'s; once."""
+        if token is None or (got := self.results.get(token)) is None or got[0] != user:
+            return None, None
+        del self.results[token]
+        return (got[2], None) if got[1] else (None, got[2])
 
 
 class ActionIn(BaseModel):
@@ -326,9 +346,9 @@ def create_app(c: Console) -> FastAPI:
         s: PageUser,
         site: str,
         id: str,
-        msg: str | None = None,
-        err: str | None = None,
+        result: str | None = None,
     ) -> HTMLResponse:
+        msg, err = c.recall(s.user.name, result)
         return alarm_view(request, s, site, id, msg=msg, err=err)
 
     @app.post("/alarm", response_class=HTMLResponse, include_in_schema=False)
@@ -357,9 +377,9 @@ def create_app(c: Console) -> FastAPI:
             return alarm_view(request, s, site, alarm_id, confirm=body)
         try:
             reply = await act(s, body)
-            q = {"msg": f"{action}: {reply.get('state', 'done')}"}
+            q = {"result": c.remember(s.user.name, True, f"{action}: {reply.get('state', 'done')}")}
         except HTTPException as exc:
-            q = {"err": str(exc.detail)}
+            q = {"result": c.remember(s.user.name, False, str(exc.detail))}
         return RedirectResponse(alarm_url(site, alarm_id) + "&" + urlencode(q), status_code=303)
 
     @app.get("/devices", response_class=HTMLResponse, include_in_schema=False)
@@ -375,9 +395,10 @@ def create_app(c: Console) -> FastAPI:
         )
 
     @app.get("/users", response_class=HTMLResponse, include_in_schema=False)
-    async def users_page(request: Request, s: PageUser, msg: str | None = None) -> HTMLResponse:
+    async def users_page(request: Request, s: PageUser, result: str | None = None) -> HTMLResponse:
         need(s, "admin")
-        return render(request, s, "users", users=c.store.users(), msg=msg)
+        msg, err = c.recall(s.user.name, result)
+        return render(request, s, "users", users=c.store.users(), msg=msg or err)
 
     @app.post("/users", include_in_schema=False)
     async def users_add(
@@ -391,11 +412,12 @@ def create_app(c: Console) -> FastAPI:
         need(s, "admin")
         try:
             add_user(c.store, name, role, password, c.clock)
-            msg = f"added {name} ({role})"
+            msg, ok = f"added {name} ({role})", True
             c.store.audit(c.clock.now_ns(), s.user.name, "user_add", True, detail=f"{name} {role}")
         except ConsoleError as exc:
-            msg = str(exc)
-        return RedirectResponse("/users?" + urlencode({"msg": msg}), status_code=303)
+            msg, ok = str(exc), False
+        token = c.remember(s.user.name, ok, msg)
+        return RedirectResponse("/users?" + urlencode({"result": token}), status_code=303)
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     async def audit_page(request: Request, s: PageUser) -> HTMLResponse:

@@ -77,10 +77,19 @@ def test_forms_need_csrf_reset_asks_to_confirm_and_the_stream_reports_a_lost_bro
                   "reason": "sensor replaced tomorrow",
                   "csrf": wang.headers["X-CSRF-Token"]}  # fmt: skip
         r = wang.post("/alarm", data=shelve)
-        assert r.status_code == 303 and "shelve" in r.headers["location"]
+        assert r.status_code == 303 and "result=" in r.headers["location"]
         wait(lambda: console_alarm(wang, SITE)["state"] == "shelved", 15, "shelved")  # type: ignore[index]
+        # Another user holding the same link sees no result; its owner sees it once.
+        assert "shelve: shelved" not in chief.get(r.headers["location"]).text
         page = wang.get(r.headers["location"]).text
+        assert "shelve: shelved" in page
         assert "sensor replaced tomorrow" in page and "wang via console" in page
+        assert "shelve: shelved" not in wang.get(r.headers["location"]).text
+        # A crafted link cannot make the console say something.
+        fake = "call 555-0100"
+        crafted = wang.get("/alarm", params={"site": SITE, "id": ALARM, "msg": fake, "err": fake,
+                                             "result": "forged"})  # fmt: skip
+        assert crafted.status_code == 200 and "555-0100" not in crafted.text
 
         # The stream: live while the broker is there, says so when it is gone.
         first = sse_events(chief, 2)
