@@ -47,6 +47,7 @@ from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
+from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class Gateway:
             self.alerts = AlertEngine(
                 site, self.clock, publish=self._notify_mqtt, emit=self._append_alarms
             )
+        self.storage = StorageAlarms(self.alerts)
         self.patrol: PatrolEngine | None = None
         patrol_cfg = resolve_patrol(cfg.patrol, site.path)
         if patrol_cfg is not None:
@@ -342,6 +344,7 @@ class Gateway:
             self._append_alarms(self.alerts.tick())
             for name, ok, detail in self._health_signals():
                 self._append_alarms(self.alerts.health(name, ok, detail))
+            self._append_alarms(self.storage.check(self.delivery.stats()))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
             for src in self.sources:

@@ -266,6 +266,8 @@ class Delivery:
                     bytes=main.bytes + lane.bytes,
                     file_bytes=main.file_bytes + lane.file_bytes,
                     pending=main.pending + lane.pending + transit,
+                    quarantined=main.quarantined + lane.quarantined,
+                    quarantined_new=main.quarantined_new + lane.quarantined_new,
                     sinks={
                         **main.sinks,
                         **{

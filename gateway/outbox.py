@@ -8,6 +8,12 @@ restart. Rows every sink has delivered are pruned. Past ``max_bytes`` of live
 rows, telemetry (samples and generic events) is evicted oldest-first and every
 eviction is counted (persistently); alarm events are never evicted.
 
+A row that cannot be decoded (a damaged body, a kind this gateway does not
+know) would stop every sink at that row for good. It is moved to the
+``quarantine`` table instead (kept for a post-mortem, never delivered), logged
+and counted (``stats().quarantined``, persistent); the gateway raises an alarm
+saying how many.
+
 Durability. The database runs in WAL mode. A transaction is atomic whatever
 ``synchronous`` says, so ``kill -9`` at any moment leaves either the whole
 batch or none of it, never a torn row. With ``synchronous=NORMAL`` a commit is
@@ -161,6 +167,9 @@ class OutboxStats:
     evicted: int
     evicted_by_kind: dict[str, int]
     sinks: dict[str, SinkBacklog]
+    # Undecodable rows moved to the quarantine table: ever (persistent), and by this process.
+    quarantined: int = 0
+    quarantined_new: int = 0
 
     @property
     def oldest_undelivered_age_s(self) -> float:
@@ -189,6 +198,15 @@ def _decode(kind: RecordKind, body: str | bytes) -> Item:
     return Event.from_json_dict(d)
 
 
+# What a damaged body or an unknown kind code raises on the way to an item.
+_UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def _decode_row(code: int, body: str | bytes) -> tuple[RecordKind, Item]:
+    kind = _CODE_KIND[code]
+    return kind, _decode(kind, body)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused after pruning
@@ -199,6 +217,13 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq   INTEGER PRIMARY KEY,
+    kind  INTEGER,
+    ts_ns INTEGER,
+    body  BLOB,
+    error TEXT NOT NULL
+);
 """
 
 
@@ -280,6 +305,8 @@ class Outbox:
         # Evictions from the in-memory batch, written to the counters table at the next commit.
         self._evicted_unsaved: dict[str, int] = {}
         self._evict_logged = False
+        self._quarantined = 0
+        self._quarantined_new = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -305,6 +332,7 @@ class Outbox:
         self._head_ts = st.head_ts
         for kind_name, n in st.evicted.items():
             self._evicted[kind_name] = n
+        self._quarantined = st.quarantined
 
     async def aclose(self) -> None:
         if self._executor is None:
@@ -513,7 +541,9 @@ class Outbox:
             out = [r for r in found if r is not None and (kinds is None or r.kind in kinds)]
             return out, end
         cached_from = next(iter(tail)) if tail else self._last_seq + 1
-        rows, scanned = await self._call(self._read_sync, cur, limit, kinds, cached_from)
+        rows, scanned, bad = await self._call(self._read_sync, cur, limit, kinds, cached_from)
+        if bad:
+            self._drop_quarantined(bad)
         out = []
         missing = []
         for seq, kind, ts, item in rows:
@@ -528,10 +558,30 @@ class Outbox:
                 out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=item))
         if missing:
             # Trimmed while we read (the tail is bounded): read those bodies too.
-            extra = await self._call(self._read_bodies_sync, missing)
+            extra, bad = await self._call(self._read_bodies_sync, missing)
+            if bad:
+                self._drop_quarantined(bad)
             out.extend(Record(seq=q, kind=k, ts_ns=t, item=i) for q, k, t, i in extra)
             out.sort(key=lambda r: r.seq)
         return out, scanned
+
+    def _drop_quarantined(self, bad: list[_Quarantined]) -> None:
+        """Rows the worker moved to the quarantine table: out of the mirrors, logged."""
+        for q in bad:
+            log.error(
+                "outbox %s: row %d cannot be decoded (%s): moved to its quarantine table,"
+                " not delivered",
+                self.path,
+                q.seq,
+                q.error,
+            )
+            self._rows -= 1
+            self._bytes -= q.size
+            for name, cur in self._cursors.items():
+                if q.seq > cur:
+                    self._backlog[name] = max(0, self._backlog[name] - 1)
+        self._quarantined += len(bad)
+        self._quarantined_new += len(bad)
 
     async def ack(self, sink: str, seq: int) -> None:
         """``sink`` delivered everything up to ``seq``: advance its cursor.
@@ -604,6 +654,8 @@ class Outbox:
             evicted=sum(self._evicted.values()),
             evicted_by_kind=dict(self._evicted),
             sinks=sinks,
+            quarantined=self._quarantined,
+            quarantined_new=self._quarantined_new,
         )
 
     # ------------------------------------------------------------------ worker thread
@@ -631,6 +683,7 @@ class Outbox:
         db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         db.executescript(_SCHEMA)
         evicted: dict[str, int] = {}
+        quarantined = 0
         db.execute("BEGIN IMMEDIATE")
         try:
             known = _saved_cursors(db)
@@ -643,9 +696,11 @@ class Outbox:
             for name, value in db.execute("SELECT name, value FROM counters"):
                 if name.startswith("evicted."):
                     evicted[name.removeprefix("evicted.")] = int(value)
+                elif name == "quarantined":
+                    quarantined = int(value)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         cursors = _saved_cursors(db)
         last_seq = _last_seq(db)
@@ -659,6 +714,7 @@ class Outbox:
             backlog={name: self._count_sync(cursors[name], last_seq) for name in sink_names},
             head_ts={name: self._head_sync(cursors[name]) for name in sink_names},
             evicted=evicted,
+            quarantined=quarantined,
         )
 
     def _ckpt_sync(self) -> None:
@@ -719,7 +775,7 @@ class Outbox:
                 )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         last = before + len(batch)
         heads = {}
@@ -763,34 +819,82 @@ class Outbox:
 
     def _read_sync(
         self, cur: int, limit: int, kinds: frozenset[RecordKind] | None, cached_from: int
-    ) -> tuple[list[tuple[int, RecordKind, int, Item | None]], int | None]:
-        """Rows after ``cur``; rows from ``cached_from`` on come without their item."""
+    ) -> tuple[list[tuple[int, RecordKind, int, Item | None]], int | None, list[_Quarantined]]:
+        """Rows after ``cur``; rows from ``cached_from`` on come without their item.
+
+        Undecodable rows are quarantined and returned apart.
+        """
         db = self._conn()
         scanned: int | None = None
         out: list[tuple[int, RecordKind, int, Item | None]] = []
+        bad: list[tuple[int, str]] = []
         # Rows of the tail need no body (saves copying ~1 kB a row out of SQLite).
         for seq, code, ts, body in db.execute(
             "SELECT seq, kind, ts_ns, CASE WHEN seq >= ? THEN NULL ELSE body END"
             " FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
             (cached_from, cur, limit),
-        ):
+        ).fetchall():
             scanned = seq
-            kind = _CODE_KIND[code]
-            if kinds is not None and kind not in kinds:
+            try:
+                kind = _CODE_KIND[code]
+                if kinds is not None and kind not in kinds:
+                    continue
+                item = None if body is None else _decode(kind, body)
+            except _UNDECODABLE as exc:
+                bad.append((seq, f"{type(exc).__name__}: {exc}"))
                 continue
-            out.append((seq, kind, ts, None if body is None else _decode(kind, body)))
-        return out, scanned
+            out.append((seq, kind, ts, item))
+        return out, scanned, self._quarantine_sync(bad)
 
-    def _read_bodies_sync(self, seqs: list[int]) -> list[tuple[int, RecordKind, int, Item]]:
+    def _read_bodies_sync(
+        self, seqs: list[int]
+    ) -> tuple[list[tuple[int, RecordKind, int, Item]], list[_Quarantined]]:
         db = self._conn()
         out = []
+        bad: list[tuple[int, str]] = []
         for seq in seqs:
             row = db.execute(
                 "SELECT kind, ts_ns, body FROM records WHERE seq = ?", (seq,)
             ).fetchone()
             if row is not None:
-                kind = _CODE_KIND[row[0]]
-                out.append((seq, kind, int(row[1]), _decode(kind, row[2])))
+                try:
+                    kind, item = _decode_row(row[0], row[2])
+                except _UNDECODABLE as exc:
+                    bad.append((seq, f"{type(exc).__name__}: {exc}"))
+                    continue
+                out.append((seq, kind, int(row[1]), item))
+        return out, self._quarantine_sync(bad)
+
+    def _quarantine_sync(self, bad: list[tuple[int, str]]) -> list[_Quarantined]:
+        """Move undecodable rows (seq, error) to the quarantine table, in one transaction."""
+        if not bad:
+            return []
+        db = self._conn()
+        out = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for seq, error in bad:
+                row = db.execute(
+                    "DELETE FROM records WHERE seq = ? RETURNING kind, ts_ns, size, body", (seq,)
+                ).fetchone()
+                if row is None:
+                    continue
+                kind, ts, size, body = row
+                db.execute(
+                    "INSERT OR REPLACE INTO quarantine(seq, kind, ts_ns, body, error)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (seq, kind, ts, body, error[:500]),
+                )
+                out.append(_Quarantined(seq=seq, size=int(size), error=error))
+            db.execute(
+                "INSERT INTO counters(name, value) VALUES ('quarantined', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (len(out),),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
         return out
 
     def _count_sync(self, after: int, upto: int) -> int:
@@ -819,6 +923,12 @@ class Outbox:
         return int(n), int(size)
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends some by itself (disk full)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 def _saved_cursors(db: sqlite3.Connection) -> dict[str, int]:
     return {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
 
@@ -840,6 +950,16 @@ class _Opened:
     backlog: dict[str, int]
     head_ts: dict[str, int | None]
     evicted: dict[str, int]
+    quarantined: int
+
+
+@dataclass(slots=True, frozen=True)
+class _Quarantined:
+    """A row moved to the quarantine table."""
+
+    seq: int
+    size: int
+    error: str
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,0 +1,63 @@
+"""Alarms about the gateway's own files: rows quarantined, damaged files replaced, a full disk.
+
+The stores only report what happened (the outbox's quarantine counts, the
+file incidents of ``gateway.sqlite_file``); this module turns each report
+into an alarm in the one alarm book, so it is persisted, published and
+notified like any other. A one-off report is a pulse (raised and cleared at
+once): it waits, return-to-normal-unacknowledged, until an operator
+acknowledges it, and a second report raises it again.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.alerting.engine import AlertEngine
+from gateway.delivery import DeliveryStats
+from gateway.model import AlarmEvent
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_ALARM = "gateway:outbox:quarantine"
+
+
+class StorageAlarms:
+    """Turns storage reports into alarms of ``alerts`` (see the module docstring)."""
+
+    def __init__(self, alerts: AlertEngine | None) -> None:
+        self.alerts = alerts
+        self._quarantined_seen = 0
+
+    def pulse(self, alarm_id: str, rule: str, message: str) -> list[AlarmEvent]:
+        """Raise and clear ``alarm_id`` at once (a one-off finding an operator must see)."""
+        if self.alerts is None:
+            log.error("%s (no alerting configured: not raised as an alarm)", message)
+            return []
+        events: list[AlarmEvent] = []
+        for active in (True, False):
+            events += self.alerts.external(
+                alarm_id,
+                active,
+                severity="high",
+                device="gateway",
+                message=message,
+                rule=rule,
+                kind="storage",
+                area="gateway",
+            )
+        return events
+
+    def check(self, stats: DeliveryStats) -> list[AlarmEvent]:
+        """Alarms for what the outbox reported since the last check."""
+        ob = stats.outbox
+        if ob is None or ob.quarantined_new <= self._quarantined_seen:
+            return []
+        n = ob.quarantined_new - self._quarantined_seen
+        self._quarantined_seen = ob.quarantined_new
+        rows = "row" if n == 1 else "rows"
+        return self.pulse(
+            QUARANTINE_ALARM,
+            "outbox_quarantine",
+            f"{n} undecodable outbox {rows} quarantined ({ob.quarantined} in total):"
+            " kept in the outbox's quarantine table, not delivered",
+        )
