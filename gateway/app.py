@@ -397,6 +397,10 @@ class Gateway:
             await stack.enter_async_context(self.delivery)
             if self.alerts is not None:
                 await stack.enter_async_context(self.alerts)
+            if self.patrol is not None:
+                # A clean stop checkpoints its WAL: one self-contained file is left.
+                stack.callback(self.patrol.store.close)
+            self._append_alarms(self.storage.opened(self.delivery, self.patrol))
             for s in self.sources:
                 await stack.enter_async_context(s)
             if self.freeze_gc:

@@ -42,6 +42,7 @@ from gateway.model import AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event, Item, Outbox, OutboxStats, Record, RecordKind
 from gateway.sinks.base import Sink, SinkRejected
 from gateway.sinks.console import ConsoleSink
+from gateway.sqlite_file import FileIncident
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,11 @@ class Delivery:
     @property
     def outbox(self) -> Outbox | None:
         return self._outbox
+
+    def file_incidents(self) -> list[FileIncident]:
+        """Outbox files (main and alarm lane) found damaged or emptied and replaced at open."""
+        lane = self._lane.delivery.outbox if self._lane is not None else None
+        return [ob.incident for ob in (self._outbox, lane) if ob is not None and ob.incident]
 
     async def __aenter__(self) -> Delivery:
         if self._outbox is not None:

@@ -14,6 +14,9 @@ know) would stop every sink at that row for good. It is moved to the
 and counted (``stats().quarantined``, persistent); the gateway raises an alarm
 saying how many.
 
+A damaged outbox file is moved aside and a fresh one started
+(gateway/sqlite_file.py); ``incident`` says so, and the gateway alarms.
+
 Durability. The database runs in WAL mode. A transaction is atomic whatever
 ``synchronous`` says, so ``kill -9`` at any moment leaves either the whole
 batch or none of it, never a torn row. With ``synchronous=NORMAL`` a commit is
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from collections import OrderedDict, deque
@@ -52,10 +56,16 @@ import orjson
 
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.sqlite_file import FileIncident, open_sqlite
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+LOST = (
+    "the undelivered samples, events and alarm events it held"
+    " (what the saved copy still holds can be read with sqlite3)"
+)
 
 # Accounted per row on top of the JSON body: rowid, kind, ts, size and b-tree
 # overhead. It keeps ``max_bytes`` close to the real file size.
@@ -273,6 +283,8 @@ class Outbox:
         self._max_pending = max_pending
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None  # worker thread only
+        # Set by open() when the file was damaged or emptied and replaced.
+        self.incident: FileIncident | None = None
         self._checkpointer: ThreadPoolExecutor | None = None
         self._ckpt_db: sqlite3.Connection | None = None  # checkpointer thread only
         # In-memory batch waiting for the next commit: (kind, ts_ns, item). Items
@@ -325,6 +337,7 @@ class Outbox:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self.incident = st.incident
         self._cursors = st.cursors
         self._last_seq = st.last_seq
         self._rows, self._bytes = st.rows, st.bytes
@@ -666,9 +679,18 @@ class Outbox:
         return self._db
 
     def _open_sync(self, sink_names: list[str]) -> _Opened:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
-        db = sqlite3.connect(self.path, isolation_level=None)
+        _, opened, incident = open_sqlite(
+            self.path,
+            "outbox",
+            LOST,
+            lambda db: self._prepare_sync(db, sink_names),
+            now_ns=self._clock.now_ns,
+            isolation_level=None,
+        )
+        return dataclasses.replace(opened, incident=incident)
+
+    def _prepare_sync(self, db: sqlite3.Connection, sink_names: list[str]) -> _Opened:
         self._db = db
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -951,6 +973,7 @@ class _Opened:
     head_ts: dict[str, int | None]
     evicted: dict[str, int]
     quarantined: int
+    incident: FileIncident | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 
 from gateway.alerting.engine import AlertEngine
-from gateway.delivery import DeliveryStats
+from gateway.delivery import Delivery, DeliveryStats
 from gateway.model import AlarmEvent
+from gateway.patrol import PatrolEngine
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,22 @@ class StorageAlarms:
                 kind="storage",
                 area="gateway",
             )
+        return events
+
+    def opened(self, delivery: Delivery, patrol: PatrolEngine | None) -> list[AlarmEvent]:
+        """One alarm per state file found damaged or emptied at start, naming the saved copy."""
+        found = delivery.file_incidents()
+        store = self.alerts.store if self.alerts is not None else None
+        for incident in (
+            store.incident if store else None,
+            patrol.store.incident if patrol else None,
+        ):
+            if incident is not None:
+                found.append(incident)
+        events: list[AlarmEvent] = []
+        for incident in found:
+            alarm_id = f"gateway:file:{incident.path.name}"
+            events += self.pulse(alarm_id, "state_file_lost", incident.message)
         return events
 
     def check(self, stats: DeliveryStats) -> list[AlarmEvent]:

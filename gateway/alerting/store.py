@@ -5,7 +5,8 @@ queued are written in one transaction: after a crash either all of them
 happened or none did, which is what keeps a restart from firing twice or
 forgetting an escalation. Notifications carry a unique ``dedupe`` key for
 the same reason. WAL mode lets ``gateway alarms list`` read while the
-gateway writes.
+gateway writes. A damaged file is moved aside and a fresh one started
+(gateway/sqlite_file.py); ``incident`` says so, and the gateway alarms.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import AlarmError
+from gateway.sqlite_file import FileIncident, open_sqlite
+
+LOST = (
+    "the state of every alarm (acknowledgements, latches, shelves, out of service),"
+    " pending escalations and queued notifications; alarms whose condition is still"
+    " present are raised again by the next readings"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -83,16 +91,23 @@ class AlertStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        # Set when the file was damaged or emptied and replaced by a fresh one.
+        self.incident: FileIncident | None = None
+        # The notifier and the engine share one event loop thread; SMTP runs in a
+        # worker thread but never touches the database.
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            # The notifier and the engine share one event loop thread; SMTP runs in a
-            # worker thread but never touches the database.
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(_SCHEMA)
+            if self.path == ":memory:":
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                _prepare(self.db)
+            else:
+                self.db, _, self.incident = open_sqlite(
+                    Path(self.path),
+                    "alarm state",
+                    LOST,
+                    _prepare,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
         except sqlite3.Error as exc:
             raise AlarmError(f"cannot open alarm state database {self.path}: {exc}") from exc
         self._depth = 0
@@ -270,6 +285,13 @@ class AlertStore:
             }
             for r in rows
         ]
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(_SCHEMA)
 
 
 def read_alarms(path: str | Path) -> list[dict[str, Any]]:

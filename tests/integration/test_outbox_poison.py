@@ -60,7 +60,8 @@ def test_garbage_row_is_quarantined_and_later_samples_are_delivered(
                 "a backlog of 20 rows",
             )
         finally:
-            assert first.stop() == 0, first.log[-3000:]
+            rc = first.stop()
+        assert rc == 0, first.log[-3000:]
         db = sqlite3.connect(outbox)
         db.execute(
             "INSERT INTO records(kind, ts_ns, size, body) VALUES (1, ?, 50, '{not json')",
@@ -89,7 +90,8 @@ def test_garbage_row_is_quarantined_and_later_samples_are_delivered(
                 lambda: bool(quarantine_alarms(col.snapshot())), 30, "the quarantine alarm"
             )
         finally:
-            assert second.stop() == 0, second.log[-3000:]
+            rc = second.stop()
+        assert rc == 0, second.log[-3000:]
 
     telemetry = [m for m in col.snapshot() if m.topic.endswith("/telemetry")]
     # The whole backlog got through (the garbage row aside), then the new samples.
