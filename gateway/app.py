@@ -336,6 +336,7 @@ class Gateway:
             age = stats.oldest_undelivered_age_s
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
+        out += self.storage.signals(stats, self.patrol)
         return out
 
     def tick(self) -> None:

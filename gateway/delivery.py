@@ -114,6 +114,7 @@ class Delivery:
         units: Mapping[str, Mapping[str, str]] | None = None,
         stdout: TextIO | None = None,
         outbox_path: str | Path | None = None,
+        primary: bool = True,
     ) -> None:
         self.site = site
         self._clock = clock or SystemClock()
@@ -142,6 +143,7 @@ class Delivery:
                         clock,
                         extra_sinks=[lane_sink],
                         outbox_path=lane_outbox_path(main_path),
+                        primary=False,
                     ),
                     name="alarm-lane",
                 )
@@ -157,12 +159,14 @@ class Delivery:
             self._outbox = Outbox(
                 main_path,
                 [s.name for s in durable],
-                max_bytes=outbox.max_bytes,
+                # Unset: sized against the free space at open (gateway/disk_space.py).
+                max_bytes=outbox.max_bytes if "max_bytes" in outbox.model_fields_set else None,
                 clock=self._clock,
                 synchronous=outbox.synchronous,
                 flush_interval_s=outbox.flush_interval_s,
                 max_pending=outbox.max_pending,
                 lanes=lanes,
+                primary=primary,
             )
         self._states = {s.name: SinkState(s.name) for s in durable}
         self._healthy: dict[str, bool] = {s.name: False for s in durable}
@@ -274,6 +278,7 @@ class Delivery:
                     pending=main.pending + lane.pending + transit,
                     quarantined=main.quarantined + lane.quarantined,
                     quarantined_new=main.quarantined_new + lane.quarantined_new,
+                    disk_full=main.disk_full or lane.disk_full,
                     sinks={
                         **main.sinks,
                         **{

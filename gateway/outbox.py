@@ -17,6 +17,14 @@ saying how many.
 A damaged outbox file is moved aside and a fresh one started
 (gateway/sqlite_file.py); ``incident`` says so, and the gateway alarms.
 
+A full disk (gateway/disk_space.py): the budget is sized against the free
+space at open; when the free space falls below a floor, or a commit fails
+with "disk full", the budget is cut, the oldest telemetry evicted in a
+transaction of its own (never alarms), the WAL checkpointed and the freed
+pages handed back to the file system (incremental vacuum), and the commit
+retried. What cannot be committed stays in the in-memory batch (telemetry
+dropped first, counted). ``stats().disk_full`` says why, for the alarm.
+
 Durability. The database runs in WAL mode. A transaction is atomic whatever
 ``synchronous`` says, so ``kill -9`` at any moment leaves either the whole
 batch or none of it, never a torn row. With ``synchronous=NORMAL`` a commit is
@@ -54,6 +62,7 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
+from gateway.disk_space import DEFAULT_MAX_BYTES, SpaceGuard, is_disk_full
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
 from gateway.sqlite_file import FileIncident, open_sqlite
@@ -70,6 +79,11 @@ LOST = (
 # Accounted per row on top of the JSON body: rowid, kind, ts, size and b-tree
 # overhead. It keeps ``max_bytes`` close to the real file size.
 ROW_OVERHEAD = 40
+# On a full disk the budget is cut to this fraction of the live rows, never below MIN_BUDGET.
+SHRINK = 0.7
+MIN_BUDGET = 64 * 1024
+# Rows evicted (and pages vacuumed x 4) per transaction on a full disk.
+ROOM_CHUNK = 64
 # Eviction frees down to this fraction of max_bytes, so a full outbox does not
 # run a DELETE on every flush.
 LOW_WATER = 0.9
@@ -180,6 +194,8 @@ class OutboxStats:
     # Undecodable rows moved to the quarantine table: ever (persistent), and by this process.
     quarantined: int = 0
     quarantined_new: int = 0
+    # Why the outbox's disk counts as full (gateway/disk_space.py), or None.
+    disk_full: str | None = None
 
     @property
     def oldest_undelivered_age_s(self) -> float:
@@ -258,12 +274,14 @@ class Outbox:
         path: str | Path,
         sinks: Sequence[str],
         *,
-        max_bytes: int = 256 * 1024 * 1024,
+        max_bytes: int | None = None,
         clock: Clock | None = None,
         synchronous: Literal["normal", "full"] = "full",
         flush_interval_s: float = 0.05,
         max_pending: int = 100_000,
         lanes: Mapping[str, Iterable[RecordKind]] | None = None,
+        primary: bool = True,
+        space_guard: SpaceGuard | None = None,
     ) -> None:
         if len(set(sinks)) != len(sinks):
             raise OutboxError(f"duplicate sink names: {list(sinks)}")
@@ -276,7 +294,14 @@ class Outbox:
         self._lanes: dict[str, frozenset[RecordKind]] = {
             name: frozenset(kinds) for name, kinds in (lanes or {}).items()
         }
-        self.max_bytes = max_bytes
+        # None: the default, sized against the free space at open (gateway/disk_space.py).
+        # The budget in force is max_bytes; it is cut when the disk fills.
+        self._max_bytes_cfg = max_bytes
+        self.max_bytes = max_bytes or DEFAULT_MAX_BYTES
+        self._guard = space_guard or SpaceGuard(self.path, primary=primary)
+        # Worker thread: rows evicted to make room outside a commit, not yet reported.
+        self._room_evicted: list[tuple[int, int]] = []
+        self._room_freed = 0
         self._clock = clock or SystemClock()
         self._synchronous = synchronous
         self._flush_interval_s = flush_interval_s
@@ -450,12 +475,7 @@ class Outbox:
             self._committing = len(batch)
             try:
                 res = await self._call(
-                    self._insert_sync,
-                    batch,
-                    dirty,
-                    prune_upto,
-                    unsaved,
-                    self._bytes,
+                    self._insert_sync, _Commit(batch, dirty, prune_upto, unsaved, self._bytes)
                 )
             except BaseException:
                 # Put the batch back in front so nothing is lost; the flusher retries.
@@ -669,6 +689,7 @@ class Outbox:
             sinks=sinks,
             quarantined=self._quarantined,
             quarantined_new=self._quarantined_new,
+            disk_full=self._guard.full,
         )
 
     # ------------------------------------------------------------------ worker thread
@@ -692,6 +713,8 @@ class Outbox:
 
     def _prepare_sync(self, db: sqlite3.Connection, sink_names: list[str]) -> _Opened:
         self._db = db
+        # Lets a full disk get freed pages back (a no-op on files made before it).
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise OutboxError(f"outbox {self.path}: cannot enable WAL mode (got {mode})")
@@ -728,6 +751,8 @@ class Outbox:
         last_seq = _last_seq(db)
         self._prune_sync(min(cursors.values(), default=0))
         rows, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
+        in_use = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        self.max_bytes = self._guard.open(self._max_bytes_cfg, in_use)
         return _Opened(
             cursors=cursors,
             last_seq=last_seq,
@@ -754,15 +779,100 @@ class Outbox:
             self._db.close()
             self._db = None
 
-    def _insert_sync(
-        self,
-        batch: list[tuple[RecordKind, int, Item]],
-        cursors: dict[str, int],
-        prune_upto: int,
-        unsaved: dict[str, int],
-        bytes_before: int,
-    ) -> _Inserted:
+    def _insert_sync(self, job: _Commit) -> _Inserted:
+        """Commit (``_commit_sync``), making room first when the free space is low.
+
+        On a full disk: make room and retry once.
+        """
+        if self._guard.due():
+            why = self._guard.low()
+            if why is not None:
+                self._make_room_sync(why, failed=False)
+            else:
+                self._guard.recovered()
+        try:
+            res = self._commit_sync(job, job.bytes_before - self._room_freed)
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._make_room_sync(str(exc), failed=True)
+            # If this fails too, the batch waits in memory and the evictions
+            # are reported with the next commit that succeeds.
+            res = self._commit_sync(job, job.bytes_before - self._room_freed)
+        evicted, self._room_evicted, self._room_freed = self._room_evicted, [], 0
+        if not evicted:
+            return res
+        db = self._conn()
+        return dataclasses.replace(
+            res,
+            evicted=evicted + res.evicted,
+            heads={s: self._head_sync(c) for s, c in _saved_cursors(db).items()},
+        )
+
+    def _make_room_sync(self, why: str, *, failed: bool) -> None:
+        """The disk is full: cut the budget, evict the oldest telemetry, hand pages back.
+
+        Small transactions of their own, a checkpoint after each: every one
+        needs room in the WAL, and one big DELETE needed more than a full
+        disk had. The evicted rows and bytes wait in ``_room_evicted`` /
+        ``_room_freed`` for the next commit's report.
+        """
+        db = self._conn()
+        self._guard.went_full(why, failed=failed)
+        size = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM records").fetchone()[0])
+        budget = max(MIN_BUDGET, int(size * SHRINK))
+        if budget < self.max_bytes:
+            log.warning(
+                "outbox %s: telemetry budget cut to %d kB (the disk is full)",
+                self.path,
+                budget // 1024,
+            )
+            self.max_bytes = budget
+        while size > self.max_bytes * LOW_WATER:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                evicted, freed = self._evict_sync(size, limit=ROOM_CHUNK)
+                self._save_evictions_sync(evicted, {})
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(db)
+                log.error("outbox %s: cannot even evict on the full disk: %s", self.path, exc)
+                break
+            if not evicted:
+                break
+            self._room_evicted += evicted
+            self._room_freed += freed
+            size -= freed
+            try:
+                _checkpoint(db)
+            except sqlite3.Error as exc:
+                # The WAL's pages need room in the database file: nothing more to do now.
+                log.error("outbox %s: cannot checkpoint on the full disk: %s", self.path, exc)
+                break
+        # Give the freed pages back to the file system (the other files need them).
+        with contextlib.suppress(sqlite3.Error):
+            for _ in range(256):
+                if not db.execute("PRAGMA freelist_count").fetchone()[0]:
+                    break
+                db.execute(f"PRAGMA incremental_vacuum({ROOM_CHUNK // 4})").fetchall()
+                _checkpoint(db)
+
+    def _save_evictions_sync(self, evicted: list[tuple[int, int]], unsaved: dict[str, int]) -> None:
+        """Add evicted rows (and earlier unsaved evictions) to the counters (inside a txn)."""
+        to_save = dict(unsaved)
+        for _, code in evicted:
+            kind_name = _CODE_KIND[code].value
+            to_save[kind_name] = to_save.get(kind_name, 0) + 1
+        for kind_name, n in to_save.items():
+            self._conn().execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (f"evicted.{kind_name}", n),
+            )
+
+    def _commit_sync(self, job: _Commit, bytes_before: int) -> _Inserted:
         """One transaction: the new rows, moved cursors, pruning, eviction counters."""
+        batch, cursors, prune_upto, unsaved = job.batch, job.cursors, job.prune_upto, job.unsaved
         db = self._conn()
         payload = orjson.dumps([[_KIND_CODE[k], ts, item.to_json_dict()] for k, ts, item in batch])
         db.execute("BEGIN IMMEDIATE")
@@ -785,16 +895,7 @@ class Outbox:
             if size > self.max_bytes:
                 evicted, freed = self._evict_sync(size)
                 size -= freed
-            to_save = dict(unsaved)
-            for _, code in evicted:
-                kind_name = _CODE_KIND[code].value
-                to_save[kind_name] = to_save.get(kind_name, 0) + 1
-            for kind_name, n in to_save.items():
-                db.execute(
-                    "INSERT INTO counters(name, value) VALUES (?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    (f"evicted.{kind_name}", n),
-                )
+            self._save_evictions_sync(evicted, unsaved)
             db.execute("COMMIT")
         except BaseException:
             _rollback(db)
@@ -814,18 +915,29 @@ class Outbox:
             heads=heads,
         )
 
-    def _evict_sync(self, size: int) -> tuple[list[tuple[int, int]], int]:
+    def _evict_sync(self, size: int, limit: int = 0) -> tuple[list[tuple[int, int]], int]:
         """Delete the oldest telemetry until below the low-water mark (inside a txn).
 
-        Returns the (seq, kind code) of every deleted row and the bytes freed.
+        At most ``limit`` rows when given. Returns the (seq, kind code) of
+        every deleted row and the bytes freed.
         """
         db = self._conn()
         out: list[tuple[int, int]] = []
         freed = 0
         target = int(self.max_bytes * LOW_WATER)
+        # Rows are ~200 B-2 kB: chunks are sized to the excess by the size of the
+        # oldest rows, so a small budget is not overshot (and emptied) by a chunk.
+        avg = db.execute(
+            "SELECT AVG(size) FROM"
+            " (SELECT size FROM records WHERE kind != ? ORDER BY seq LIMIT 64)",
+            (_ALARM_CODE,),
+        ).fetchone()[0]
         while size - freed > target:
-            # Rows are ~200 B-2 kB; delete in chunks sized to the excess.
-            chunk = max(16, min(5000, (size - freed - target) // 200 + 1))
+            chunk = max(16, min(5000, int((size - freed - target) / (avg or 200)) + 1))
+            if limit:
+                chunk = min(chunk, limit - len(out))
+                if chunk <= 0:
+                    break
             deleted = db.execute(
                 "DELETE FROM records WHERE seq IN ("
                 " SELECT seq FROM records WHERE kind != ? ORDER BY seq LIMIT ?"
@@ -945,6 +1057,11 @@ class Outbox:
         return int(n), int(size)
 
 
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the WAL in and start it over (it is reused, not grown: the disk is full)."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
 def _rollback(db: sqlite3.Connection) -> None:
     """Roll back if a transaction is still open: SQLite ends some by itself (disk full)."""
     if db.in_transaction:
@@ -974,6 +1091,17 @@ class _Opened:
     evicted: dict[str, int]
     quarantined: int
     incident: FileIncident | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class _Commit:
+    """What one commit writes: the batch, moved cursors, pruning, unsaved evictions."""
+
+    batch: list[tuple[RecordKind, int, Item]]
+    cursors: dict[str, int]
+    prune_upto: int
+    unsaved: dict[str, int]
+    bytes_before: int
 
 
 @dataclass(slots=True, frozen=True)

@@ -17,6 +17,9 @@ from gateway.delivery import Delivery, DeliveryStats
 from gateway.model import AlarmEvent
 from gateway.patrol import PatrolEngine
 
+DISK_SIGNAL = "outbox:disk"
+PATROL_STATE_SIGNAL = "patrol:state"
+
 log = logging.getLogger(__name__)
 
 QUARANTINE_ALARM = "gateway:outbox:quarantine"
@@ -63,6 +66,18 @@ class StorageAlarms:
             alarm_id = f"gateway:file:{incident.path.name}"
             events += self.pulse(alarm_id, "state_file_lost", incident.message)
         return events
+
+    @staticmethod
+    def signals(stats: DeliveryStats, patrol: PatrolEngine | None) -> list[tuple[str, bool, str]]:
+        """Health signals (name, ok, detail): the outbox's disk, the patrol state's saves."""
+        out: list[tuple[str, bool, str]] = []
+        if stats.outbox is not None:
+            full = stats.outbox.disk_full
+            out.append((DISK_SIGNAL, full is None, f"disk full: {full}" if full else "room"))
+        if patrol is not None:
+            error = patrol.store.save_error
+            out.append((PATROL_STATE_SIGNAL, error is None, error or "saved"))
+        return out
 
     def check(self, stats: DeliveryStats) -> list[AlarmEvent]:
         """Alarms for what the outbox reported since the last check."""

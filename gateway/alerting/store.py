@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import AlarmError
-from gateway.sqlite_file import FileIncident, open_sqlite
+from gateway.sqlite_file import FileIncident, open_sqlite, small_wal
 
 LOST = (
     "the state of every alarm (acknowledgements, latches, shelves, out of service),"
@@ -291,6 +291,7 @@ def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=5000")
+    small_wal(db)
     db.executescript(_SCHEMA)
 
 

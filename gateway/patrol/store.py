@@ -13,12 +13,15 @@ A damaged file is moved aside and a fresh one started
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import GatewayError
-from gateway.sqlite_file import Damaged, FileIncident, open_sqlite
+from gateway.sqlite_file import Damaged, FileIncident, open_sqlite, small_wal
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 LOST = (
@@ -33,6 +36,8 @@ class PatrolStoreError(GatewayError):
 
 class PatrolStore(Protocol):
     incident: FileIncident | None
+    # Why the last save failed (the state is kept in memory meanwhile), or None.
+    save_error: str | None
 
     def load(self) -> dict[str, Any] | None: ...
 
@@ -48,6 +53,7 @@ class MemoryPatrolStore:
         self.saved: str | None = None
         self.saves = 0
         self.incident: FileIncident | None = None
+        self.save_error: str | None = None
 
     def load(self) -> dict[str, Any] | None:
         return None if self.saved is None else dict(json.loads(self.saved))
@@ -65,6 +71,7 @@ class SqlitePatrolStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.save_error: str | None = None
         try:
             self._db, _, self.incident = open_sqlite(
                 self.path, "patrol state", LOST, _prepare, isolation_level=None
@@ -89,6 +96,12 @@ class SqlitePatrolStore:
         return data
 
     def save(self, state: dict[str, Any]) -> None:
+        """Write the state; a failure (a full disk) is logged and kept in ``save_error``.
+
+        Never raises: the engine holds the state in memory and the next
+        change saves it whole, so a failed save costs only what a restart
+        before the next good one would forget. The gateway alarms meanwhile.
+        """
         body = json.dumps(state, sort_keys=True, separators=(",", ":"))
         try:
             self._db.execute(
@@ -98,7 +111,18 @@ class SqlitePatrolStore:
                 (SCHEMA_VERSION, int(state.get("saved_ns", 0)), body),
             )
         except sqlite3.Error as exc:
-            raise PatrolStoreError(f"patrol state {self.path}: cannot save: {exc}") from exc
+            if self.save_error is None:
+                log.error(
+                    "patrol state %s: cannot save (%s); kept in memory, saved again"
+                    " with the next change",
+                    self.path,
+                    exc,
+                )
+            self.save_error = f"patrol state {self.path} cannot be saved: {exc}"
+            return
+        if self.save_error is not None:
+            log.warning("patrol state %s: saved again", self.path)
+            self.save_error = None
 
     def close(self) -> None:
         self._db.close()
@@ -107,6 +131,7 @@ class SqlitePatrolStore:
 def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    small_wal(db)
     db.execute(
         "CREATE TABLE IF NOT EXISTS patrol_state ("
         " id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL,"
