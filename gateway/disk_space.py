@@ -38,6 +38,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+RESERVE_SUFFIX = ".reserve"
 KB = 1024
 # How often (monotonic seconds) a commit looks at the free space.
 CHECK_EVERY_S = 0.5
@@ -52,6 +53,16 @@ def is_disk_full(exc: BaseException) -> bool:
         return exc.errno == errno.ENOSPC
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.Error) and code is not None and code & 0xFF == SQLITE_FULL
+
+
+def release_reserves(folder: Path) -> list[Path]:
+    """Delete the reserve files in ``folder`` (a state file cannot even be opened: the disk
+    is full at start). The outbox allocates its reserve again once there is room."""
+    released = []
+    for p in folder.glob(f"*{RESERVE_SUFFIX}"):
+        p.unlink(missing_ok=True)
+        released.append(p)
+    return released
 
 
 def _clamp(value: float, low: int, high: int) -> int:
@@ -75,7 +86,7 @@ class SpaceGuard:
     ) -> None:
         self.db_path = db_path
         self.primary = primary
-        self.reserve_path = Path(f"{db_path}.reserve")
+        self.reserve_path = Path(f"{db_path}{RESERVE_SUFFIX}")
         self._statvfs = statvfs
         self._monotonic = monotonic
         self.floor = 0

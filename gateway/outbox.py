@@ -377,6 +377,17 @@ class Outbox:
             return
         try:
             await self.flush()
+        except OutboxError as exc:
+            # A disk full to the last byte: said loudly, not a crash of the stop.
+            alarms = sum(1 for kind, _, _ in self._pending if kind is RecordKind.ALARM)
+            log.error(
+                "outbox %s: %d records (%d alarm events) could not be committed at stop"
+                " and are lost: %s",
+                self.path,
+                len(self._pending),
+                alarms,
+                exc,
+            )
         finally:
             if self._checkpointer is not None:
                 loop = asyncio.get_running_loop()

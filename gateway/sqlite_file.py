@@ -16,13 +16,17 @@ malformed", a failed ``quick_check``) used to stop every start: under
 A file found empty (0 bytes) or gone although it held data is reported the
 same way: every file gets a sidecar marker ``<file>-created`` once it has
 been created, so an empty file beside its marker was truncated or replaced,
-not new. Other errors (permissions, a locked file, a full disk) are not
-damage: they are raised as they are and the file is left alone.
+not new. Other errors (permissions, a locked file) are not damage: they are raised
+as they are and the file is left alone. A disk so full that the file cannot
+even be opened (SQLite needs room for its -shm and -wal) gets the outbox's
+reserve file released (gateway/disk_space.py) and one more try, so a full
+disk is not a crash loop either.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -30,10 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway.disk_space import release_reserves
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# Less free space than this and a failed open is blamed on the full disk.
+NO_ROOM = 64 * 1024
 # Primary result codes of a damaged file (https://sqlite.org/rescode.html).
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
@@ -130,6 +138,26 @@ def open_sqlite(
 
 
 def _open(
+    path: Path, prepare: Callable[[sqlite3.Connection], T], connect: dict[str, Any]
+) -> tuple[sqlite3.Connection, T]:
+    try:
+        return _try_open(path, prepare, connect)
+    except sqlite3.OperationalError as exc:
+        if shutil.disk_usage(path.parent).free >= NO_ROOM:
+            raise
+        released = release_reserves(path.parent)
+        if not released:
+            raise
+        log.error(
+            "%s: cannot open on the full disk (%s): released %s to make room",
+            path,
+            exc,
+            ", ".join(map(str, released)),
+        )
+        return _try_open(path, prepare, connect)
+
+
+def _try_open(
     path: Path, prepare: Callable[[sqlite3.Connection], T], connect: dict[str, Any]
 ) -> tuple[sqlite3.Connection, T]:
     db = sqlite3.connect(path, **connect)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.alerting.store import AlertStore
 from gateway.disk_space import SpaceGuard
 from gateway.errors import OutboxError
 from gateway.outbox import Outbox, RecordKind
@@ -134,3 +135,26 @@ def test_max_bytes_is_sized_against_the_free_space(
     assert SpaceGuard(tmp_path / "b.sqlite", primary=True, statvfs=vfs).open(configured, 0) == (
         configured or 256 * 1024 * 1024
     )
+
+
+async def test_every_state_file_opens_on_a_disk_full_to_the_last_byte(
+    small_disk: Path,  # noqa: F811 - the fixture
+) -> None:
+    """A restart on the full disk: no crash loop (the outbox's reserve makes the room
+    to open the files); an alarm that cannot be committed yet waits in memory."""
+    path = small_disk / "ob.sqlite"
+    async with Outbox(path, ["a"]) as ob:
+        await fill_outbox(ob, 0, 600)
+    AlertStore(small_disk / "alarms.sqlite").close()
+    SqlitePatrolStore(small_disk / "patrol.sqlite").close()
+    fill(small_disk)
+    AlertStore(small_disk / "alarms.sqlite").close()
+    SqlitePatrolStore(small_disk / "patrol.sqlite").close()
+    async with Outbox(path, ["a"]) as ob:
+        ob.append_alarm(alarm(600))
+        with contextlib.suppress(OutboxError):
+            await ob.flush()  # the flusher retries every second
+        st = ob.stats()
+        assert st.disk_full is not None
+        committed = [r.item for r in await ob.read("a", 10_000)]
+        assert alarm(600) in committed or st.pending == 1
