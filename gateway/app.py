@@ -299,6 +299,8 @@ class Gateway:
             values["outbox_rows"] = stats.outbox.rows
             values["outbox_bytes"] = stats.outbox.bytes
             values["evictions"] = stats.outbox.evicted
+            values["outbox_quarantined"] = stats.outbox.quarantined
+            values["outbox_disk_full"] = stats.outbox.disk_full is not None
             for name, b in stats.outbox.sinks.items():
                 values[f"backlog_{name}"] = b.backlog
                 values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)

@@ -832,7 +832,7 @@ class Outbox:
         self._guard.went_full(why, failed=failed)
         size = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM records").fetchone()[0])
         budget = max(MIN_BUDGET, int(size * SHRINK))
-        if budget < self.max_bytes:
+        if self._guard.primary and budget < self.max_bytes:
             log.warning(
                 "outbox %s: telemetry budget cut to %d kB (the disk is full)",
                 self.path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -37,6 +38,18 @@ def demo_site(tmp: Path, state_dir: Path, mqtt_port: int, **outbox: Any) -> Path
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def outbox_rows(path: Path) -> int:
+    """Rows in the outbox file, read-only; 0 while it is not there yet."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
 
 
 def demo_env(tmp: Path) -> dict[str, str]:

@@ -10,7 +10,6 @@ one alarm per file naming the saved copy, which must exist.
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.servers import Mosquitto, MqttCollector, Received
-from tests.integration.gateway_proc import GatewayProcess, demo_env, demo_site
+from tests.integration.gateway_proc import GatewayProcess, demo_env, demo_site, outbox_rows
 from tests.simproc import running_sim
 from tests.unit.test_damaged_files import DAMAGE
 
@@ -34,17 +33,6 @@ def file_alarms(msgs: list[Received]) -> dict[str, str]:
             if str(d["alarm_id"]).startswith("gateway:file:") and d["action"] != "clear":
                 out[d["alarm_id"]] = d["message"]
     return out
-
-
-def outbox_rows(path: Path) -> int:
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            return int(db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.timeout(180)

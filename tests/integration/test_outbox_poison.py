@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.servers import Mosquitto, MqttCollector, Received
-from tests.integration.gateway_proc import GatewayProcess, demo_env, demo_site
+from tests.integration.gateway_proc import GatewayProcess, demo_env, demo_site, outbox_rows
 from tests.simproc import running_sim
 
 
@@ -53,9 +53,7 @@ def test_garbage_row_is_quarantined_and_later_samples_are_delivered(
         first = GatewayProcess(site, env)
         try:
             first.wait_for(
-                lambda: (
-                    outbox.exists() and rows(outbox, "SELECT COUNT(*) FROM records")[0][0] >= 20
-                ),
+                lambda: outbox_rows(outbox) >= 20,
                 60,
                 "a backlog of 20 rows",
             )
