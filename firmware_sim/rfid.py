@@ -14,9 +14,13 @@ A scenario's ``serial`` block maps a serial-line device id to an
 implausibly fast, checkpoints skipped), single ``taps`` (an unknown card),
 ``garbage_at_s`` and ``unplug`` windows (the pty is closed and its symlink
 removed, as when the reader's cable is pulled; a new pty appears at the same
-path when it is plugged back). Times are simulation seconds from the start of
-the run, so ``--speed`` plays a night in minutes; ``loop_s`` replays the
-script for ever (the demo).
+path when it is plugged back), and ``floods``: ``count`` taps of distinct
+unknown cards at the given readers in turn, back to back at ``rate_per_s``
+or as fast as the line takes them (a stuck or malicious reader). Every
+flood line is delivered, waiting while the pty's buffer is full, so ``sent``
+is exactly what the gateway was given. Times are simulation seconds from
+the start of the run, so ``--speed`` plays a night in minutes; ``loop_s``
+replays the script for ever (the demo).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,6 +92,20 @@ class Rounds(_Strict):
         return out
 
 
+class Flood(_Strict):
+    """``count`` taps of distinct cards (``card_prefix`` + a hex serial) at ``readers`` in turn."""
+
+    at_s: Seconds
+    readers: list[str] = Field(min_length=1)
+    count: int = Field(ge=1, le=1_000_000)
+    card_prefix: str = Field(default="F100", pattern=r"^[0-9A-F]{0,8}$")
+    # Lines per simulated second; None: as fast as the line takes them.
+    rate_per_s: float | None = Field(default=None, gt=0)
+
+    def card(self, i: int) -> str:
+        return f"{self.card_prefix}{i:08X}"
+
+
 class Unplug(_Strict):
     after_s: Seconds
     duration_s: float | None = Field(default=None, gt=0)
@@ -96,6 +115,7 @@ class RfidScript(_Strict):
     rounds: list[Rounds] = Field(default_factory=list)
     taps: list[Tap] = Field(default_factory=list)
     garbage_at_s: list[Seconds] = Field(default_factory=list)
+    floods: list[Flood] = Field(default_factory=list)
     unplug: list[Unplug] = Field(default_factory=list)
     seq_start: int = Field(default=1, ge=0)
     loop_s: float | None = Field(default=None, gt=0)
@@ -103,7 +123,8 @@ class RfidScript(_Strict):
     @model_validator(mode="after")
     def _loop_covers_script(self) -> RfidScript:
         if self.loop_s is not None:
-            last = max([t.at_s for t in self.all_taps()] + list(self.garbage_at_s), default=0.0)
+            times = [t.at_s for t in self.all_taps()] + [f.at_s for f in self.floods]
+            last = max(times + list(self.garbage_at_s), default=0.0)
             if last >= self.loop_s:
                 raise ValueError(f"loop_s {self.loop_s} must exceed the last tap at {last:g} s")
             if self.unplug:
@@ -115,7 +136,7 @@ class RfidScript(_Strict):
         return sorted(taps, key=lambda t: t.at_s)
 
 
-EventKind = Literal["tap", "garbage", "unplug", "plug"]
+EventKind = Literal["tap", "garbage", "flood", "unplug", "plug"]
 
 
 @dataclass(frozen=True, order=True)
@@ -125,12 +146,14 @@ class Event:
     kind: EventKind
     reader: str = ""
     card: str = ""
+    flood: int = -1  # index into the script's floods
 
 
 def events(script: RfidScript) -> Iterator[Event]:
     """The script's events in time order (endless when ``loop_s`` is set)."""
     once: list[Event] = [Event(t.at_s, 1, "tap", t.reader, t.card) for t in script.all_taps()]
     once += [Event(t, 1, "garbage") for t in script.garbage_at_s]
+    once += [Event(f.at_s, 1, "flood", flood=i) for i, f in enumerate(script.floods)]
     for u in script.unplug:
         once.append(Event(u.after_s, 0, "unplug"))
         if u.duration_s is not None:
@@ -143,7 +166,7 @@ def events(script: RfidScript) -> Iterator[Event]:
     while True:
         off = k * script.loop_s
         for e in once:
-            yield Event(e.at_s + off, e.order, e.kind, e.reader, e.card)
+            yield Event(e.at_s + off, e.order, e.kind, e.reader, e.card, e.flood)
         k += 1
 
 
@@ -195,6 +218,12 @@ class LineBuilder:
                 self.tap_line(t.reader, t.card, script.seq_start)
             except ValueError as exc:
                 problems.append(f"tap at {t.at_s:g} s: {exc}")
+        for f in script.floods:
+            for reader in f.readers:
+                try:
+                    self.tap_line(reader, f.card(f.count - 1), script.seq_start)
+                except ValueError as exc:
+                    problems.append(f"flood at {f.at_s:g} s: {exc}")
         return problems
 
 
@@ -265,8 +294,41 @@ class RfidReader:
             line = self.builder.tap_line(e.reader, e.card, self._seq)
             self._seq += 1
             self._write(line)
+        elif e.kind == "flood":
+            await self._flood(self.script.floods[e.flood])
         else:
             self._write(self.builder.garbage_line(self.device_id, self._seq))
+
+    async def _flood(self, f: Flood) -> None:
+        log.info("%s: flooding %d unknown cards at %s", self.device_id, f.count, f.readers)
+        for i in range(f.count):
+            if f.rate_per_s is not None:
+                await self.clock.sleep_until(f.at_s + i / f.rate_per_s)
+            reader = f.readers[i % len(f.readers)]
+            line = self.builder.tap_line(reader, f.card(i), self._seq)
+            self._seq += 1
+            if not await self._write_all(line):
+                self.lost.append(Event(self.clock.now(), 1, "tap", reader, f.card(i)))
+                continue
+            self.sent.append(line)
+            if i % 64 == 63:
+                await asyncio.sleep(0)  # a flood must not stall the simulator's other devices
+
+    async def _write_all(self, data: bytes) -> bool:
+        """Write every byte, waiting while the line's buffer is full; False if the line closed."""
+        while data:
+            fd = self.pty.master_fd
+            if fd < 0:
+                return False
+            try:
+                n = os.write(fd, data)
+            except BlockingIOError:
+                await asyncio.sleep(0.002)
+                continue
+            except OSError:
+                return False
+            data = data[n:]
+        return True
 
     def _write(self, line: bytes) -> None:
         self.sent.append(line)

@@ -13,7 +13,9 @@ and its own outbox file (``<outbox>-alarms.sqlite``), run by ``asyncio.run``
 in a daemon thread. Durability is unchanged: the alarm is committed to that
 outbox before it is published, the cursor moves only on PUBACK, and after a
 restart the lane delivers what it had not. The alarm also goes to the main
-outbox, for InfluxDB and the events topic.
+outbox, for InfluxDB and the events topic. An alarm the lane refused (it was
+not running) makes ``flush`` raise, so the alarm engine's journal keeps it
+and the next start publishes it (gateway/alerting/store.py).
 
 Thread safety: ``append`` hands the event to the lane's loop with
 ``call_soon_threadsafe``; ``flush`` runs on the lane's loop and is awaited
@@ -68,6 +70,9 @@ class AlarmLane:
         # written by one thread only (append: the caller's; _receive: the lane's).
         self._handed = 0
         self._received = 0
+        # Alarms refused because the lane was not running: flush() reports them,
+        # so the caller keeps them in the alarm journal for the next start.
+        self._refused = 0
         self._thread = threading.Thread(target=self._main, name=name, daemon=True)
 
     # ------------------------------------------------------------------ caller's side
@@ -105,6 +110,7 @@ class AlarmLane:
             except RuntimeError:
                 pass  # its loop has just ended
         log.error("%s is not running: alarm %s not published on it", self.name, event.alarm_id)
+        self._refused += 1
         return False
 
     def _receive(self, event: AlarmEvent) -> None:
@@ -117,7 +123,12 @@ class AlarmLane:
         return max(0, self._handed - self._received)
 
     async def flush(self) -> None:
-        """Return once everything handed over so far is committed to the lane's outbox."""
+        """Return once everything handed over so far is committed to the lane's outbox.
+
+        Raises GatewayError if an alarm was refused (the lane was not running).
+        """
+        if self._refused:
+            raise GatewayError(f"{self.name}: {self._refused} alarms refused (not running)")
         loop = self._loop
         if loop is None or not self._thread.is_alive():
             return

@@ -36,14 +36,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
+from gateway.clockwatch import WallStepWatch
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
-from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.errors import GatewayError
+from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
@@ -52,7 +56,6 @@ from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
 # A clean stop flushes the outbox and closes every connection in well under
 # this; past it something is stuck and systemd/an operator would wait forever.
 SHUTDOWN_LIMIT_S = 20.0
@@ -125,6 +128,7 @@ class Gateway:
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
+        self.clock_watch = WallStepWatch(self.clock)
         self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
         site_tags = {"site": cfg.site}
         units: dict[str, dict[str, str]] = {}
@@ -162,6 +166,8 @@ class Gateway:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
         self.commands_handled = 0
+        self._alarms_appended = asyncio.Event()
+        self._confirm_failing = False
         # Armed by run_site only: in a test process a hard exit would end the test run.
         self.shutdown_watchdog: ShutdownWatchdog | None = None
         # Freeze what start-up built out of the cyclic GC (the daemon sets it; see run()).
@@ -203,7 +209,8 @@ class Gateway:
         self.samples_out += 1
         # Data age: how long a reading waited between its read and the
         # outputs. Exported so falling behind is visible, never silent.
-        age = (self.clock.now_ns() - sample.ts_ns) / 1e9
+        # Real seconds, also when a replay runs the site's clock fast.
+        age = (self.clock.now_ns() - sample.ts_ns) / 1e9 / self.clock.speed
         if age > self._max_age_s:
             self._max_age_s = age
         self._output(sample)
@@ -212,6 +219,7 @@ class Gateway:
         if self.alerts is not None:
             self._append_alarms(self.alerts.on_sample(sample))
         if self.patrol is not None and sample.kind == "patrol_tap":
+            self._check_clock()  # a step must reach the patrol before a tap in the new time
             self._patrol_outputs(self.patrol.on_tap_sample(sample))
 
     def _output(self, sample: Sample) -> None:
@@ -220,6 +228,35 @@ class Gateway:
     def _append_alarms(self, events: list[AlarmEvent]) -> None:
         for ev in events:
             self.delivery.append_alarm(ev)
+        if events:
+            self._alarms_appended.set()
+
+    async def _confirm_alarms(self) -> None:
+        """Drop alarm transitions from the engine's journal once the outboxes committed them."""
+        while True:
+            await self._alarms_appended.wait()
+            self._alarms_appended.clear()
+            if not await self._confirm_published():
+                await asyncio.sleep(1.0)
+                self._alarms_appended.set()  # try again: the journal keeps them meanwhile
+
+    async def _confirm_published(self) -> bool:
+        if self.alerts is None or self.alerts.store is None:
+            return True
+        # Everything journaled so far was appended already (engine.unpublished).
+        try:
+            head = self.alerts.journal_head()
+            await self.delivery.flush()
+            self.alerts.confirm_published(head)
+        except GatewayError as exc:
+            if not self._confirm_failing:  # once per episode, not every retry
+                log.error("alarm transitions not yet committed to the outbox (kept): %s", exc)
+            self._confirm_failing = True
+            return False
+        if self._confirm_failing:
+            log.warning("alarm transitions committed to the outbox again")
+            self._confirm_failing = False
+        return True
 
     def _patrol_outputs(self, outputs: list[PatrolOutput]) -> None:
         for ev in to_events(outputs):
@@ -229,15 +266,16 @@ class Gateway:
         for f in alarms_of(outputs):
             raise_it = f.alarm_action in ("raise", "pulse")
             clear_it = f.alarm_action in ("clear", "pulse")
+            rule, severity = f.alarm_identity()
             for active in [True] * raise_it + [False] * clear_it:
                 self._append_alarms(
                     self.alerts.external(
                         f.alarm_key or f"patrol/{f.type}",
                         active,
-                        severity=str(f.severity),
+                        severity=str(severity),
                         device=f.device or "patrol",
                         message=f.message,
-                        rule=f"patrol_{f.type}",
+                        rule=rule,
                         kind="patrol",
                         point=f.checkpoint,
                         area="patrol",
@@ -293,6 +331,8 @@ class Gateway:
             "queue_depth": self.queue.qsize(),
             "data_age_max_s": round(self._max_age_s, 6),
             "loop_lag_max_ms": round(self._max_lag_s * 1000, 3),
+            "clock_steps": self.clock_watch.steps,
+            "clock_step_last_s": round(self.clock_watch.last_step_s, 3),
         }
         stats = self.delivery.stats()
         if stats.outbox is not None:
@@ -341,12 +381,25 @@ class Gateway:
         out += self.storage.signals(stats, self.patrol)
         return out
 
+    def _check_clock(self) -> None:
+        step_ns = self.clock_watch.check()
+        if step_ns is None:
+            return
+        if self.alerts is not None:
+            self.alerts.wall_stepped(step_ns)
+        if self.patrol is not None:
+            self.patrol.wall_stepped(step_ns)
+
     def tick(self) -> None:
         """Everything time-based, once a second."""
+        self._check_clock()
         if self.alerts is not None:
             self._append_alarms(self.alerts.tick())
             for name, ok, detail in self._health_signals():
                 self._append_alarms(self.alerts.health(name, ok, detail))
+            # A step is a warning: timestamps shift, no duration does.
+            step = self.clock_watch.signal()
+            self._append_alarms(self.alerts.health(*step, severity=Severity.MEDIUM))
             self._append_alarms(self.storage.check(self.delivery.stats()))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
@@ -354,6 +407,9 @@ class Gateway:
                 if isinstance(src, SerialLineDevice):
                     self._patrol_outputs(
                         self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
+                    )
+                    self._patrol_outputs(
+                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
                     )
 
     async def _lag_probe(self) -> None:
@@ -400,6 +456,11 @@ class Gateway:
             await stack.enter_async_context(self.delivery)
             if self.alerts is not None:
                 await stack.enter_async_context(self.alerts)
+                # Saved before a crash but maybe not in the outbox: publish them now.
+                replay, _ = self.alerts.unpublished()
+                if replay:
+                    log.warning("publishing %d alarm transitions saved before a stop", len(replay))
+                self._append_alarms(replay)
             if self.patrol is not None:
                 # A clean stop checkpoints its WAL: one self-contained file is left.
                 stack.callback(self.patrol.store.close)
@@ -423,6 +484,7 @@ class Gateway:
                     tasks.append(tg.create_task(self.delivery.run()))
                     if self.alerts is not None:
                         tasks.append(tg.create_task(self.alerts.run_notifier()))
+                        tasks.append(tg.create_task(self._confirm_alarms()))
                     for extra in self._extra_tasks():
                         tasks.append(tg.create_task(extra))
                     with contextlib.suppress(TimeoutError):
@@ -436,6 +498,7 @@ class Gateway:
             except* asyncio.CancelledError:
                 pass
             await self.delivery.flush()
+            await self._confirm_published()
 
     async def _drain(self, limit_s: float = 5.0) -> None:
         """Let the pipeline finish what the sources already read (bounded)."""
@@ -445,11 +508,18 @@ class Gateway:
     def _extra_tasks(self) -> list[Any]:
         """The MQTT command listener, when MQTT and alerting are both configured."""
         mqtt = self.site.config.sinks.mqtt
-        if mqtt is None or not mqtt.enabled or self.alerts is None:
+        commands = self.site.config.commands
+        if mqtt is None or not mqtt.enabled or self.alerts is None or not commands.enabled:
             return []
+        from gateway.alerting.command_gate import CommandGate
         from gateway.sinks.mqtt_commands import CommandListener
 
-        listener = CommandListener(mqtt, self.site.config.site, self.handle_command)
+        # Senders stamp commands with real time: freshness is judged on the real clock,
+        # also when the gateway runs on simulated time (--sim-clock-start).
+        gate = CommandGate(
+            commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
+        )
+        listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
         return [listener.run()]
 
 
@@ -495,6 +565,8 @@ async def run_site(site: Site, duration: float | None = None, clock: Clock | Non
         tune_runtime()
         gw = Gateway(site, clock)
         gw.freeze_gc = True
+        for warning in plaintext_secret_warnings(site.config):
+            log.warning("%s", warning)
         log.info(
             "gateway for site %s: %d sources, %d devices",
             site.config.site,

@@ -19,6 +19,12 @@ from gateway.config import Site, load_site
 from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import ModbusProfile
+from gateway.redact import (
+    install_log_redaction,
+    plaintext_secret_warnings,
+    redact_text,
+    redact_url,
+)
 from gateway.sources.planner import plan_profile
 
 EXIT_INVALID = 2
@@ -26,7 +32,7 @@ EXIT_INVALID = 2
 
 def _print_problems(exc: ConfigError) -> None:
     for line in exc.problems:
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {redact_text(line)}", file=sys.stderr)
 
 
 def _load(path: str) -> Site:
@@ -47,6 +53,19 @@ def cmd_check(args: argparse.Namespace) -> int:
                 reqs = plan_profile(prof, d.max_gap)
                 extra = f", {len(prof.points)} points in {len(reqs)} read(s)"
             print(f"    {d.id}: {prof.name} unit {d.unit} every {d.interval_s:g} s{extra}")
+    sinks = cfg.sinks
+    if sinks.mqtt is not None and sinks.mqtt.enabled:
+        print(f"  sink mqtt: {sinks.mqtt.host}:{sinks.mqtt.port}")
+    if sinks.influx is not None and sinks.influx.enabled:
+        print(f"  sink influx: {redact_url(sinks.influx.url)}")
+    for warning in plaintext_secret_warnings(cfg):
+        print(f"warning: {warning}", file=sys.stderr)
+    if cfg.rules:
+        from gateway.alerting.rules import load_rules, suppression_warnings
+
+        # Valid but risky: reported, not refused (exit code stays 0).
+        for line in suppression_warnings(load_rules([site.path.parent / r for r in cfg.rules])):
+            print(f"warning: {line}", file=sys.stderr)
     return 0
 
 
@@ -164,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    install_log_redaction()
     # One line per request is noise at INFO; outages are logged by the sinks themselves.
     for noisy in ("httpx", "httpcore", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -173,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         _print_problems(exc)
         return EXIT_INVALID
     except GatewayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,9 @@ per point as one of ABCD, CDAB, BADC, DCBA (written for a 32-bit value):
 - the two bytes inside each word are swapped for BADC and DCBA.
 
 The same two rules extend to 64-bit values and to strings. Engineering value
-= raw x scale + offset for numeric types; bools, bits and strings are not scaled.
+= raw x scale + offset for numeric types, rounded to the point's ``rounding``
+(the decimals scale and offset imply, or the profile's ``decimals``); bools,
+bits and strings are not scaled.
 ``encode`` is the exact inverse, used by the simulators so that a profile is
 proven by simulating it.
 """
@@ -91,7 +93,8 @@ def encode_raw(dtype: DataType, value: Value, order: Order, length: int = 1) -> 
         return [1 if value else 0]
     fmt = _STRUCT[dtype]
     if dtype not in _FLOATS:
-        value = round(float(value))
+        # An int stays exact: 64-bit counters go past the 53 bits a float holds.
+        value = value if isinstance(value, int) else round(float(value))
         bits = struct.calcsize(fmt) * 8
         lo, hi = (
             (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
@@ -114,9 +117,14 @@ def scaled(point: ModbusPoint, raw: int | float) -> Value:
     """A numeric raw value to the engineering value (NaN/inf is no reading). Raises CodecError."""
     if isinstance(raw, float) and not math.isfinite(raw):
         raise CodecError(f"point {point.name!r}: device sent {raw} (no valid reading)")
-    if point.scale == 1.0 and point.offset == 0.0:
-        return raw
-    return raw * point.scale + point.offset
+    factor = point.round_factor
+    if factor is None:
+        if point.scale == 1.0 and point.offset == 0.0:
+            return raw
+        return raw * point.scale + point.offset
+    # round(x * 10**n) / 10**n: an integer over a power of ten is the double nearest
+    # the decimal, so it prints short; and it is cheaper than round(x, n).
+    return round((raw * point.scale + point.offset) * factor) / factor
 
 
 def direct_struct(point: ModbusPoint) -> struct.Struct | None:

@@ -16,11 +16,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
+from gateway.validators import TimeZoneName, check_order
 from gateway.yamlfile import LinedData, explain, load_yaml
 
 ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
@@ -35,10 +37,17 @@ class Strict(BaseModel):
 
 class _SourceBase(Strict):
     id: ID
-    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    # Lower bounds on every timer: below them a dead device or a typo turns
+    # into a busy loop or a flood of bad samples.
+    timeout_s: float = Field(default=1.0, ge=0.05, le=60)
     retries: int = Field(default=1, ge=0, le=10)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
+    reconnect_min_s: float = Field(default=0.5, ge=0.05, le=60)
+    reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600)
+
+    @model_validator(mode="after")
+    def _reconnect_order(self) -> _SourceBase:
+        check_order(self, "reconnect_min_s", "reconnect_max_s")
+        return self
 
 
 class ModbusTcpSource(_SourceBase):
@@ -61,18 +70,23 @@ class _SerialSettings(_SourceBase):
 
 class ModbusRtuSource(_SerialSettings):
     type: Literal["modbus_rtu"]
-    timeout_s: float = Field(default=0.3, gt=0, le=60)
+    timeout_s: float = Field(default=0.3, ge=0.05, le=60)
     # A unit that failed this many polls in a row is polled only once per
     # ``dead_unit_backoff_s`` so it cannot eat the line's time.
     dead_after: int = Field(default=3, ge=1)
-    dead_unit_backoff_s: float = Field(default=10.0, gt=0)
+    dead_unit_backoff_s: float = Field(default=10.0, ge=1, le=3600)
 
 
 class SerialLineSource(_SerialSettings):
     type: Literal["serial_line"]
     # No line at all for this long marks the reader offline (points bad).
     # Off by default: a checkpoint reader is silent between taps.
-    silence_s: float | None = Field(default=None, gt=0)
+    silence_s: float | None = Field(default=None, ge=1, le=86400)
+    # Lines accepted per second (token bucket, bursts up to max_burst_lines); lines over
+    # the rate are dropped unread and counted (overruns), so a flooding reader cannot
+    # starve the other sources. A person taps a checkpoint every few seconds at most.
+    max_lines_per_s: float = Field(default=10.0, ge=0.1, le=10_000)
+    max_burst_lines: int = Field(default=30, ge=1, le=100_000)
 
 
 Source = Annotated[
@@ -88,7 +102,7 @@ class DeviceConfig(Strict):
     profile: str
     source: str
     unit: int = Field(default=1, ge=0, le=247)
-    interval_s: float = Field(default=1.0, gt=0, le=86400)
+    interval_s: float = Field(default=1.0, ge=0.1, le=86400)
     tags: dict[str, str] = Field(default_factory=dict)
     max_gap: int | None = Field(default=None, ge=0, le=124)
     enabled: bool = True
@@ -113,9 +127,9 @@ class _DeliverySettings(Strict):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     # How long a partial batch may wait to fill before it is sent.
     flush_interval_s: float = Field(default=0.0, ge=0, le=60)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
-    retry_min_s: float = Field(default=0.5, gt=0, le=60)
-    retry_max_s: float = Field(default=30.0, gt=0, le=3600)
+    timeout_s: float = Field(default=10.0, ge=0.5, le=300)
+    retry_min_s: float = Field(default=0.5, ge=0.05, le=60)
+    retry_max_s: float = Field(default=30.0, ge=0.1, le=3600)
 
     @model_validator(mode="after")
     def _retry_order(self) -> _DeliverySettings:
@@ -203,7 +217,7 @@ class OutboxConfig(Strict):
     # full: fsync per commit, survives power loss; normal: survives kill -9 only.
     synchronous: Literal["normal", "full"] = "full"
     # Appends are committed in one transaction per interval.
-    flush_interval_s: float = Field(default=0.05, gt=0, le=5)
+    flush_interval_s: float = Field(default=0.05, ge=0.01, le=5)
     # Appends waiting for the commit; past it the oldest telemetry is dropped and counted.
     max_pending: int = Field(default=100_000, ge=100)
 
@@ -215,10 +229,10 @@ class PipelineConfig(Strict):
     queue_size: int = Field(default=10_000, ge=10)
     # The gateway reports its own health (per-device poll counters, queue
     # depth, data age, delivery backlog) as samples this often.
-    health_interval_s: float = Field(default=10.0, gt=0)
+    health_interval_s: float = Field(default=10.0, ge=1, le=3600)
     # A reading still undelivered to some sink after this long raises the
     # gateway's "outbox:backlog" alarm: falling behind is an alarm, not a silence.
-    max_delivery_age_s: float = Field(default=120.0, gt=0)
+    max_delivery_age_s: float = Field(default=120.0, ge=5, le=7 * 86400)
 
 
 # --------------------------------------------------------------------------- simulation
@@ -234,9 +248,9 @@ class FaultSpec(Strict):
 
     kind: Literal["no_answer", "exception", "garbage", "slow"]
     exception_code: Literal[1, 2, 3, 4, 5, 6, 7, 8, 10, 11] = 4  # 9 is not a Modbus code
-    delay_s: float = Field(default=2.0, ge=0)
-    after_s: float = Field(default=0.0, ge=0)
-    duration_s: float | None = Field(default=None, gt=0)
+    delay_s: float = Field(default=2.0, ge=0, le=3600)
+    after_s: float = Field(default=0.0, ge=0, le=365 * 86400)
+    duration_s: float | None = Field(default=None, ge=0.01, le=365 * 86400)
 
 
 class ScenarioDevice(Strict):
@@ -270,6 +284,9 @@ class SimulationConfig(Strict):
 class SiteConfig(Strict):
     site: ID
     description: str = ""
+    # Where local times are shown (``gateway alarms list``); unset: the on-call
+    # roster's time zone (alerting.roster.timezone), else UTC.
+    timezone: TimeZoneName | None = None
     profile_dirs: list[str] = Field(default_factory=list)
     sources: list[Source] = Field(min_length=1)
     devices: list[DeviceConfig] = Field(min_length=1)
@@ -280,6 +297,8 @@ class SiteConfig(Strict):
     # Alert rule files (rules/*.yaml), relative to the site file.
     rules: list[str] = Field(default_factory=list)
     alerting: AlertingConfig | None = None
+    # The MQTT command channel (gateway/alerting/command_config.py); ``commands: false`` closes it.
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
     # Night patrol: inline, or the path of its YAML file relative to the site
     # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
     patrol: str | PatrolConfig | None = None

@@ -40,6 +40,7 @@ from gateway.config import OutboxConfig, Sinks, SiteConfig
 from gateway.errors import GatewayError, SinkAuthError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event, Item, Outbox, OutboxStats, Record, RecordKind
+from gateway.redact import redact_text
 from gateway.sinks.base import Sink, SinkRejected
 from gateway.sinks.console import ConsoleSink
 from gateway.sqlite_file import FileIncident
@@ -314,7 +315,8 @@ class Delivery:
     def _went_down(
         self, sink: Sink, st: SinkState, exc: BaseException, delay: float, unexpected: bool = False
     ) -> None:
-        msg = f"{type(exc).__name__}: {exc}" if unexpected else str(exc)
+        # Also shown in the gateway's health detail: no credentials in it.
+        msg = redact_text(f"{type(exc).__name__}: {exc}" if unexpected else str(exc))
         if st.down_since_ns is None:
             st.down_since_ns = self._clock.now_ns()
             hint = " (check username/password)" if isinstance(exc, SinkAuthError) else ""

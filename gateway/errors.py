@@ -19,6 +19,8 @@ never see a pymodbus, pyserial, aiomqtt or influxdb_client exception.
     ├── OutboxError            the durable outbox cannot be opened or written
     ├── AlarmError             an alarm command is invalid (unknown id, illegal transition)
     └── CommandError           a malformed operator command (MQTT payload, CLI arguments)
+        └── CommandRefused     a well-formed command the gateway will not run (stale,
+                               replayed, unsigned, not allowed, rate-limited)
 """
 
 from __future__ import annotations
@@ -90,3 +92,7 @@ class AlarmError(GatewayError):
 
 class CommandError(GatewayError):
     """A malformed operator command (MQTT payload, CLI arguments)."""
+
+
+class CommandRefused(CommandError):
+    """A well-formed command the gateway will not run: stale, replayed, unsigned, not allowed."""

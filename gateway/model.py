@@ -32,6 +32,11 @@ class Quality(StrEnum):
     FAULT = "fault"
 
 
+# Kinds of the gateway's own health records (one per device, one for the gateway).
+# They travel like samples but are no poll of the device: no alarms, no availability.
+HEALTH_KINDS = frozenset({"device_health", "gateway_health"})
+
+
 @dataclass(slots=True)
 class Sample:
     """One poll of one device.
@@ -40,7 +45,9 @@ class Sample:
     ``quality`` lists only the points whose quality is not good; a point
     absent from it is good. A point that is bad or fault is absent from
     ``values``. ``kind`` is the profile's device kind (InfluxDB measurement),
-    ``tags`` the device's site tags (area, ...).
+    ``tags`` the device's site tags (area, ...). ``mono_ns`` is the
+    ``Clock.mono_ns`` reading of the poll, for durations (0: not known yet;
+    the alert engine stamps it); it is not exported.
     """
 
     device: str
@@ -50,6 +57,7 @@ class Sample:
     quality: dict[str, Quality] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    mono_ns: int = 0
 
     def is_good(self, point: str) -> bool:
         return point in self.values and self.quality.get(point, Quality.GOOD) is Quality.GOOD
@@ -79,43 +87,80 @@ class Sample:
 
 
 class Clock(Protocol):
-    """Injected time. Rule and patrol tests move a fake clock; they never sleep."""
+    """Injected time. Rule and patrol tests move a fake clock; they never sleep.
+
+    Three readings, because a wall clock can be stepped (NTP, an operator, a
+    bad RTC at boot) and a replay runs the site's time fast:
+
+    - ``now_ns``: wall time, for timestamps only (it may jump either way).
+    - ``mono_ns``: site time that never steps, for the durations of the
+      site's logic (on/off-delays, no-data, shelving, chatter and flood
+      windows, escalation). It runs at the wall clock's rate: fast in a replay.
+    - ``monotonic``: real monotonic seconds, for real durations: polling,
+      I/O timeouts and the gateway's own health (backlog age, data age, loop
+      lag), which a replay does not speed up.
+
+    ``speed`` is site seconds per real second (1, or the replay's speed).
+    """
+
+    speed: float
 
     def now_ns(self) -> int:
         """Wall-clock time in ns since the epoch (timestamps)."""
         ...
 
+    def mono_ns(self) -> int:
+        """Monotonic site time in ns (durations of alarm and patrol logic)."""
+        ...
+
     def monotonic(self) -> float:
-        """Monotonic seconds (intervals, timeouts)."""
+        """Real monotonic seconds (polling, timeouts, the gateway's own health)."""
         ...
 
 
 class SystemClock:
     """The real clock."""
 
+    speed = 1.0
+
     def now_ns(self) -> int:
         return time.time_ns()
+
+    def mono_ns(self) -> int:
+        return time.monotonic_ns()
 
     def monotonic(self) -> float:
         return time.monotonic()
 
 
 class FakeClock:
-    """A clock that only moves when told to: for tests and fast simulated time."""
+    """A clock that only moves when told to: for tests and fast simulated time.
+
+    ``advance`` moves every reading; ``step_wall`` moves the wall clock alone,
+    as NTP or an operator setting the time would.
+    """
+
+    speed = 1.0
 
     def __init__(self, start_ns: int = 1_767_225_600_000_000_000) -> None:
         self._ns = start_ns
-        self._mono = 1000.0
+        self._mono_ns = 1_000_000_000_000
 
     def now_ns(self) -> int:
         return self._ns
 
+    def mono_ns(self) -> int:
+        return self._mono_ns
+
     def monotonic(self) -> float:
-        return self._mono
+        return self._mono_ns / 1e9
 
     def advance(self, seconds: float) -> None:
         self._ns += int(seconds * 1e9)
-        self._mono += seconds
+        self._mono_ns += int(seconds * 1e9)
+
+    def step_wall(self, seconds: float) -> None:
+        self._ns += int(seconds * 1e9)
 
 
 class AlarmState(StrEnum):
@@ -204,19 +249,26 @@ class ScaledClock:
 
     For demos and tests that replay a night in a minute, in step with
     ``gateway-sim --speed``. ``monotonic`` stays real, so devices are still
-    polled in real time; everything that reads the wall clock (timestamps,
-    on-delays, escalation, patrol rounds) sees the fast time.
+    polled in real time and the gateway's own health (backlog, data age)
+    measures real delays; the wall clock and ``mono_ns`` (timestamps,
+    on-delays, escalation, patrol rounds) run at the fast rate.
     """
 
     def __init__(self, start_ns: int, speed: float) -> None:
         if speed <= 0:
             raise ValueError("speed must be positive")
         self._start_ns = start_ns
-        self._speed = speed
+        self.speed = speed
         self._t0 = time.monotonic()
 
+    def _elapsed_ns(self) -> int:
+        return int((time.monotonic() - self._t0) * self.speed * 1e9)
+
     def now_ns(self) -> int:
-        return self._start_ns + int((time.monotonic() - self._t0) * self._speed * 1e9)
+        return self._start_ns + self._elapsed_ns()
+
+    def mono_ns(self) -> int:
+        return self._elapsed_ns()
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -166,6 +166,9 @@ class Record:
     kind: RecordKind
     ts_ns: int
     item: Item
+    # When it was read, on the real monotonic clock (Clock.monotonic), for the
+    # backlog age; None for a row read back from the file.
+    read_s: float | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -338,6 +341,8 @@ class Outbox:
         self._last_seq = 0
         self._backlog: dict[str, int] = {}
         self._head_ts: dict[str, int | None] = {}
+        # Per sink: (head ts_ns, when it was read on the real monotonic clock).
+        self._head_read: dict[str, tuple[int, float]] = {}
         self._evicted: dict[str, int] = {k.value: 0 for k in RecordKind}
         # Evictions from the in-memory batch, written to the counters table at the next commit.
         self._evicted_unsaved: dict[str, int] = {}
@@ -511,9 +516,10 @@ class Outbox:
         self._rows += len(batch) - res.pruned_rows - len(res.evicted)
         self._bytes = res.bytes
         tail = self._tail
+        wall, real = self._clock.now_ns(), self._clock.monotonic()
         # One writer, one transaction: the batch got the consecutive seqs ending at ``last``.
         for seq, (kind, ts, item) in enumerate(batch, last - len(batch) + 1):
-            tail[seq] = Record(seq=seq, kind=kind, ts_ns=ts, item=item)
+            tail[seq] = Record(seq, kind, ts, item, self._real_time_of(ts, wall, real))
         for name in self.sink_names:
             self._backlog[name] += len(batch)
         counts: dict[str, int] = {}
@@ -657,6 +663,8 @@ class Outbox:
             self._head_ts[sink] = None
         elif (rec := tail.get(seq + 1)) is not None:
             self._head_ts[sink] = rec.ts_ns
+            if rec.read_s is not None:
+                self._head_read[sink] = (rec.ts_ns, rec.read_s)
         else:
             self._head_ts[sink] = await self._call(self._head_sync, seq)
         self._has_pending.set()
@@ -672,12 +680,35 @@ class Outbox:
         """Call before ``read``: a commit after this call wakes ``wait_for_data``."""
         self._new_data[sink].clear()
 
+    def _real_time_of(self, ts_ns: int, wall_ns: int, real_s: float) -> float:
+        """When a record stamped ``ts_ns`` was read, on the real monotonic clock.
+
+        Taken from its wall age now, so only a wall-clock step between the read and
+        this call can skew it; in a replay the site's time is scaled back to real time.
+        """
+        return real_s - max(0, wall_ns - ts_ns) / 1e9 / self._clock.speed
+
+    def _head_age_s(self, name: str, head: int | None, wall_ns: int, real_s: float) -> float:
+        """The real time the sink's oldest undelivered record has waited since its read.
+
+        Backlog age is the gateway's own health: a real duration, on the real
+        monotonic clock, neither stepped with the wall clock nor sped up by a replay.
+        A head read back from the file is timed from its wall age when first seen.
+        """
+        if head is None:
+            return 0.0
+        got = self._head_read.get(name)
+        if got is None or got[0] != head:
+            got = self._head_read[name] = (head, self._real_time_of(head, wall_ns, real_s))
+        return max(0.0, real_s - got[1])
+
     def stats(self) -> OutboxStats:
         now = self._clock.now_ns()
+        real = self._clock.monotonic()
         sinks = {}
         for name in self.sink_names:
             head = self._head_ts.get(name)
-            age = max(0.0, (now - head) / 1e9) if head is not None else 0.0
+            age = self._head_age_s(name, head, now, real)
             sinks[name] = SinkBacklog(
                 cursor=self._cursors.get(name, 0),
                 backlog=self._backlog.get(name, 0) + len(self._pending) + self._committing,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, BaseModel
 
 
 def _known_time_zone(v: str) -> str:
@@ -14,6 +14,12 @@ def _known_time_zone(v: str) -> str:
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {v!r}") from exc
     return v
+
+
+def check_order(model: BaseModel, low: str, high: str) -> None:
+    """A ``*_min_s`` / ``*_max_s`` pair in the right order (a model validator's check)."""
+    if getattr(model, low) > getattr(model, high):
+        raise ValueError(f"{low} must not exceed {high}")
 
 
 # An IANA time zone name (Asia/Shanghai, UTC): rosters and night windows are local time.

@@ -6,22 +6,85 @@ with one clear line per problem and changes nothing; ``error_reply`` turns
 any failure into the JSON the app publishes on the response topic.
 
     {"cmd": "ack", "alarm_id": "leakage:lk-1:leak_ch1:hihi", "by": "wang", "comment": "on my way"}
-    {"cmd": "shelve", "alarm_id": "...", "duration": "2h", "comment": "sensor replaced tomorrow"}
+    {"cmd": "shelve", "alarm_id": "...", "duration": "2h", "reason": "sensor replaced tomorrow"}
     {"cmd": "reset", "alarm_id": "..."}
+
+Over MQTT every command also carries ``request_id`` and ``issued_at`` (Unix
+seconds) so the gateway can refuse stale and replayed ones, and, when
+signed, ``site``, ``user`` and ``sig`` (``gateway.alerting.command_gate``).
+Shelving and taking out of service need a ``reason`` and a ``duration``:
+nothing is switched off for ever by accident. Stored text (``by``,
+``comment``, ``reason``) is length-limited and refuses control characters,
+bidirectional overrides and other invisible formatting; ``printable_json``
+escapes such characters wherever a reply or a record is printed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
-from gateway.errors import AlarmError, CommandError
+from gateway.errors import AlarmError, CommandError, CommandRefused
 
 MAX_PAYLOAD = 16 * 1024
-ALARM_ID = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$")]
+# A command is a flat object; anything deeper is refused before it is looked at.
+MAX_DEPTH = 4
+REASON_MAX = 200
+# Characters that could hide or reorder what an operator reads (control, format incl.
+# bidirectional overrides and zero-width, surrogates, private use, unassigned, separators).
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def unsafe_char(ch: str) -> bool:
+    return unicodedata.category(ch) in _UNSAFE_CATEGORIES
+
+
+def _safe_text(value: str | None) -> str | None:
+    for ch in value or "":
+        if unsafe_char(ch):
+            name = unicodedata.name(ch, "") if unicodedata.category(ch) != "Cs" else ""
+            label = f"U+{ord(ch):04X}" + (f" ({name})" if name else "")
+            raise ValueError(
+                f"character {label} is not allowed: control characters, bidirectional"
+                " overrides and invisible formatting are refused"
+            )
+    return value
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+
+
+def printable_json(obj: Any) -> str:
+    """JSON for a terminal, a log or a page: unsafe characters as \\uXXXX, still valid JSON."""
+    text = json.dumps(obj, ensure_ascii=False, default=str)
+    if text.isascii() and "\x7f" not in text:  # json.dumps already escaped the rest
+        return text
+    return "".join(_escape_char(ch) if unsafe_char(ch) else ch for ch in text)
+
+
+SafeText = AfterValidator(_safe_text)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+ALARM_ID = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[^\s]+$"), SafeText
+]
 _DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*"
                        r"(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$")  # fmt: skip
 
@@ -31,7 +94,12 @@ def parse_duration(value: str | float | int) -> float:
     if isinstance(value, bool):
         raise ValueError("duration must be a number of seconds or a text like 2h, 30m, 1h30m")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if not math.isfinite(seconds):
+            raise ValueError("duration must be a finite number of seconds")
     else:
         text = value.strip()
         m = _DURATION.match(text)
@@ -39,13 +107,17 @@ def parse_duration(value: str | float | int) -> float:
             try:
                 seconds = float(text)
             except ValueError:
+                seconds = math.nan
+            if not math.isfinite(seconds):
                 raise ValueError(
                     f"duration {value!r} is not understood; use seconds or e.g. 2h, 30m, 1h30m"
                 ) from None
         else:
             d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
             seconds = d * 86400 + h * 3600 + mi * 60 + s
-    if seconds <= 0:
+            if not math.isfinite(seconds):
+                raise ValueError("duration must be a finite number of seconds")
+    if not seconds > 0:
         raise ValueError("duration must be positive")
     return seconds
 
@@ -53,10 +125,20 @@ def parse_duration(value: str | float | int) -> float:
 class _Cmd(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    request_id: str | None = Field(default=None, max_length=128)
+    request_id: str | None = Field(default=None, pattern=_REQUEST_ID.pattern)
+    # When the sender issued it (Unix seconds, wall clock): stale commands are refused.
+    issued_at: float | None = Field(default=None, allow_inf_nan=False)
+    # Signed commands (gateway.alerting.command_gate): the site they are meant for, the
+    # signing user and the hex HMAC-SHA256 of the canonical payload without "sig".
+    site: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    user: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    sig: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     # The operator's name, recorded with the transition next to the channel it came by.
-    by: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s/#+]+$")
-    comment: str | None = Field(default=None, max_length=500)
+    by: Annotated[
+        str | None, Field(default=None, min_length=1, max_length=64, pattern=r"^[^\s/#+]+$"),
+        SafeText,
+    ] = None
+    comment: Annotated[str | None, Field(default=None, max_length=500), SafeText] = None
 
 
 class AckCmd(_Cmd):
@@ -64,9 +146,11 @@ class AckCmd(_Cmd):
     alarm_id: ALARM_ID
 
 
-class ShelveCmd(_Cmd):
-    cmd: Literal["shelve"]
+class _TimedCmd(_Cmd):
+    """Shelve and out of service: why, and for how long (the alarm book ends it then)."""
+
     alarm_id: ALARM_ID
+    reason: Annotated[str, Field(min_length=1, max_length=REASON_MAX), SafeText]
     duration: float
 
     @field_validator("duration", mode="before")
@@ -75,6 +159,15 @@ class ShelveCmd(_Cmd):
         if not isinstance(v, str | int | float):
             raise ValueError("duration must be seconds or a text like 2h, 30m")
         return parse_duration(v)
+
+    @property
+    def note(self) -> str:
+        """What the alarm book records as the comment: the reason, then any comment."""
+        return f"{self.reason}: {self.comment}" if self.comment else self.reason
+
+
+class ShelveCmd(_TimedCmd):
+    cmd: Literal["shelve"]
 
 
 class UnshelveCmd(_Cmd):
@@ -87,9 +180,8 @@ class ResetCmd(_Cmd):
     alarm_id: ALARM_ID
 
 
-class OutOfServiceCmd(_Cmd):
+class OutOfServiceCmd(_TimedCmd):
     cmd: Literal["out_of_service"]
-    alarm_id: ALARM_ID
 
 
 class InServiceCmd(_Cmd):
@@ -117,8 +209,39 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "payload"
 
 
-def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
-    """Validate a command payload; raise CommandError naming every bad field."""
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _loads(text: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise CommandError(
+            f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise CommandError(f"payload is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # NaN / Infinity, an integer with thousands of digits
+        raise CommandError(f"payload is not JSON: {exc}") from None
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest (iterative: a hostile dict cannot overflow the stack)."""
+    deepest, todo = 0, [(data, 1)]
+    while todo:
+        item, level = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            todo.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def load_payload(raw: dict[str, Any] | str | bytes) -> dict[str, Any]:
+    """The payload as a JSON object within the size and depth limits, or CommandError."""
     data: Any = raw
     if isinstance(raw, bytes | bytearray):
         if len(raw) > MAX_PAYLOAD:
@@ -130,17 +253,20 @@ def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
     if isinstance(raw, str):
         if len(raw) > MAX_PAYLOAD:
             raise CommandError(f"payload is {len(raw)} characters; the limit is {MAX_PAYLOAD}")
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise CommandError(
-                f"payload is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-            ) from None
+        data = _loads(raw)
+    if _depth(data) > MAX_DEPTH:
+        raise CommandError(f"payload is nested deeper than {MAX_DEPTH} levels")
     if not isinstance(data, dict):
         raise CommandError(
             f'payload must be a JSON object like {{"cmd": "ack", "alarm_id": "..."}},'
             f" not {type(data).__name__}"
         )
+    return data
+
+
+def parse_command(raw: dict[str, Any] | str | bytes) -> AnyCommand:
+    """Validate a command payload; raise CommandError naming every bad field."""
+    data = load_payload(raw)
     cmd = data.get("cmd")
     if cmd is None:
         raise CommandError(f"cmd: missing; one of {', '.join(COMMANDS)}")
@@ -169,13 +295,16 @@ def request_id_of(raw: Any) -> str | None:
         except UnicodeDecodeError:
             return None
     if isinstance(raw, str):
-        try:
+        if len(raw) > MAX_PAYLOAD:
+            return None
+        try:  # leniently: a NaN elsewhere should not hide the id from the sender
             data = json.loads(raw)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return None
     if isinstance(data, dict):
         rid = data.get("request_id")
-        if isinstance(rid, str) and len(rid) <= 128:
+        # Echoed in the reply only when it is the plain token a request id must be.
+        if isinstance(rid, str) and _REQUEST_ID.fullmatch(rid):
             return rid
     return None
 
@@ -183,9 +312,9 @@ def request_id_of(raw: Any) -> str | None:
 def error_reply(raw: Any, exc: Exception) -> dict[str, Any]:
     """The response-topic payload for a refused command."""
     kind = (
-        "bad_command"
-        if isinstance(exc, CommandError)
-        else ("refused" if isinstance(exc, AlarmError) else "error")
+        "refused"
+        if isinstance(exc, AlarmError | CommandRefused)
+        else ("bad_command" if isinstance(exc, CommandError) else "error")
     )
     return {"ok": False, "error": kind, "message": str(exc), "request_id": request_id_of(raw)}
 
@@ -195,17 +324,19 @@ def build_command(
     alarm_id: str | None = None,
     *,
     duration: str | float | None = None,
+    reason: str | None = None,
     by: str | None = None,
     comment: str | None = None,
     request_id: str | None = None,
+    issued_at: float | None = None,
 ) -> dict[str, Any]:
     """The payload the CLI publishes (validated here so the CLI fails before sending)."""
     data: dict[str, Any] = {"cmd": cmd}
-    if alarm_id is not None:
-        data["alarm_id"] = alarm_id
-    if duration is not None:
-        data["duration"] = duration
-    for key, val in (("by", by), ("comment", comment), ("request_id", request_id)):
+    fields = (
+        ("alarm_id", alarm_id), ("duration", duration), ("reason", reason), ("by", by),
+        ("comment", comment), ("request_id", request_id), ("issued_at", issued_at),
+    )  # fmt: skip
+    for key, val in fields:
         if val is not None:
             data[key] = val
     parse_command(data)

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.validators import TimeZoneName
+from gateway.validators import TimeZoneName, check_order
 
 NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
@@ -55,7 +55,8 @@ class MqttChannel(_ChannelBase):
     """Notification records handed to the app, which publishes them through the outbox."""
 
     type: Literal["mqtt"]
-    topic: str = "notifications"
+    # Under ``<prefix>/<site>/``, e.g. ``notifications`` or ``pager/night``.
+    topic: str = Field(default="notifications", pattern=r"^[^/+#\s]([^+#\s]*[^/+#\s])?$")
 
 
 class WebhookChannel(_ChannelBase):
@@ -67,7 +68,7 @@ class WebhookChannel(_ChannelBase):
     # DingTalk and Feishu robots may require a signature made with this secret.
     secret: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    timeout_s: float = Field(default=10.0, ge=1, le=120)
 
 
 class EmailChannel(_ChannelBase):
@@ -85,7 +86,7 @@ class EmailChannel(_ChannelBase):
     # Only for a private CA or a lab server; never turn verification off on a real site.
     ca_file: str | None = None
     verify_tls: bool = True
-    timeout_s: float = Field(default=20.0, gt=0, le=300)
+    timeout_s: float = Field(default=20.0, ge=1, le=300)
 
     @model_validator(mode="after")
     def _login_pair(self) -> EmailChannel:
@@ -118,7 +119,7 @@ class Person(Strict):
     email: str | None = None
     # Mobile number: DingTalk and WeCom robots @-mention people by it.
     phone: str | None = None
-    # Slack/Feishu user id for mentions.
+    # Slack member id, or Feishu open_id / user_id, for @-mentions in those robots' messages.
     chat_id: str | None = None
 
 
@@ -168,7 +169,7 @@ class RosterConfig(Strict):
 class EscalationLevel(Strict):
     """``after_s`` after the alarm was raised and still unacknowledged, tell this roster level."""
 
-    after_s: float = Field(ge=0)
+    after_s: float = Field(ge=0, le=7 * 86400)
     # Index into the shift's levels; default: this level's position in the list.
     roster_level: int | None = Field(default=None, ge=0)
     # Channels for this level; default: the route's channels.
@@ -191,7 +192,7 @@ class Route(Strict):
     channels: list[str] = Field(min_length=1)
     escalation: list[EscalationLevel] = Field(default_factory=lambda: [EscalationLevel(after_s=0)])
     # Re-notify the last level this often while nobody acknowledges; None = never.
-    repeat_s: float | None = Field(default=None, gt=0)
+    repeat_s: float | None = Field(default=None, ge=60, le=7 * 86400)
     # Also tell this route when the alarm returns to normal.
     notify_rtn: bool = False
     # Keep trying later routes after this one matched.
@@ -212,7 +213,7 @@ class Route(Strict):
 
 class FloodConfig(Strict):
     count: int = Field(default=10, ge=1)
-    window_s: float = Field(default=600.0, gt=0)
+    window_s: float = Field(default=600.0, ge=10, le=86400)
     end_below: int = Field(default=5, ge=1)
 
     @model_validator(mode="after")
@@ -224,14 +225,19 @@ class FloodConfig(Strict):
 
 class ChatterConfig(Strict):
     count: int = Field(default=3, ge=2)
-    window_s: float = Field(default=60.0, gt=0)
+    window_s: float = Field(default=60.0, ge=1, le=3600)
 
 
 class RetryConfig(Strict):
-    min_s: float = Field(default=5.0, gt=0)
-    max_s: float = Field(default=600.0, gt=0)
+    min_s: float = Field(default=5.0, ge=1, le=3600)
+    max_s: float = Field(default=600.0, ge=1, le=86400)
     # A notification older than this is given up and recorded as dead (and alarmed).
-    give_up_s: float = Field(default=7 * 86400.0, gt=0)
+    give_up_s: float = Field(default=7 * 86400.0, ge=60, le=30 * 86400)
+
+    @model_validator(mode="after")
+    def _order(self) -> RetryConfig:
+        check_order(self, "min_s", "max_s")
+        return self
 
 
 class AlertingConfig(Strict):
@@ -241,11 +247,14 @@ class AlertingConfig(Strict):
     channels: list[Channel] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     roster: RosterConfig = Field(default_factory=RosterConfig)
-    # Notifications for one channel and recipient set within this window go out as one message.
+    # The first notification to a channel and recipient set goes at once; those that
+    # follow within this window of the last message wait for it and go out as one.
     group_window_s: float = Field(default=30.0, ge=0, le=3600)
     # An acknowledged alarm still active this long returns to unacknowledged; None = never.
-    realarm_s: float | None = Field(default=None, gt=0)
-    max_shelve_s: float = Field(default=24 * 3600.0, gt=0)
+    realarm_s: float | None = Field(default=None, ge=60, le=7 * 86400)
+    max_shelve_s: float = Field(default=24 * 3600.0, ge=60, le=30 * 86400)
+    # Out of service by command always has an end; this is the longest one allowed.
+    max_out_of_service_s: float = Field(default=7 * 24 * 3600.0, ge=60, le=365 * 86400)
     flood: FloodConfig = Field(default_factory=FloodConfig)
     chatter: ChatterConfig = Field(default_factory=ChatterConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)

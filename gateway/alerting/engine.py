@@ -6,8 +6,13 @@ I/O only when an alarm changes), runs the time-driven parts in ``tick``
 (no-data, delay expiry, shelve expiry, re-alarm, escalation, flood end),
 applies operator commands, turns the gateway's own health signals into
 alarms, and owns the notifier task. Every transition comes back as an
-``AlarmEvent`` for the outbox; state and queued notifications are written
-to SQLite in the same transaction, so a restart neither forgets nor repeats.
+``AlarmEvent`` for the outbox; state, queued notifications and the alarm
+journal (the transitions until the outbox has them, ``unpublished``) are
+written to SQLite in the same transaction, so a restart neither forgets,
+repeats nor leaves a saved transition unpublished.
+
+Durations (delays, no-data silence, shelving, chatter and flood windows) run
+on the clock's monotonic ``mono_ns``; events carry wall-clock timestamps.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ from gateway.alerting.rules import (
 )
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig
+from gateway.crashpoints import crash_point
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
 from gateway.profiles.schema import ModbusProfile
@@ -176,10 +182,11 @@ class AlertEngine:
         self._kinds_known: set[str] = {d.device for d in self.devices.values() if d.kind}
         self._health: dict[str, Detector] = {}
         self._health_rules = [lr for lr in rules.rules if isinstance(lr.rule, HealthRule)]
+        # Monotonic times (Clock.mono_ns) of the last good value per device / point.
         self.last_seen: dict[str, int] = {}
         self.last_point: dict[tuple[str, str], int] = {}
         self._source_dets: dict[tuple[str, str], Detector] = {}
-        self._started_ns = clock.now_ns()
+        self._started_mono = clock.mono_ns()
         self._later: list[AlarmEvent] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -219,7 +226,7 @@ class AlertEngine:
             facts=self._facts,
             in_flood=lambda: self.book.in_flood,
         )
-        self._started_ns = self.clock.now_ns()
+        self._started_mono = self.clock.mono_ns()
         for info in self.devices.values():
             self._bind(info)
         # Health alarms that were active stay active until the signal says ok.
@@ -302,7 +309,9 @@ class AlertEngine:
             checks = self._bind(info)
         elif dev not in self._kinds_known:
             checks = self._learn_kind(sample)
-        ts = sample.ts_ns
+        if not sample.mono_ns:
+            sample.mono_ns = self.clock.mono_ns()
+        ts = sample.mono_ns
         changes: list[Change] = []
         if sample.values:
             self.last_seen[dev] = ts
@@ -327,9 +336,10 @@ class AlertEngine:
             check.feed(sample, changes)
         if not changes:
             return []
-        events = self._apply(changes, ts)
+        now = self._now()
+        events = self._apply(changes, sample.ts_ns)
         if self.info_source(dev):
-            events.extend(self._source_eval(self.clock.now_ns()))
+            events.extend(self._source_eval(now, self.clock.mono_ns()))
         return self._flush(events)
 
     def info_source(self, dev: str) -> str | None:
@@ -345,57 +355,82 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ time
 
+    def _now(self) -> int:
+        """Wall time for timestamps; tells the book how wall time maps onto monotonic time."""
+        now = self.clock.now_ns()
+        self.book.offset_ns = now - self.clock.mono_ns()
+        return now
+
     def tick(self) -> list[AlarmEvent]:
         """Time-driven work; call about once a second."""
         now = self.clock.now_ns()
+        mono = self.clock.mono_ns()
+        self.book.offset_ns = now - mono
+        real = self._real_ns()
         changes: list[Change] = []
         for det in list(self.pending):
-            new = det.due(now)
+            new = det.due(real if det.spec.kind == "health" else mono)
             if det.since_ns is None:
                 self.pending.discard(det)
             if new is not None:
                 changes.append((det, new))
         events: list[AlarmEvent] = []
-        events.extend(self._source_eval(now))
-        changes.extend(self._nodata_eval(now))
+        events.extend(self._source_eval(now, mono))
+        changes.extend(self._nodata_eval(mono))
         events.extend(self._apply(changes, now))
-        events.extend(self.book.tick(now))
+        events.extend(self.book.tick(now, mono))
         flushed = self._flush(events)
         if self.notifier is not None and self.store is not None:
-            self.notifier.fire_due(now)
+            self.notifier.fire_due()
         later, self._later = self._later, []
         return later + flushed
 
-    def _nodata_eval(self, now: int) -> list[Change]:
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped ``step_ns`` (gateway/clockwatch.py): keep stored deadlines true.
+
+        Stored shelve deadlines and notification timers are wall-clock times (they
+        must survive a reboot); moving them with the step keeps them meaning the
+        same moment, so a restart after a step does not change them.
+        """
+        self.book.wall_stepped(step_ns)
+        if self.notifier is not None:
+            self.notifier.wall_stepped(step_ns)
+        self._flush([])
+
+    def _nodata_eval(self, mono: int) -> list[Change]:
         changes: list[Change] = []
         for dev, nds in self._nodata.items():
             for nd in nds:
                 if not nd.rule.points:
-                    last = self.last_seen.get(dev, self._started_ns)
-                    self._nodata_feed(nd, None, f"{nd.rule.id}:{dev}", now, last, changes)
+                    last = self.last_seen.get(dev, self._started_mono)
+                    self._nodata_feed(nd, None, f"{nd.rule.id}:{dev}", mono, last, changes)
                     continue
                 for p in nd.rule.points:
-                    last = self.last_point.get((dev, p), self._started_ns)
-                    self._nodata_feed(nd, p, f"{nd.rule.id}:{dev}:{p}", now, last, changes)
+                    last = self.last_point.get((dev, p), self._started_mono)
+                    self._nodata_feed(nd, p, f"{nd.rule.id}:{dev}:{p}", mono, last, changes)
         return changes
 
     def _nodata_feed(
-        self, nd: _NoData, point: str | None, key: str, now: int, last: int, changes: list[Change]
+        self, nd: _NoData, point: str | None, key: str, mono: int, last: int, changes: list[Change]
     ) -> None:
-        silent = now - last > nd.timeout_ns
+        silent = mono - last > nd.timeout_ns
         det = nd.detector(point) if silent else nd.check.detectors.get(key)
         if det is not None:
-            nd.check.emit(det, silent, now, round((now - last) / 1e9), changes)
+            nd.check.emit(det, silent, mono, round((mono - last) / 1e9), changes)
 
-    def _source_eval(self, now: int) -> list[AlarmEvent]:
-        """A source whose every selected device is silent gets one alarm that suppresses theirs."""
+    def _source_eval(self, now: int, mono: int) -> list[AlarmEvent]:
+        """A source whose every selected device is silent gets one alarm that suppresses theirs.
+
+        ``now`` is the wall time for the events, ``mono`` the monotonic time for the silence.
+        """
         by_source: dict[tuple[str, str], list[bool]] = {}
         rules: dict[str, NoDataRule] = {}
         for nds in self._nodata.values():
             for nd in nds:
                 if not nd.rule.source_alarm or not nd.info.source or nd.rule.points:
                     continue
-                silent = now - self.last_seen.get(nd.info.device, self._started_ns) > nd.timeout_ns
+                last = self.last_seen.get(nd.info.device, self._started_mono)
+                silent = mono - last > nd.timeout_ns
                 by_source.setdefault((nd.rule.id, nd.info.source), []).append(silent)
                 rules[nd.rule.id] = nd.rule
         events: list[AlarmEvent] = []
@@ -434,7 +469,7 @@ class AlertEngine:
                             if nd.info.source != src or nd.rule.id != rule_id:
                                 continue
                             dev = nd.info.device
-                            self.last_seen[dev] = max(self.last_seen.get(dev, 0), now)
+                            self.last_seen[dev] = max(self.last_seen.get(dev, 0), mono)
                             for d in nd.check.detectors.values():
                                 if d.active and d.spec.point is None:
                                     d.active, d.since_ns = False, None
@@ -451,7 +486,7 @@ class AlertEngine:
 
     # ------------------------------------------------------------------ health
 
-    def _health_detector(self, name: str) -> Detector:
+    def _health_detector(self, name: str, severity: Severity | None = None) -> Detector:
         det = self._health.get(name)
         if det is None:
             rule: HealthRule | None = None
@@ -468,7 +503,7 @@ class AlertEngine:
                 point=name,
                 limit=None,
                 limit_value=None,
-                severity=rule.severity if rule else self.cfg.health_severity,
+                severity=rule.severity if rule else severity or self.cfg.health_severity,
                 latch=False,
                 area=rule.area if rule else None,
                 template=rule.message if rule else None,
@@ -479,11 +514,21 @@ class AlertEngine:
             self._health[name] = det
         return det
 
-    def health(self, name: str, ok: bool, detail: str) -> list[AlarmEvent]:
-        """A gateway health signal (``sink:mqtt``, ``outbox:backlog``, ``source:rtu-1``...)."""
-        det = self._health_detector(name)
-        now = self.clock.now_ns()
-        new = det.feed(not ok, now, detail)
+    def _real_ns(self) -> int:
+        # Microseconds: a float of seconds does not hold nanoseconds exactly.
+        return round(self.clock.monotonic() * 1e6) * 1000
+
+    def health(
+        self, name: str, ok: bool, detail: str, severity: Severity | None = None
+    ) -> list[AlarmEvent]:
+        """A gateway health signal (``sink:mqtt``, ``outbox:backlog``, ``source:rtu-1``...).
+
+        Its delays are real durations (the real monotonic clock, also in a replay).
+        ``severity`` applies when no health rule names the signal (default: the site's).
+        """
+        det = self._health_detector(name, severity)
+        now = self._now()
+        new = det.feed(not ok, self._real_ns(), detail)
         if det.since_ns is None:
             self.pending.discard(det)
         else:
@@ -511,8 +556,13 @@ class AlertEngine:
 
         ``active`` True raises it, False clears it; a one-off finding is raised
         and cleared at once, so it waits return-to-normal-unacknowledged for an
-        operator. Persisted, notified, escalated like any other alarm.
+        operator. Persisted, notified, escalated like any other alarm. A clear
+        keeps the rule and severity the alarm was raised with: they are its
+        identity (InfluxDB tags, the retained state), not the clearing caller's.
         """
+        known = self.book.alarms.get(alarm_id)
+        if not active and known is not None and known.on:
+            rule, severity = known.spec.rule, str(known.spec.severity)
         spec = AlarmSpec(
             alarm_id=alarm_id,
             rule=rule,
@@ -526,7 +576,9 @@ class AlertEngine:
             area=area,
             template="{detail}",
         )
-        now = self.clock.now_ns() if ts_ns is None else ts_ns
+        now = self._now()
+        if ts_ns is not None:
+            now = ts_ns
         return self._flush(self.book.set_active(spec, active, None, now, message))
 
     def _notifier_health(self, name: str, ok: bool, detail: str) -> None:
@@ -552,7 +604,7 @@ class AlertEngine:
         c = parse_command(cmd)
         self._need_store()
         who = actor_of(c, actor)
-        now = self.clock.now_ns()
+        now = self._now()
         reply: dict[str, Any] = {"ok": True, "cmd": c.cmd, "request_id": c.request_id}
         if isinstance(c, ListCmd):
             reply["alarms"] = [
@@ -565,13 +617,13 @@ class AlertEngine:
         if isinstance(c, AckCmd):
             events = b.ack(c.alarm_id, who, now, c.comment)
         elif isinstance(c, ShelveCmd):
-            events = b.shelve(c.alarm_id, c.duration, who, now, c.comment)
+            events = b.shelve(c.alarm_id, c.duration, who, now, c.note)
         elif isinstance(c, UnshelveCmd):
             events = b.unshelve(c.alarm_id, who, now)
         elif isinstance(c, ResetCmd):
             events = b.reset(c.alarm_id, who, now, c.comment)
         elif isinstance(c, OutOfServiceCmd):
-            events = b.out_of_service(c.alarm_id, who, now, c.comment)
+            events = b.out_of_service(c.alarm_id, who, now, c.note, c.duration)
         else:
             assert isinstance(c, InServiceCmd)
             events = b.in_service(c.alarm_id, who, now, c.comment)
@@ -625,11 +677,37 @@ class AlertEngine:
                     },
                 )
                 self.book.dirty.clear()
+            if events:
+                # With the state, not after it: a crash before the outbox commits
+                # leaves the transition here, and the restart publishes it.
+                store.journal([e.to_json_dict() for e in events])
             if events and self.notifier is not None:
                 self.notifier.on_events(events)
+        if events:
+            crash_point("alarm-state-saved")
         return events
 
-    def describe(self, a: Alarm) -> dict[str, Any]:
+    def unpublished(self) -> tuple[list[AlarmEvent], int]:
+        """Journaled transitions the outbox has not confirmed, and the journal head.
+
+        Every public call appends (through its caller) the events it returns
+        before the caller yields, so once the outbox has committed what was
+        appended so far, everything up to ``journal_head()`` is in it.
+        """
+        store = self._need_store()
+        return [AlarmEvent.from_json_dict(d) for d in store.journaled()], store.journal_head()
+
+    def journal_head(self) -> int:
+        return self._need_store().journal_head()
+
+    def confirm_published(self, upto: int) -> None:
+        """The outbox committed every transition journaled up to ``upto``."""
+        if self.store is not None:
+            self.store.confirm_journal(upto)
+
+    @staticmethod
+    def describe(a: Alarm) -> dict[str, Any]:
+        """One alarm as the ``list`` command and ``gateway alarms list --json`` show it."""
         return {
             "alarm_id": a.alarm_id,
             "state": str(a.state),

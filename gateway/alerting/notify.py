@@ -8,10 +8,21 @@ last level again every ``repeat_s``. Acknowledge, reset, shelve or out of
 service stops the escalation. Each step only *queues* rows in SQLite.
 
 ``Notifier.deliver_due`` (async) sends what is queued: rows for one channel
-and one set of recipients that fall within ``group_window_s`` go out as one
-message, so a burst is one message, not forty. A failed send stays queued
+and one set of recipients go out as one message, so a burst is one message,
+not forty. The first notification goes at once (a first page never waits);
+what follows within ``group_window_s`` of the last message to the same
+people on the same channel waits for that window to end and goes out in one
+message with everything else that came meanwhile. A failed send stays queued
 and is retried with exponential back-off; a channel that fails
 ``fail_alarm_after`` times in a row raises its own health alarm.
+
+A send is recorded (``sending``) before it starts and marked sent after the
+far side answered. A stop lets a send in flight finish (within the channel's
+timeout, at most ``STOP_GRACE_S``). A send that may have arrived without the
+gateway knowing (killed or stopped mid-send, a webhook whose answer was lost
+after the request went out) is sent again, marked as a possible duplicate:
+the ``X-Gateway-Possible-Duplicate: true`` header (webhook, e-mail), the
+``possible_duplicate`` field (generic webhook, MQTT) and the title.
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ import contextlib
 import fnmatch
 import hashlib
 import hmac
+import html
 import logging
 import smtplib
 import ssl
@@ -47,6 +59,7 @@ from gateway.alerting.config import (
     parse_hhmm,
 )
 from gateway.alerting.store import AlertStore, Escalation, QueuedNotification
+from gateway.crashpoints import crash_point
 from gateway.errors import GatewayError
 from gateway.model import AlarmEvent, AlarmState, Clock
 
@@ -56,10 +69,21 @@ NEVER = 2**62
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 HealthHook = Callable[[str, bool, str], None]
 MAX_LINES = 25  # a grouped message lists this many alarms, then says how many more
+# How long a stop waits for a send in flight (the gateway's shutdown limit is 20 s).
+STOP_GRACE_S = 10.0
+DUPLICATE_HEADER = "X-Gateway-Possible-Duplicate"
 
 
 class NotifyError(GatewayError):
-    """A channel could not deliver a notification (it stays queued and is retried)."""
+    """A channel could not deliver a notification (it stays queued and is retried).
+
+    ``maybe_sent``: the request went out and its answer was lost, so the far
+    side may have it; the retry is marked as a possible duplicate.
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 # --------------------------------------------------------------------------- roster
@@ -135,6 +159,7 @@ class Message:
     text: str
     items: list[dict[str, Any]]
     people: list[tuple[str, Person]] = field(default_factory=list)
+    possible_duplicate: bool = False
 
     @property
     def phones(self) -> list[str]:
@@ -154,7 +179,13 @@ _WHAT = {
 }
 
 
-def compose(site: str, items: list[dict[str, Any]], roster: Roster, people: list[str]) -> Message:
+def compose(
+    site: str,
+    items: list[dict[str, Any]],
+    roster: Roster,
+    people: list[str],
+    possible_duplicate: bool = False,
+) -> Message:
     """One message for a group of queued items (highest severity first)."""
     order = {s.value: s.rank for s in Severity}
     items = sorted(
@@ -182,11 +213,15 @@ def compose(site: str, items: list[dict[str, Any]], roster: Roster, people: list
         lines.append(f"... and {len(items) - MAX_LINES} more; see `gateway alarms list`")
     lines.append("")
     lines.append("Acknowledge: gateway alarms ack <id>  (or the MQTT command topic)")
+    if possible_duplicate:
+        title = f"(possible duplicate) {title}"
+        lines.append("Possible duplicate: the gateway may have sent this once already.")
     return Message(
         title=title,
         text="\n".join(lines),
         items=items,
         people=[(n, roster.person(n)) for n in people],
+        possible_duplicate=possible_duplicate,
     )
 
 
@@ -213,7 +248,14 @@ def webhook_body(ch: WebhookChannel, msg: Message, now_s: float) -> tuple[str, d
             "text": {"content": text, "mentioned_mobile_list": msg.phones},
         }
     if ch.preset == "feishu":
-        body: dict[str, Any] = {"msg_type": "text", "content": {"text": text}}
+        # A custom bot mentions people in a text message by their user id (open_id or user_id).
+        mentions = " ".join(
+            f'<at user_id="{html.escape(p.chat_id)}">{html.escape(n)}</at>'
+            for n, p in msg.people
+            if p.chat_id
+        )
+        content = text + (f"\n{mentions}" if mentions else "")
+        body: dict[str, Any] = {"msg_type": "text", "content": {"text": content}}
         if ch.secret:
             ts = str(int(now_s))
             key = f"{ts}\n{ch.secret}".encode()
@@ -228,6 +270,7 @@ def webhook_body(ch: WebhookChannel, msg: Message, now_s: float) -> tuple[str, d
         "text": msg.text,
         "recipients": [n for n, _ in msg.people],
         "alarms": msg.items,
+        "possible_duplicate": msg.possible_duplicate,
     }
 
 
@@ -235,10 +278,17 @@ async def send_webhook(
     client: httpx.AsyncClient, ch: WebhookChannel, msg: Message, now_s: float
 ) -> None:
     url, body = webhook_body(ch, msg, now_s)
+    headers = dict(ch.headers)
+    if msg.possible_duplicate:
+        headers[DUPLICATE_HEADER] = "true"
     try:
-        resp = await client.post(url, json=body, headers=ch.headers, timeout=ch.timeout_s)
+        resp = await client.post(url, json=body, headers=headers, timeout=ch.timeout_s)
     except httpx.HTTPError as exc:
-        raise NotifyError(f"webhook {ch.name}: {type(exc).__name__}: {exc}") from exc
+        # Not connected: nothing went out. Anything later: the robot may have it.
+        unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        raise NotifyError(
+            f"webhook {ch.name}: {type(exc).__name__}: {exc}", maybe_sent=not unsent
+        ) from exc
     if resp.status_code >= 300:
         raise NotifyError(f"webhook {ch.name}: HTTP {resp.status_code}: {resp.text[:200]}")
     # Group robots answer 200 with an error code in the body when they refuse a message.
@@ -271,6 +321,8 @@ def send_email_sync(ch: EmailChannel, msg: Message) -> None:
     em["To"] = ", ".join(to)
     em["Subject"] = msg.title[:200]
     em["X-Gateway-Alarms"] = ",".join(i["alarm_id"] for i in msg.items[:MAX_LINES])
+    if msg.possible_duplicate:
+        em[DUPLICATE_HEADER] = "true"
     em.set_content(msg.text)
     try:
         smtp: smtplib.SMTP
@@ -323,12 +375,32 @@ class Notifier:
         self.alarmed: set[str] = set()
         self.wake = asyncio.Event()
         self.sent_messages = 0
+        # Timers (grouping window, escalation, repeat, retry back-off, give-up) run on
+        # timer time: the wall clock at start plus monotonic time since, so a wall-clock
+        # step moves none of them. Stored in SQLite, they read as wall-clock times after
+        # a restart: monotonic time does not survive a reboot.
+        self._epoch_ns = clock.now_ns() - clock.mono_ns()
+        # Escalations started in this run: (alarm id, raised_ns) -> start in timer time.
+        self._starts: dict[tuple[str, int], int] = {}
+        # Last message sent in this run per (channel, recipients), in timer time (the
+        # stored sent_ns is a wall-clock timestamp): the grouping window counts from it.
+        self._last_sent: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def _timer_ns(self) -> int:
+        return self._epoch_ns + self.clock.mono_ns()
+
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped: timer time and the stored timers follow it, elapsed time kept."""
+        self._epoch_ns += step_ns
+        self._starts = {k: t + step_ns for k, t in self._starts.items()}
+        self._last_sent = {k: t + step_ns for k, t in self._last_sent.items()}
+        self.store.shift_timers(step_ns, NEVER)
 
     # ------------------------------------------------------------------ planning (sync)
 
     def on_events(self, events: list[AlarmEvent]) -> None:
         """Start, stop or keep escalations for these transitions (inside a store transaction)."""
-        now = self.clock.now_ns()
+        now = self._timer_ns()
         for ev in events:
             if ev.state is AlarmState.UNACKED and ev.previous is not AlarmState.UNACKED:
                 self._start(ev, now)
@@ -354,6 +426,10 @@ class Notifier:
         for route in routes_for(self.cfg, ev.severity, ev.area, ev.rule):
             if route.name in existing and ev.action != "realarm":
                 continue  # an unacknowledged episode is already being escalated
+            if len(self._starts) > 1000:
+                live = {(e.alarm_id, e.raised_ns) for e in self.store.escalations()}
+                self._starts = {k: v for k, v in self._starts.items() if k in live}
+            self._starts[(ev.alarm_id, ev.ts_ns)] = now
             self.store.put_escalation(Escalation(ev.alarm_id, route.name, 0, now, ev.ts_ns, 0))
 
     def _chatter_note(self, ev: AlarmEvent, now: int) -> None:
@@ -377,7 +453,7 @@ class Notifier:
     ) -> int:
         lvl = route.escalation[min(level, len(route.escalation) - 1)]
         roster_level = lvl.roster_level if lvl.roster_level is not None else level
-        people = self.roster.on_call(now, roster_level)
+        people = self.roster.on_call(self.clock.now_ns(), roster_level)  # wall: shifts
         people += [p for p in lvl.people if p not in people]
         raised = raised_ns if raised_ns is not None else ev.ts_ns
         item = {
@@ -396,9 +472,13 @@ class Notifier:
             "route": route.name,
             "level": level,
         }
-        due = now + int(self.cfg.group_window_s * 1e9)
+        window = int(self.cfg.group_window_s * 1e9)
         n = 0
         for ch in lvl.channels or route.channels:
+            last = self._last_sent.get((ch, tuple(people)))
+            if last is None:
+                last = self.store.last_sent_ns(ch, tuple(people))
+            due = now if last is None else max(now, last + window)
             dedupe = f"{ev.alarm_id}|{route.name}|{key}|{ch}"
             if self.store.enqueue(dedupe, ch, tuple(people), item, now, due):
                 n += 1
@@ -408,7 +488,7 @@ class Notifier:
 
     def fire_due(self, now: int | None = None) -> int:
         """Run the escalation steps that are due; returns how many fired."""
-        now = self.clock.now_ns() if now is None else now
+        now = self._timer_ns() if now is None else now
         fired = 0
         with self.store.transaction():
             for esc in self.store.escalations(due_before_ns=now):
@@ -433,7 +513,8 @@ class Notifier:
                 fired += 1
                 nxt = esc.level + 1
                 if nxt < len(levels):
-                    due = esc.raised_ns + int(levels[nxt].after_s * 1e9)
+                    start = self._starts.get((esc.alarm_id, esc.raised_ns), esc.raised_ns)
+                    due = start + int(levels[nxt].after_s * 1e9)
                     self.store.put_escalation(
                         Escalation(
                             esc.alarm_id, esc.route, nxt, max(due, now), esc.raised_ns, esc.repeats
@@ -482,7 +563,7 @@ class Notifier:
         sent = 0
         try:
             self.fire_due()
-            now = self.clock.now_ns()
+            now = self._timer_ns()
             for items in self.ready_groups(now):
                 if await self._deliver(client, items, now):
                     sent += 1
@@ -501,12 +582,26 @@ class Notifier:
         except KeyError:
             self.store.mark_dead(ids, f"channel {name!r} is no longer configured")
             return False
-        msg = compose(self.site, [q.item for q in items], self.roster, list(items[0].recipients))
-        try:
-            await self._send(client, ch, msg)
-        except NotifyError as exc:
-            self._failed(name, ch.fail_alarm_after, items, now, str(exc))
-            return False
+        msg = compose(
+            self.site,
+            [q.item for q in items],
+            self.roster,
+            list(items[0].recipients),
+            possible_duplicate=any(q.possible_duplicate for q in items),
+        )
+        self.store.mark_sending(ids)
+        stopping, error = await self._send_through_stop(client, ch, msg)
+        if error is not None:
+            self._failed(name, ch.fail_alarm_after, items, now, str(error), error.maybe_sent)
+        else:
+            crash_point("notification-sent")
+            self._last_sent[(name, items[0].recipients)] = self._timer_ns()
+            self._sent(name, ids)
+        if stopping:
+            raise asyncio.CancelledError
+        return error is None
+
+    def _sent(self, name: str, ids: list[int]) -> None:
         self.store.mark_sent(ids, self.clock.now_ns())
         self.sent_messages += 1
         if self.failures.get(name):
@@ -515,10 +610,54 @@ class Notifier:
             self.alarmed.discard(name)
             if self.health:
                 self.health(f"notify:{name}", True, "delivering again")
-        return True
+
+    async def _send_through_stop(
+        self,
+        client: httpx.AsyncClient,
+        ch: MqttChannel | WebhookChannel | EmailChannel,
+        msg: Message,
+    ) -> tuple[bool, NotifyError | None]:
+        """``_send``, which a stop (cancellation) lets finish: (stopping, the failure or None).
+
+        Cut short, a POST or an SMTP dialogue may have reached the far side
+        without the gateway knowing, and the restart would send it again. The
+        stop cancels again and again (gateway/tasks.py): the wait goes on until
+        the send ends or the grace period is over. The caller records the
+        outcome, then stops. A send still running then is abandoned, left
+        ``sending``: the next start resends it as a possible duplicate.
+        """
+        send = asyncio.ensure_future(self._send(client, ch, msg))
+        stopping = False
+        try:
+            await asyncio.shield(send)
+        except asyncio.CancelledError:
+            stopping = True
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + min(getattr(ch, "timeout_s", STOP_GRACE_S), STOP_GRACE_S)
+            while not send.done() and loop.time() < deadline:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait({send}, timeout=deadline - loop.time())
+            if not send.done():
+                send.cancel()
+                log.warning("notification channel %s: send not finished at stop", ch.name)
+                raise
+        except NotifyError as exc:
+            return False, exc
+        if send.cancelled():
+            return stopping, NotifyError(f"{ch.name}: send cancelled", maybe_sent=True)
+        failure = send.exception()
+        if failure is not None and not isinstance(failure, NotifyError):
+            raise failure
+        return stopping, failure
 
     def _failed(
-        self, name: str, threshold: int, items: list[QueuedNotification], now: int, err: str
+        self,
+        name: str,
+        threshold: int,
+        items: list[QueuedNotification],
+        now: int,
+        err: str,
+        maybe_sent: bool = False,
     ) -> None:
         attempts = max(q.attempts for q in items) + 1
         give_up = int(self.cfg.retry.give_up_s * 1e9)
@@ -527,7 +666,7 @@ class Notifier:
         if dead:
             self.store.mark_dead(dead, err)
         if live:
-            self.store.mark_failed(live, now + self._backoff_ns(attempts), err)
+            self.store.mark_failed(live, now + self._backoff_ns(attempts), err, maybe_sent)
         # Attempts are stored, so a restart does not forget how long a channel has been failing.
         n = max(self.failures.get(name, 0) + 1, attempts)
         self.failures[name] = n
@@ -556,6 +695,7 @@ class Notifier:
                 "recipients": [n for n, _ in msg.people],
                 "alarms": msg.items,
                 "ts_ns": self.clock.now_ns(),
+                "possible_duplicate": msg.possible_duplicate,
             }
             try:
                 await self.publish(ch.topic, payload)
@@ -564,7 +704,7 @@ class Notifier:
 
     def next_wake_s(self, poll_s: float) -> float:
         """Seconds until something may be due (bounded by ``poll_s``)."""
-        now = self.clock.now_ns()
+        now = self._timer_ns()
         cands = [poll_s]
         nxt = self.store.next_escalation_ns()
         if nxt is not None and nxt < NEVER:

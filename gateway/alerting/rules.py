@@ -17,6 +17,9 @@ Rules only decide whether a condition holds; the ``Detector`` debounces it
 (on-delay, off-delay, deadband) and the alarm book (``alarms.py``) owns the
 ISA-18.2 states. Detectors are created lazily, the first time a condition
 holds, so a healthy site carries almost no per-point state on the hot path.
+Every duration here (delays, rate windows, staleness) is measured on the
+monotonic clock (``Sample.mono_ns``), so a wall-clock step neither fires nor
+holds back an alarm; only the events carry wall-clock timestamps.
 """
 
 from __future__ import annotations
@@ -107,11 +110,15 @@ class Limit(Strict):
     # Absolute deadband, or percent of |value|; the rule's default applies when neither is set.
     deadband: float | None = Field(default=None, ge=0)
     deadband_pct: float | None = Field(default=None, ge=0, le=100)
-    on_delay_s: float | None = Field(default=None, ge=0)
-    off_delay_s: float | None = Field(default=None, ge=0)
+    on_delay_s: float | None = Field(default=None, ge=0, le=86400)
+    off_delay_s: float | None = Field(default=None, ge=0, le=86400)
     severity: Severity | None = None
     latch: bool | None = None
     message: str | None = None
+    # Suppression by design for this limit only: while an alarm of one of these
+    # rules is active on the same device, this limit's alarm there starts
+    # suppressed (glob on rule ids). Name only causes this limit is a consequence of.
+    suppressed_by: list[str] = Field(default_factory=list)
 
     @field_validator("message")
     @classmethod
@@ -133,7 +140,8 @@ class _RuleBase(Strict):
     latch: bool = False
     message: str | None = None
     # Suppression by design: while an alarm of one of these rules is active on
-    # the same device, this rule's alarms there are suppressed (glob on rule ids).
+    # the same device, this rule's alarms there start suppressed (glob on rule
+    # ids). Rules with limits say it per limit instead (see _LimitsMixin).
     suppressed_by: list[str] = Field(default_factory=list)
 
     @field_validator("message")
@@ -159,6 +167,21 @@ class _LimitsMixin(Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _suppression_per_limit(self) -> _LimitsMixin:
+        # A cause that makes a value fall does not make it rise: a rule-wide key
+        # would hide every limit, the graver ones included (a flame failure hid a
+        # 97 °C over-temperature this way). The author must name each consequence.
+        wide: list[str] = getattr(self, "suppressed_by", [])
+        if wide:
+            example = next((n for n in ("lo", "lolo") if n in self.limits), next(iter(self.limits)))
+            raise ValueError(
+                f"suppressed_by {wide} on a rule with limits would hide every limit"
+                f" ({', '.join(self.limits)}), also those that are no consequence of it;"
+                f" move it into each limit that is, e.g. limits.{example}.suppressed_by"
+            )
+        return self
+
 
 class LimitRule(_RuleBase, _LimitsMixin):
     kind: Literal["limit"]
@@ -170,7 +193,7 @@ class RateRule(_RuleBase, _LimitsMixin):
 
     kind: Literal["rate"]
     points: list[str] = Field(min_length=1)
-    window_s: float = Field(default=60.0, gt=0, le=86400)
+    window_s: float = Field(default=60.0, ge=1, le=86400)
     per: Literal["s", "min", "h"] = "min"
 
 
@@ -195,7 +218,7 @@ class DeviationRule(_RuleBase, _LimitsMixin):
     b: Operand
     op: Literal["difference", "abs_difference", "percent_of_b", "percent_difference"] = "difference"
     min_b: float | None = None
-    max_age_s: float = Field(default=120.0, gt=0)
+    max_age_s: float = Field(default=120.0, ge=1, le=86400)
 
     @model_validator(mode="after")
     def _device_or_select(self) -> DeviationRule:
@@ -221,7 +244,7 @@ class NoDataRule(_RuleBase):
 
     kind: Literal["no_data"]
     points: list[str] = Field(default_factory=list)
-    timeout_s: float | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, ge=1, le=7 * 86400)
     missed_polls: int = Field(default=5, ge=1)
     source_alarm: bool = True
     source_min_devices: int = Field(default=2, ge=1)
@@ -408,6 +431,97 @@ def check_against_devices(
     return problems
 
 
+@dataclass(frozen=True)
+class AlarmClass:
+    """The alarms one rule raises at one severity: one per limit, or the rule's own."""
+
+    rule: LoadedRule
+    limit: str | None
+    severity: Severity
+    suppressed_by: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"rule {self.rule.rule.id!r}" + (f" limit {self.limit}" if self.limit else "")
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An alarm class that suppression by design may hide, and what may hide it."""
+
+    alarm: AlarmClass
+    patterns: tuple[str, ...]
+    # Every enabled alarm class whose rule id a pattern matches.
+    causes: tuple[AlarmClass, ...]
+
+    @property
+    def rule(self) -> LoadedRule:
+        return self.alarm.rule
+
+    @property
+    def limit(self) -> str | None:
+        return self.alarm.limit
+
+    @property
+    def severity(self) -> Severity:
+        return self.alarm.severity
+
+
+def alarm_classes(lr: LoadedRule) -> list[AlarmClass]:
+    rule = lr.rule
+    if isinstance(rule, _LimitsMixin):
+        return [
+            AlarmClass(lr, name, lim.severity or rule.severity, tuple(lim.suppressed_by))
+            for name, lim in rule.limits.items()
+        ]
+    return [AlarmClass(lr, None, rule.severity, tuple(rule.suppressed_by))]
+
+
+def suppressions(ruleset: RuleSet) -> list[Suppression]:
+    """Every alarm class of an enabled rule that names a suppressor, with the causes it names."""
+    enabled = [lr for lr in ruleset.rules if lr.rule.enabled]
+    out: list[Suppression] = []
+    for lr in enabled:
+        for cls in alarm_classes(lr):
+            pats = cls.suppressed_by
+            if not pats:
+                continue
+            causes = tuple(
+                c
+                for other in enabled
+                if any(fnmatch.fnmatchcase(other.rule.id, p) for p in pats)
+                for c in alarm_classes(other)
+                if c != cls
+            )
+            out.append(Suppression(cls, pats, causes))
+    return out
+
+
+def suppression_warnings(ruleset: RuleSet) -> list[str]:
+    """What ``gateway check`` warns about: a milder alarm that can hide a graver one, and
+    suppressor patterns that match no rule (a typo that leaves the intent undone)."""
+    warnings: list[str] = []
+    for s in suppressions(ruleset):
+        head = f"{s.rule.where}: {s.alarm.name} ({s.severity})"
+        for pat in s.patterns:
+            if not any(fnmatch.fnmatchcase(c.rule.rule.id, pat) for c in s.causes):
+                warnings.append(f"{head}: suppressed_by {pat!r} matches no rule that is enabled")
+        mildest: dict[str, AlarmClass] = {}
+        for c in s.causes:
+            known = mildest.get(c.rule.rule.id)
+            if c.severity.rank < s.severity.rank and (
+                known is None or c.severity.rank < known.severity.rank
+            ):
+                mildest[c.rule.rule.id] = c
+        for c in mildest.values():
+            warnings.append(
+                f"{head} can be suppressed by {c.name} ({c.severity}): a suppressor must be at"
+                " least as severe as the alarm it hides; suppress only the limits that are its"
+                " consequence, or raise the suppressor's severity"
+            )
+    return warnings
+
+
 # --------------------------------------------------------------------------- runtime
 
 
@@ -480,6 +594,7 @@ class Detector:
     ``raw`` is what the latest evidence says; ``active`` the debounced verdict.
     ``since_ns`` is when ``raw`` started to differ from ``active`` (None when
     they agree), so ``due`` can fire the change later without a new sample.
+    Its times are monotonic (``Clock.mono_ns``), never wall clock.
     """
 
     __slots__ = ("active", "last_value", "off_ns", "on_ns", "since_ns", "spec")
@@ -492,27 +607,27 @@ class Detector:
         self.since_ns: int | None = None
         self.last_value: Value | None = None
 
-    def feed(self, raw: bool, ts_ns: int, value: Value | None) -> bool | None:
+    def feed(self, raw: bool, mono_ns: int, value: Value | None) -> bool | None:
         """Take new evidence; return the new debounced state when it changes, else None."""
         self.last_value = value
         if raw == self.active:
             self.since_ns = None
             return None
         if self.since_ns is None:
-            self.since_ns = ts_ns
+            self.since_ns = mono_ns
         delay = self.on_ns if raw else self.off_ns
-        if ts_ns - self.since_ns >= delay:
+        if mono_ns - self.since_ns >= delay:
             self.active = raw
             self.since_ns = None
             return raw
         return None
 
-    def due(self, now_ns: int) -> bool | None:
+    def due(self, mono_ns: int) -> bool | None:
         """Fire a pending change whose delay has run out (the condition was not contradicted)."""
         if self.since_ns is None:
             return None
         delay = self.off_ns if self.active else self.on_ns
-        if now_ns - self.since_ns >= delay:
+        if mono_ns - self.since_ns >= delay:
             self.active = not self.active
             self.since_ns = None
             return self.active
@@ -541,9 +656,9 @@ def _area(lr: LoadedRule, info: DeviceInfo) -> str | None:
     return lr.rule.area or info.area or lr.area
 
 
-def _inhibitors(rule: AnyRule, device: str) -> tuple[str, ...]:
-    return tuple(f"{pat}:{device}:*" for pat in rule.suppressed_by) + tuple(
-        f"{pat}:{device}" for pat in rule.suppressed_by
+def _inhibitors(patterns: list[str], device: str) -> tuple[str, ...]:
+    return tuple(f"{pat}:{device}:*" for pat in patterns) + tuple(
+        f"{pat}:{device}" for pat in patterns
     )
 
 
@@ -558,9 +673,9 @@ class Check:
         self._match: dict[str, bool] = {}
 
     def emit(
-        self, det: Detector, raw: bool, ts_ns: int, value: Value | None, out: list[Change]
+        self, det: Detector, raw: bool, mono_ns: int, value: Value | None, out: list[Change]
     ) -> None:
-        new = det.feed(raw, ts_ns, value)
+        new = det.feed(raw, mono_ns, value)
         if new is not None:
             out.append((det, new))
         # Pending changes are fired by the engine's tick if no sample contradicts them.
@@ -601,7 +716,9 @@ class Check:
                 latch=(lim.latch if lim and lim.latch is not None else rule.latch),
                 area=_area(self.lr, self.info),
                 template=(lim.message if lim and lim.message else rule.message),
-                inhibited_by=_inhibitors(rule, self.info.device),
+                inhibited_by=_inhibitors(
+                    lim.suppressed_by if lim else rule.suppressed_by, self.info.device
+                ),
                 unit=self.info.units.get(point or "", ""),
             )
             det = Detector(spec, on, off)
@@ -661,7 +778,9 @@ class _LimitEval:
                     check.emit(check.detector(key, point, name, lim), True, ts, round(x, 6), out)
                 continue
             if det.active:
-                raw = x > value - db if upper else x < value + db
+                # Back only beyond the deadband: a reading at the limit (or at the
+                # deadband's edge) keeps the alarm, it does not chatter.
+                raw = x >= value - db if upper else x <= value + db
             else:
                 raw = x >= value if upper else x <= value
             check.emit(det, raw, ts, round(x, 6), out)
@@ -691,7 +810,7 @@ class LimitCheck(Check):
 
     def feed(self, sample: Sample, out: list[Change]) -> None:
         q = sample.quality
-        ts = sample.ts_ns
+        ts = sample.mono_ns
         plans = self._plans
         for point, v in sample.values.items():
             plan = plans.get(point)
@@ -721,7 +840,7 @@ class RateCheck(Check):
         self.history: dict[str, deque[tuple[int, float]]] = {}
 
     def feed(self, sample: Sample, out: list[Change]) -> None:
-        ts = sample.ts_ns
+        ts = sample.mono_ns
         for point, v in sample.values.items():
             if not self.wants(point) or not sample.is_good(point):
                 continue
@@ -768,7 +887,7 @@ class DeviationCheck(Check):
                 return None
             return _num(sample.values[op.point])
         got = self.latest.get((op.device, op.point))
-        if got is None or sample.ts_ns - got[0] > self.max_age_ns:
+        if got is None or sample.mono_ns - got[0] > self.max_age_ns:
             return None
         return got[1]
 
@@ -790,7 +909,7 @@ class DeviationCheck(Check):
             x = a / b * 100.0
         else:
             x = (a - b) / b * 100.0
-        self.limits.run(self, self.base, self.rule.name, x, sample.ts_ns, out)
+        self.limits.run(self, self.base, self.rule.name, x, sample.mono_ns, out)
 
 
 class StatusCheck(Check):
@@ -817,7 +936,7 @@ class StatusCheck(Check):
                 if not raw:
                     continue
                 det = self.detector(key, point)
-            self.emit(det, raw, sample.ts_ns, v, out)
+            self.emit(det, raw, sample.mono_ns, v, out)
 
 
 class QualityCheck(Check):
@@ -841,7 +960,7 @@ class QualityCheck(Check):
                 if not raw:
                     continue
                 det = self.detector(key, point)
-            self.emit(det, raw, sample.ts_ns, str(q), out)
+            self.emit(det, raw, sample.mono_ns, str(q), out)
         # A point back to good is absent from ``quality``: clear its detector.
         for det in self.detectors.values():
             pt = det.spec.point
@@ -851,7 +970,7 @@ class QualityCheck(Check):
                 and pt in sample.values
                 and pt not in sample.quality
             ):
-                self.emit(det, False, sample.ts_ns, "good", out)
+                self.emit(det, False, sample.mono_ns, "good", out)
 
 
 def build_check(

@@ -1,12 +1,21 @@
 """Durable alerting state in one SQLite file: alarms, pending escalations, notification queue.
 
+It also holds the alarm journal: every alarm transition is written to it in
+the transaction that saves the alarm, and stays there until the outboxes
+(the main one and the alarm lane's) have committed it. A crash between the
+two commits therefore never leaves a saved alarm that is not, or will not
+be, published: on start the gateway appends what the journal still holds.
+
 One file, so the alarm state, the escalation step and the notifications it
 queued are written in one transaction: after a crash either all of them
 happened or none did, which is what keeps a restart from firing twice or
 forgetting an escalation. Notifications carry a unique ``dedupe`` key for
-the same reason. WAL mode lets ``gateway alarms list`` read while the
-gateway writes. A damaged file is moved aside and a fresh one started
-(gateway/sqlite_file.py); ``incident`` says so, and the gateway alarms.
+the same reason, and a send is recorded before it starts (state ``sending``,
+attempts + 1): a row still ``sending`` at the next start may have reached
+its channel, so it is sent again marked ``possible_duplicate``. WAL mode
+lets ``gateway alarms list`` read while the gateway writes. A damaged file
+is moved aside and a fresh one started (gateway/sqlite_file.py);
+``incident`` says so, and the gateway alarms.
 """
 
 from __future__ import annotations
@@ -24,8 +33,9 @@ from gateway.sqlite_file import FileIncident, open_sqlite, small_wal
 
 LOST = (
     "the state of every alarm (acknowledgements, latches, shelves, out of service),"
-    " pending escalations and queued notifications; alarms whose condition is still"
-    " present are raised again by the next readings"
+    " pending escalations, queued notifications and the journal of alarm transitions"
+    " not yet in the outboxes; alarms whose condition is still present are raised"
+    " again by the next readings"
 )
 
 _SCHEMA = """
@@ -59,9 +69,15 @@ CREATE TABLE IF NOT EXISTS notifications (
     attempts INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'pending',
     last_error TEXT,
-    sent_ns INTEGER
+    sent_ns INTEGER,
+    possible_duplicate INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (state, next_ns);
+CREATE INDEX IF NOT EXISTS notifications_sent ON notifications (channel, recipients, sent_ns);
+CREATE TABLE IF NOT EXISTS alarm_journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event TEXT NOT NULL
+);
 """
 
 
@@ -84,6 +100,7 @@ class QueuedNotification:
     created_ns: int
     due_ns: int
     attempts: int
+    possible_duplicate: bool = False
 
 
 class AlertStore:
@@ -132,6 +149,18 @@ class AlertStore:
         if self._depth == 0:
             self.db.execute("COMMIT")
 
+    def shift_timers(self, step_ns: int, never_ns: int) -> None:
+        """Move every pending timer by ``step_ns`` (the wall clock stepped); ``never_ns`` stays."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE escalations SET due_ns = due_ns + ? WHERE due_ns < ?", (step_ns, never_ns)
+            )
+            self.db.execute(
+                "UPDATE notifications SET created_ns = created_ns + ?, due_ns = due_ns + ?,"
+                " next_ns = next_ns + ? WHERE state = 'pending'",
+                (step_ns, step_ns, step_ns),
+            )
+
     # ------------------------------------------------------------------ alarms
 
     def save_alarms(self, docs: list[dict[str, Any]]) -> None:
@@ -157,6 +186,34 @@ class AlertStore:
             " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (key, json.dumps(value)),
         )
+
+    # ------------------------------------------------------------------ alarm journal
+
+    def journal(self, events: list[dict[str, Any]]) -> None:
+        """Record alarm transitions not yet in the outbox (call inside the state transaction)."""
+        self.db.executemany(
+            "INSERT INTO alarm_journal (event) VALUES (?)", [(json.dumps(e),) for e in events]
+        )
+
+    def journaled(self) -> list[dict[str, Any]]:
+        """The transitions the outbox has not confirmed yet, oldest first."""
+        rows = self.db.execute("SELECT event FROM alarm_journal ORDER BY id").fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    def journal_head(self) -> int:
+        """The id of the newest journaled transition (0 when the journal is empty)."""
+        try:
+            row = self.db.execute("SELECT MAX(id) FROM alarm_journal").fetchone()
+        except sqlite3.Error as exc:
+            raise AlarmError(f"alarm journal in {self.path}: {exc}") from exc
+        return int(row[0] or 0)
+
+    def confirm_journal(self, upto: int) -> None:
+        """The outbox committed every transition up to ``upto``: forget them."""
+        try:
+            self.db.execute("DELETE FROM alarm_journal WHERE id <= ?", (upto,))
+        except sqlite3.Error as exc:
+            raise AlarmError(f"alarm journal in {self.path}: {exc}") from exc
 
     # ------------------------------------------------------------------ escalations
 
@@ -217,15 +274,23 @@ class AlertStore:
         )  # fmt: skip
         return cur.rowcount == 1
 
+    def last_sent_ns(self, channel: str, recipients: tuple[str, ...]) -> int | None:
+        """When a message last went to these recipients on this channel (None: never)."""
+        row = self.db.execute(
+            "SELECT MAX(sent_ns) FROM notifications WHERE channel=? AND recipients=?",
+            (channel, json.dumps(list(recipients))),
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def pending(self, limit: int = 1000) -> list[QueuedNotification]:
         rows = self.db.execute(
-            "SELECT id, channel, recipients, item, created_ns, due_ns, attempts FROM notifications"
-            " WHERE state='pending' ORDER BY id LIMIT ?",
+            "SELECT id, channel, recipients, item, created_ns, due_ns, attempts,"
+            " possible_duplicate FROM notifications WHERE state='pending' ORDER BY id LIMIT ?",
             (limit,),
         ).fetchall()
         return [
             QueuedNotification(
-                r[0], r[1], tuple(json.loads(r[2])), json.loads(r[3]), r[4], r[5], r[6]
+                r[0], r[1], tuple(json.loads(r[2])), json.loads(r[3]), r[4], r[5], r[6], bool(r[7])
             )
             for r in rows
         ]
@@ -238,16 +303,27 @@ class AlertStore:
         ).fetchall()
         return {(r[0], tuple(json.loads(r[1]))): int(r[2]) for r in rows}
 
+    def mark_sending(self, ids: list[int]) -> None:
+        """Record an attempt before it starts (committed at once: see the module docstring)."""
+        self.db.executemany(
+            "UPDATE notifications SET state='sending', attempts=attempts+1 WHERE id=?",
+            [(i,) for i in ids],
+        )
+
     def mark_sent(self, ids: list[int], ts_ns: int) -> None:
         self.db.executemany(
-            "UPDATE notifications SET state='sent', sent_ns=?, attempts=attempts+1 WHERE id=?",
+            "UPDATE notifications SET state='sent', sent_ns=? WHERE id=?",
             [(ts_ns, i) for i in ids],
         )
 
-    def mark_failed(self, ids: list[int], next_ns: int, error: str) -> None:
+    def mark_failed(
+        self, ids: list[int], next_ns: int, error: str, maybe_sent: bool = False
+    ) -> None:
+        """Back to the queue for a retry at ``next_ns``; ``maybe_sent``: it may have arrived."""
         self.db.executemany(
-            "UPDATE notifications SET attempts=attempts+1, next_ns=?, last_error=? WHERE id=?",
-            [(next_ns, error[:500], i) for i in ids],
+            "UPDATE notifications SET state='pending', next_ns=?, last_error=?,"
+            " possible_duplicate=MAX(possible_duplicate, ?) WHERE id=?",
+            [(next_ns, error[:500], int(maybe_sent), i) for i in ids],
         )
 
     def mark_dead(self, ids: list[int], error: str) -> None:
@@ -293,6 +369,15 @@ def _prepare(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA busy_timeout=5000")
     small_wal(db)
     db.executescript(_SCHEMA)
+    cols = {r[1] for r in db.execute("PRAGMA table_info(notifications)")}
+    if "possible_duplicate" not in cols:  # a state file of an older version
+        db.execute(
+            "ALTER TABLE notifications ADD COLUMN possible_duplicate INTEGER NOT NULL DEFAULT 0"
+        )
+    # Sends cut short by a crash or a stop that could not wait: maybe sent.
+    db.execute(
+        "UPDATE notifications SET state='pending', possible_duplicate=1 WHERE state='sending'"
+    )
 
 
 def read_alarms(path: str | Path) -> list[dict[str, Any]]:

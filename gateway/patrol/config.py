@@ -57,7 +57,7 @@ class Walk(_Strict):
     """The shortest believable walking time between two checkpoints (either direction)."""
 
     between: tuple[ID, ID]
-    min_s: float = Field(ge=0)
+    min_s: float = Field(ge=0, le=86400)
 
 
 class RouteConfig(_Strict):
@@ -67,9 +67,9 @@ class RouteConfig(_Strict):
     ordered: bool = True
     # A round still open this long after its first tap is closed as abandoned
     # and every checkpoint it did not reach is a missed-checkpoint finding.
-    max_duration_s: float = Field(default=5400.0, gt=0)
+    max_duration_s: float = Field(default=5400.0, ge=60, le=86400)
     # Minimum walking time for pairs without an explicit ``walks`` entry (0: not checked).
-    default_min_walk_s: float = Field(default=0.0, ge=0)
+    default_min_walk_s: float = Field(default=0.0, ge=0, le=86400)
 
     @field_validator("checkpoints")
     @classmethod
@@ -109,16 +109,20 @@ class PatrolConfig(_Strict):
     timezone: TimeZoneName = "UTC"
     night: NightWindow = Field(default_factory=NightWindow)
     # Longest allowed time without a complete round during the night window.
-    max_gap_s: float = Field(default=3 * 3600.0, gt=0)
+    # At least a minute: the engine enumerates the due times of each night.
+    max_gap_s: float = Field(default=3 * 3600.0, ge=60, le=86400)
     # A second tap of the same card at the same reader within this window is ignored (and counted).
-    duplicate_window_s: float = Field(default=60.0, ge=0)
+    duplicate_window_s: float = Field(default=60.0, ge=0, le=3600)
     # How many too-fast legs make a round a suspected fake (alarm).
     faked_min_legs: int = Field(default=1, ge=1)
     # Whether a suspected faked round still resets the overdue clock. Off: a
     # record nobody walked must not hide a missed gap.
     faked_rounds_count: bool = False
     # A reader sending garbage is reported at most once per this interval.
-    garbage_report_s: float = Field(default=300.0, gt=0)
+    garbage_report_s: float = Field(default=300.0, ge=1, le=86400)
+    # Unknown cards are one alarm per reader: the first card of a burst is reported at
+    # once, the cards after it (their count and the last few ids) at most this often.
+    unknown_card_report_s: float = Field(default=60.0, ge=1, le=86400)
     checkpoints: list[Checkpoint] = Field(min_length=1)
     guards: list[Guard] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(min_length=1)

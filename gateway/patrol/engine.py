@@ -10,8 +10,17 @@ Findings (see ``FindingType``): overdue round, checkpoint missed, out of
 order, too fast (transit shorter than the minimum walking time) and the
 faked round it leads to, duplicate taps (ignored and counted), unknown card,
 unknown reader, off-route tap, reader offline / back online, reader sending
-garbage. Overdue, faked round and unknown card are alarms (``alarm=True``);
-the rest are records only.
+garbage, reader flooding (lines dropped over its rate). Overdue, faked round,
+unknown card and reader flood are alarms (``alarm=True``); the rest are
+records only.
+
+Unknown cards are aggregated per reader: ONE alarm per reader
+(``patrol/unknown_card/<reader>``), whatever the number of cards. The first
+unknown card of a burst raises it at once; the cards after it are counted
+and re-raise the same alarm with the burst's count and the last few card
+ids at most every ``unknown_card_report_s``; a reader quiet for that long
+ends the burst. Every tap is still a ``patrol.tap`` record, so a flood of
+distinct cards costs a bounded alarm book and a bounded state.
 
 Overdue. Inside the night window the time since the last complete round
 (a suspected faked round does not count unless ``faked_rounds_count``)
@@ -23,15 +32,16 @@ nor a restart raises one twice. The alarms clear when a round completes or
 the window ends. A due time at or after the window end is not a gap.
 
 Time: tap times are the Sample's ``ts_ns`` (stamped when the line arrived);
-timeouts and the overdue clock use the injected clock. The state is saved to
-the store after every change, so a restart loses no round and fires nothing
-twice.
+timeouts and the overdue clock use the injected clock. When the wall clock
+steps, the gateway calls ``wall_stepped`` so durations keep counting elapsed
+time. The state is saved to the store after every change, so a restart loses
+no round and fires nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -50,10 +60,15 @@ NS = 1_000_000_000
 _TICK_SAVE_NS = 60 * NS
 # Raised overdue gaps are forgotten after this long (two nights is plenty).
 _KEEP_DUES_NS = 48 * 3600 * NS
+# Card ids an unknown-card alarm names (the most recent ones).
+_LAST_CARDS = 5
+# Bound on the duplicate-window memory; the source's line rate keeps it far below.
+_MAX_LAST_TAP = 4096
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 AlarmAction = Literal["raise", "clear", "pulse"]
 UNKNOWN_GUARD = "unknown"
+OVERDUE_SEVERITY: Severity = "high"
 
 
 class FindingType(StrEnum):
@@ -70,6 +85,7 @@ class FindingType(StrEnum):
     READER_OFFLINE = "reader_offline"
     READER_ONLINE = "reader_online"
     READER_GARBAGE = "reader_garbage"
+    READER_FLOOD = "reader_flood"
 
 
 @dataclass(slots=True)
@@ -81,6 +97,9 @@ class Finding:
     ``raise`` (condition became active), ``clear`` (condition gone) or
     ``pulse`` (a one-off event: raise, then clear at once, so it stays
     return-to-normal-unacknowledged until an operator acknowledges it).
+    ``raised_as`` names, on a clear, the finding that raised the alarm: the
+    alarm keeps that rule and severity for its whole life (``alarm_identity``),
+    while the record itself says what happened (``overdue_cleared``, info).
     """
 
     type: FindingType
@@ -95,6 +114,12 @@ class Finding:
     alarm_key: str | None = None
     alarm_action: AlarmAction | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    raised_as: tuple[FindingType, Severity] | None = None
+
+    def alarm_identity(self) -> tuple[str, Severity]:
+        """(rule, severity) of the alarm this finding drives: the raise's, for raise and clear."""
+        ftype, severity = self.raised_as or (self.type, self.severity)
+        return f"patrol_{ftype}", severity
 
     def event(self) -> Event:
         tags = {"record": "finding"}
@@ -191,13 +216,62 @@ class Round:
 
 
 @dataclass(slots=True)
+class Tally:
+    """A source's running count (garbage lines, dropped lines) and how much was reported."""
+
+    total: int = 0
+    reported: int = 0
+    report_ns: int | None = None
+
+    def due(self, total: int, now: int, interval_ns: int) -> int:
+        """How many to report now: 0 when nothing is new or the last report is too recent."""
+        if total < self.total:  # the source restarted and its counter with it
+            self.reported = 0
+        self.total = total
+        new = total - self.reported
+        if new <= 0 or (self.report_ns is not None and now - self.report_ns < interval_ns):
+            return 0
+        self.reported, self.report_ns = total, now
+        return new
+
+
+@dataclass(slots=True)
 class ReaderHealth:
     ok: bool = True
     detail: str = ""
     since_ns: int | None = None
-    frame_errors: int = 0
-    reported_errors: int = 0
-    last_garbage_report_ns: int | None = None
+    garbage: Tally = field(default_factory=Tally)
+    dropped: Tally = field(default_factory=Tally)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ReaderHealth:
+        h = cls(ok=bool(d.get("ok", True)), detail=str(d.get("detail", "")))
+        h.since_ns = d.get("since_ns")
+        if "garbage" in d:
+            h.garbage = Tally(**d["garbage"])
+        else:  # saved before the tallies had their own records
+            h.garbage = Tally(
+                int(d.get("frame_errors", 0)),
+                int(d.get("reported_errors", 0)),
+                d.get("last_garbage_report_ns"),
+            )
+        if "dropped" in d:
+            h.dropped = Tally(**d["dropped"])
+        return h
+
+
+@dataclass(slots=True)
+class UnknownCards:
+    """The unknown-card taps of one reader's current burst."""
+
+    count: int = 0
+    reported: int = 0
+    cards: list[str] = field(default_factory=list)  # the last few, oldest first
+    first_ns: int = 0
+    last_ns: int = 0
+    report_ns: int | None = None
+    device: str | None = None
+    checkpoint: str = ""  # kept: the reader may be gone from the config after a restart
 
 
 @dataclass(slots=True)
@@ -218,6 +292,8 @@ class PatrolState:
     readers: dict[str, ReaderHealth] = field(default_factory=dict)
     device_checkpoints: dict[str, list[str]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    # reader id -> its current burst of unknown cards (readers are configured: bounded)
+    unknown: dict[str, UnknownCards] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -230,19 +306,10 @@ class PatrolState:
             "last_complete": self.last_complete,
             "raised_dues": self.raised_dues,
             "active_overdue": self.active_overdue,
-            "readers": {
-                k: {
-                    "ok": h.ok,
-                    "detail": h.detail,
-                    "since_ns": h.since_ns,
-                    "frame_errors": h.frame_errors,
-                    "reported_errors": h.reported_errors,
-                    "last_garbage_report_ns": h.last_garbage_report_ns,
-                }
-                for k, h in self.readers.items()
-            },
+            "readers": {k: asdict(h) for k, h in self.readers.items()},
             "device_checkpoints": self.device_checkpoints,
             "counters": self.counters,
+            "unknown": {k: asdict(u) for k, u in self.unknown.items()},
         }
 
     @classmethod
@@ -259,9 +326,10 @@ class PatrolState:
             active_overdue={
                 k: [int(a), int(b)] for k, (a, b) in d.get("active_overdue", {}).items()
             },
-            readers={k: ReaderHealth(**h) for k, h in d.get("readers", {}).items()},
+            readers={k: ReaderHealth.from_json(h) for k, h in d.get("readers", {}).items()},
             device_checkpoints={k: list(v) for k, v in d.get("device_checkpoints", {}).items()},
             counters={k: int(v) for k, v in d.get("counters", {}).items()},
+            unknown={k: UnknownCards(**u) for k, u in d.get("unknown", {}).items()},
         )
 
 
@@ -329,6 +397,39 @@ class PatrolEngine:
             self._save()
         return out
 
+    def wall_stepped(self, step_ns: int) -> None:
+        """The wall clock jumped ``step_ns`` against the monotonic clock (gateway/clockwatch.py).
+
+        The patrol's durations (round timeout, walking times, duplicate window, the
+        overdue gap since the last complete round) run between wall-clock tap times,
+        so the times they count from move with the clock: elapsed time is kept, and
+        what follows is stamped in the new time. The night window does not move: it
+        is wall-clock by nature. Nor do the times only shown (last tap per checkpoint,
+        start of an unknown-card burst).
+        """
+        s = self._s
+        s.since_ns += step_ns
+        if s.last_tick_ns is not None:
+            s.last_tick_ns += step_ns
+        for r in s.rounds.values():
+            r.start_ns += step_ns
+            for v in r.visits:
+                v.ts_ns += step_ns
+        s.last_tap = {k: t + step_ns for k, t in s.last_tap.items()}
+        if s.last_complete is not None:
+            s.last_complete["end_ns"] = int(s.last_complete["end_ns"]) + step_ns
+        s.raised_dues = [d + step_ns for d in s.raised_dues]
+        for due_end in s.active_overdue.values():
+            due_end[0] += step_ns
+        for tally in [t for h in s.readers.values() for t in (h.garbage, h.dropped)]:
+            if tally.report_ns is not None:
+                tally.report_ns += step_ns
+        for u in s.unknown.values():
+            u.last_ns += step_ns
+            if u.report_ns is not None:
+                u.report_ns += step_ns
+        self._save()
+
     def reader_status(
         self, device: str, ok: bool, detail: str = "", *, ts_ns: int | None = None
     ) -> list[PatrolOutput]:
@@ -340,28 +441,46 @@ class PatrolEngine:
 
     def reader_frame_errors(self, device: str, total: int) -> list[PatrolOutput]:
         """The source's running count of garbage lines; reported at most once per interval."""
+        text = "reader {device} sent {new} unreadable line(s)"
+        return self._reader_tally(device, total, FindingType.READER_GARBAGE, text)
+
+    def reader_overflow(self, device: str, total: int) -> list[PatrolOutput]:
+        """The source's running count of lines dropped over its rate: one alarm per reader line.
+
+        Dropped lines were never read, so taps may be among them: an alarm, not a
+        record, re-raised with the new count at most once per ``garbage_report_s``.
+        """
+        return self._reader_tally(
+            device,
+            total,
+            FindingType.READER_FLOOD,
+            "reader {device} floods its line: {new} line(s) dropped unread over its rate"
+            " ({total} in all); taps may be among them",
+        )
+
+    def _reader_tally(
+        self, device: str, total: int, ftype: FindingType, text: str
+    ) -> list[PatrolOutput]:
         h = self._s.readers.setdefault(device, ReaderHealth())
+        flood = ftype is FindingType.READER_FLOOD
         now = self.clock.now_ns()
-        if total < h.frame_errors:  # the source restarted and its counter with it
-            h.reported_errors = 0
-        h.frame_errors = total
-        new = total - h.reported_errors
+        new = (h.dropped if flood else h.garbage).due(
+            total, now, int(self.config.garbage_report_s * NS)
+        )
         if new <= 0:
             return []
-        last = h.last_garbage_report_ns
-        if last is not None and now - last < self.config.garbage_report_s * NS:
-            return []
-        h.reported_errors = total
-        h.last_garbage_report_ns = now
-        self._count("garbage_lines", new)
+        self._count("dropped_lines" if flood else "garbage_lines", new)
         cps = self._checkpoints_of(device)
         f = Finding(
-            FindingType.READER_GARBAGE,
+            ftype,
             now,
-            f"reader {device} sent {new} unreadable line(s)",
+            text.format(device=device, new=new, total=total),
             "medium",
             checkpoint=cps[0] if len(cps) == 1 else None,
             device=device,
+            alarm=flood,
+            alarm_key=f"patrol/reader_flood/{device}" if flood else None,
+            alarm_action="pulse" if flood else None,
             data={"count": int(new), "total": int(total), "checkpoints": ",".join(cps)},
         )
         self._save()
@@ -469,6 +588,10 @@ class PatrolEngine:
             return [tap_event("duplicate"), f]
         self._s.last_tap[dup_key] = ts
         self._prune_last_tap(ts)
+        if len(self._s.last_tap) > _MAX_LAST_TAP:
+            # Inserted in time order: the oldest go first.
+            for k in list(self._s.last_tap)[: len(self._s.last_tap) - _MAX_LAST_TAP]:
+                del self._s.last_tap[k]
 
         if cp is None:
             self._count("unknown_readers")
@@ -488,22 +611,19 @@ class PatrolEngine:
         self._learn_device(device, cp.id)
         if guard is None:
             self._count("unknown_cards")
-            return [
-                tap_event("unknown_card"),
-                Finding(
-                    FindingType.UNKNOWN_CARD,
-                    ts,
-                    f"unknown card {card} at {cp.id}",
-                    "high",
-                    checkpoint=cp.id,
-                    guard=gid,
-                    device=device,
-                    alarm=True,
-                    alarm_key=f"patrol/unknown_card/{card}",
-                    alarm_action="pulse",
-                    data={"card": card},
-                ),
-            ]
+            u = self._s.unknown.get(reader)
+            if u is None:
+                u = UnknownCards(first_ns=ts, device=device, checkpoint=cp.id)
+                self._s.unknown[reader] = u
+            u.count += 1
+            u.last_ns = ts
+            if card in u.cards:
+                u.cards.remove(card)
+            u.cards = [*u.cards, card][-_LAST_CARDS:]
+            out_u: list[PatrolOutput] = [tap_event("unknown_card")]
+            if u.report_ns is None or ts - u.report_ns >= self._unknown_ns():
+                out_u.append(self._unknown_report(reader, u, ts))
+            return out_u
 
         out: list[PatrolOutput] = []
         self._s.checkpoint_last[cp.id] = ts
@@ -699,7 +819,59 @@ class PatrolEngine:
             if wend <= now:
                 out.append(self._overdue_clear(key, due, wend, "night window ended"))
                 del self._s.active_overdue[key]
+        out.extend(self._unknown_due(now))
         return out
+
+    # ------------------------------------------------------------------ unknown cards
+
+    def _unknown_ns(self) -> int:
+        return int(self.config.unknown_card_report_s * NS)
+
+    def _unknown_due(self, now: int) -> list[PatrolOutput]:
+        """Report the cards counted since the last report; end bursts that went quiet."""
+        out: list[PatrolOutput] = []
+        every = self._unknown_ns()
+        for reader, u in sorted(self._s.unknown.items()):
+            if u.report_ns is not None and now - u.report_ns < every:
+                continue
+            if u.count > u.reported:
+                out.append(self._unknown_report(reader, u, now))
+            elif now - u.last_ns >= every:
+                del self._s.unknown[reader]
+        return out
+
+    def _unknown_report(self, reader: str, u: UnknownCards, ts: int) -> Finding:
+        """The reader's one unknown-card alarm, raised again with the burst's count so far."""
+        new = u.count - u.reported
+        u.reported, u.report_ns = u.count, ts
+        cp_id = u.checkpoint or reader
+        if u.count == 1:
+            msg = f"1 unknown card tap at {cp_id} (reader {reader}): {u.cards[-1]}"
+        else:
+            msg = (
+                f"{u.count} unknown card taps at {cp_id} (reader {reader})"
+                f" since {self._local(u.first_ns, '%H:%M:%S')}; last: {', '.join(u.cards)}"
+            )
+        return Finding(
+            FindingType.UNKNOWN_CARD,
+            ts,
+            msg,
+            "high",
+            checkpoint=cp_id,
+            guard=UNKNOWN_GUARD,
+            device=u.device,
+            alarm=True,
+            alarm_key=f"patrol/unknown_card/{reader}",
+            alarm_action="pulse",
+            data={
+                "card": u.cards[-1],
+                "cards": ",".join(u.cards),
+                "reader": reader,
+                "count": int(u.count),
+                "new": int(new),
+                "since_ns": int(u.first_ns),
+            },
+        )
 
     def _dues(self, win: tuple[int, int]) -> list[int]:
         """The overdue gaps' due times inside ``win`` given what is known now."""
@@ -743,7 +915,7 @@ class PatrolEngine:
                         due,
                         f"no complete patrol round for {self.config.max_gap_s / 3600:g} h"
                         f" (since {since}); due {self._local(due, '%H:%M')}",
-                        "high",
+                        OVERDUE_SEVERITY,
                         alarm=True,
                         alarm_key=key,
                         alarm_action="raise",
@@ -763,6 +935,7 @@ class PatrolEngine:
             alarm_key=key,
             alarm_action="clear",
             data={"due_ns": int(due)},
+            raised_as=(FindingType.OVERDUE, OVERDUE_SEVERITY),
         )
 
     # ------------------------------------------------------------------ readers

@@ -5,7 +5,9 @@ evening of DATE to the next morning, per the night window) and rebuilds:
 each round (guard, start, end, duration, status, missed checkpoints, the
 findings about it), the findings of the night, and the exception table per
 checkpoint (taps, shortest / average / longest gap between consecutive taps,
-duplicates). ``build_patrol_report`` renders it as text, CSV or HTML.
+duplicates). A tap from a reader that is no checkpoint is an exception
+(an ``unknown_reader`` finding, counted in the summary), never a checkpoint
+row. ``build_patrol_report`` renders it as text, CSV or HTML.
 
 Rounds are rebuilt from the taps as well as the round records, so a round
 still open when the night was read (no round record yet) is shown as open
@@ -40,6 +42,8 @@ Query = Callable[[str], list[dict[str, Any]]]
 Format = Literal["text", "csv", "html"]
 # Taps that were real visits by a known guard at a known checkpoint.
 _VISIT_STATUSES = ("ok", "off_route")
+# A tap from a reader no checkpoint has: an exception (finding), never a checkpoint row.
+_UNKNOWN_READER = "unknown_reader"
 
 
 class ReportError(GatewayError):
@@ -249,8 +253,14 @@ def collect_night(
     # The exception table: only what happened inside the window.
     night_taps = [t for t in taps if start <= int(t["time"]) < end]
     places = {cp.id: cp.place for cp in config.checkpoints} if config else {}
+    # Checkpoints the config does not name (it changed since) still get a row; unknown readers not.
     names = list(places) + sorted(
-        {str(t["checkpoint"]) for t in night_taps if t.get("checkpoint")} - set(places)
+        {
+            str(t["checkpoint"])
+            for t in night_taps
+            if t.get("checkpoint") and t.get("status") != _UNKNOWN_READER
+        }
+        - set(places)
     )
     checkpoints = []
     for cp_id in names:
@@ -277,6 +287,7 @@ def collect_night(
             )
         )
     kinds = Counter(f.type for f in findings)
+    tap_status = Counter(str(t.get("status") or "") for t in night_taps)
     summary = {
         "rounds": len(rounds),
         "complete": sum(r.status == "complete" for r in rounds),
@@ -285,7 +296,8 @@ def collect_night(
         "suspect": sum("faked_round" in r.findings for r in rounds),
         "overdue": kinds["overdue"],
         "missed_checkpoints": sum(len(r.missed) for r in rounds if r.status != "open"),
-        "unknown_cards": kinds["unknown_card"],
+        "unknown_cards": tap_status["unknown_card"],
+        "unknown_readers": tap_status[_UNKNOWN_READER],
         "duplicates": kinds["duplicate_tap"],
         "reader_offline": kinds["reader_offline"],
     }
@@ -395,6 +407,7 @@ def _summary_line(rep: NightReport) -> str:
         f" {s['overdue']} overdue gap(s); {s['suspect']} suspected fake(s);"
         f" {s['missed_checkpoints']} missed checkpoint(s);"
         f" {s['unknown_cards']} unknown card tap(s);"
+        f" {s['unknown_readers']} tap(s) from unknown reader(s);"
         f" {s['duplicates']} duplicate tap(s) ignored; {rep.tap_count} tap record(s)"
     )
 

@@ -9,6 +9,7 @@ simulating it.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import re
 from enum import StrEnum
@@ -80,6 +81,19 @@ WORDS: dict[DataType, int] = {
 }
 
 
+_FLOAT_TYPES = frozenset({DataType.FLOAT32, DataType.FLOAT64})
+_NOT_NUMERIC = frozenset({DataType.BOOL, DataType.BIT, DataType.STRING})
+
+
+def _exact_decimals(x: float, most: int = 10) -> int | None:
+    """The fewest decimals that write ``x`` exactly (0.1 -> 1, 0.5 -> 1, 2 -> 0), or None."""
+    for d in range(most + 1):
+        y = x * 10**d
+        if abs(y - round(y)) <= 1e-12 * max(1.0, abs(y)):
+            return d
+    return None
+
+
 class SimBehaviour(Strict):
     """How the simulator animates a point (ignored by the gateway).
 
@@ -95,7 +109,7 @@ class SimBehaviour(Strict):
     low: float = 0.0
     high: float = 100.0
     amplitude: float = 0.0
-    period_s: float = Field(default=60.0, gt=0)
+    period_s: float = Field(default=60.0, ge=0.1, le=365 * 86400)
     step: float = 1.0
     field: str | None = None
 
@@ -110,6 +124,9 @@ class ModbusPoint(Strict):
     length: Annotated[int, Field(ge=1, le=125)] | None = None  # registers, for strings
     scale: float = 1.0
     offset: float = 0.0
+    # Decimals of the engineering value; default: what scale and offset imply
+    # for integer registers (see ``rounding``).
+    decimals: Annotated[int, Field(ge=0, le=15)] | None = None
     unit: str = ""
     description: str = ""
     # A point whose non-zero value means the sensor itself is broken: the
@@ -126,6 +143,33 @@ class ModbusPoint(Strict):
             assert self.length is not None
             return self.length
         return WORDS[self.type]
+
+    @functools.cached_property
+    def rounding(self) -> int | None:
+        """Decimals the scaled value is rounded to, worked out once per point; None: as decoded.
+
+        raw x scale + offset of an integer register has no more decimals than
+        scale and offset (raw 204 x 0.1 is 20.4, not the 20.400000000000002
+        binary floating point makes of it). A float register's value has its
+        own precision, so only an explicit ``decimals`` rounds it.
+        """
+        if self.decimals is not None:
+            return self.decimals
+        if self.type in _FLOAT_TYPES or (self.scale == 1.0 and self.offset == 0.0):
+            return None
+        ds, do = _exact_decimals(self.scale), _exact_decimals(self.offset)
+        return None if ds is None or do is None else max(ds, do)
+
+    @functools.cached_property
+    def round_factor(self) -> float | None:
+        """``10 ** rounding`` for ``codecs.scaled`` (hot path); None when there is nothing
+        to round, an unscaled integer register included (it is exact as it is)."""
+        nd = self.rounding
+        if nd is None or (
+            self.type not in _FLOAT_TYPES and self.scale == 1.0 and self.offset == 0.0
+        ):
+            return None
+        return float(10**nd)
 
     @model_validator(mode="after")
     def _check_type_vs_table(self) -> ModbusPoint:
@@ -144,6 +188,8 @@ class ModbusPoint(Strict):
             raise ValueError(f"point {self.name!r}: type string needs 'length' (registers)")
         if self.type is not DataType.STRING and self.length is not None:
             raise ValueError(f"point {self.name!r}: 'length' is only for type string")
+        if self.decimals is not None and self.type in _NOT_NUMERIC:
+            raise ValueError(f"point {self.name!r}: 'decimals' is only for numeric types")
         if self.address + self.count - 1 > 65535:
             raise ValueError(f"point {self.name!r}: runs past address 65535")
         return self
@@ -226,6 +272,15 @@ class LineFormat(Strict):
     pattern: str
     checksum: Literal["none", "xor8"] = "none"
     max_length: Annotated[int, Field(ge=8, le=4096)] = 256
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError as exc:
+            raise ValueError(f"unknown encoding {v!r}") from exc
+        return v
 
     @field_validator("pattern")
     @classmethod

@@ -34,6 +34,7 @@ from gateway.config import InfluxSinkConfig
 from gateway.errors import SinkAuthError, SinkError
 from gateway.lineprotocol import item_line
 from gateway.outbox import Record
+from gateway.redact import redact_text, redact_url
 from gateway.sinks.base import SinkRejected
 
 # Records encoded between two yields to the event loop.
@@ -62,7 +63,7 @@ class InfluxSink:
         self.flush_interval_s = config.flush_interval_s
         self.retry_min_s = config.retry_min_s
         self.retry_max_s = config.retry_max_s
-        self._where = config.url
+        self._where = redact_url(config.url)
         self._v2: InfluxDBClientAsync | None = None
         self._v2_write: WriteApiAsync | None = None
         self._http: httpx.AsyncClient | None = None
@@ -79,7 +80,13 @@ class InfluxSink:
                 verify_ssl=cfg.verify_ssl,
             )
             self._v2_write = self._v2.write_api()
-            ok = await self._v2.ping()
+            try:
+                ok = await self._v2.ping()
+            except (aiohttp.ClientError, ApiException, OSError, TimeoutError) as exc:
+                await self.aclose()
+                raise SinkError(
+                    f"influx {self._where}: unreachable: {redact_text(repr(exc))}"
+                ) from exc
             if not ok:
                 await self.aclose()
                 raise SinkError(f"influx {self._where}: unreachable (ping failed)")

@@ -4,10 +4,12 @@ Topics, under ``<prefix>/<site>/`` (prefix ``fsg`` by default):
 
 ============================  =======  ==========================================
 ``<device>/telemetry``        QoS 1    one message per Sample (JSON below)
-``<device>/availability``     retained ``online`` / ``offline`` (offline: the poll
-                                       failed or every point is bad)
+``<device>/availability``     retained ``online`` / ``offline`` from the device's polls
+                                       only (offline: the poll failed or every point
+                                       is bad); health records never change it
 ``alarms/<alarm id>``         retained current state of the alarm (AlarmEvent JSON)
 ``events``                    QoS 1    every alarm transition and generic event
+``<channel topic>``           QoS 1    notifications of an MQTT channel (its ``topic``)
 ``gateway/status``            retained ``online``; the last will sets ``offline``
 ============================  =======  ==========================================
 
@@ -49,7 +51,7 @@ from aiomqtt.exceptions import MqttConnectError
 
 from gateway.config import MqttSinkConfig
 from gateway.errors import SinkAuthError, SinkError
-from gateway.model import AlarmEvent, Sample
+from gateway.model import HEALTH_KINDS, AlarmEvent, Sample
 from gateway.outbox import Event, Record
 from gateway.sinks.base import iso_utc
 
@@ -92,8 +94,11 @@ def telemetry_payload(sample: Sample, units: Mapping[str, str] | None = None) ->
     return d
 
 
-def availability(sample: Sample) -> str:
-    """``offline`` when the poll failed or no point has a usable value."""
+def availability(sample: Sample) -> str | None:
+    """``offline`` when the poll failed or no point has a usable value; None for a
+    health record, which has values (counters) even while the unit is silent."""
+    if sample.kind in HEALTH_KINDS:
+        return None
     # ``values`` holds only points with a value (good or uncertain), so an
     # empty one means every point is bad or fault.
     if sample.error is not None or not sample.values:
@@ -342,7 +347,7 @@ class MqttSink:
                 payload = _dumps(telemetry_payload(item, units))
                 out.append((self.telemetry_topic(item.device), payload, False))
                 avail = availability(item)
-                if self._availability.get(item.device) != avail:
+                if avail is not None and self._availability.get(item.device) != avail:
                     out.append((self.availability_topic(item.device), avail.encode(), True))
                     self._availability[item.device] = avail
             elif isinstance(item, AlarmEvent):
@@ -350,6 +355,12 @@ class MqttSink:
                 out.append((self.alarm_topic(item.alarm_id), _dumps(d), True))
                 out.append((self.events_topic, _dumps({"type": "alarm", **d}), False))
             elif isinstance(item, Event):
+                channel_topic = item.data.get("topic") if item.kind == "notification" else None
+                if isinstance(channel_topic, str):
+                    # An MQTT notification channel's message, on that channel's topic.
+                    d = {"type": "notification", "ts": iso_utc(item.ts_ns), **item.data}
+                    out.append((f"{self._base}/{channel_topic}", _dumps(d), False))
+                    continue
                 d = {"type": "event", "ts": iso_utc(item.ts_ns), **item.to_json_dict()}
                 out.append((self.events_topic, _dumps(d), False))
         return out

@@ -7,25 +7,34 @@ logged; it never changes state and never stops the listener. The broker's
 ACL should let on-call users publish only to the commands topic (see
 deploy/mosquitto/acl). The connection is its own (client id ``<id>-cmd``), so
 a burst of telemetry never delays an acknowledgement.
+
+A retained command is never run: it would run again at every restart. MQTT
+3.1.1 and 5 both set the retain flag on a message delivered because a new
+subscription matched a retained one; with MQTT 5 the listener also asks for
+"retain as published", so a command published retained while it listens is
+recognised too. The listener then clears the retained message (an empty
+retained publish) so nobody else receives it either.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gateway.alerting.command_gate import CommandGate, Refusal
+from gateway.alerting.commands import printable_json
 from gateway.config import MqttSinkConfig
 from gateway.sinks.mqtt import tls_context, topic_level
 
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 16 * 1024
-Handler = Callable[[bytes, str], dict[str, Any]]
+Handler = Callable[[bytes | dict[str, Any], str], dict[str, Any]]
 
 
 def command_topic(prefix: str, site: str) -> str:
@@ -54,38 +63,76 @@ def command_client(cfg: MqttSinkConfig, identifier: str) -> aiomqtt.Client:
 class CommandListener:
     """Receives commands, hands them to ``handler``, publishes its replies."""
 
-    def __init__(self, config: MqttSinkConfig, site: str, handler: Handler) -> None:
+    def __init__(
+        self, config: MqttSinkConfig, site: str, handler: Handler, gate: CommandGate | None = None
+    ) -> None:
         self.config = config
         self.site = site
         self.handler = handler
+        self.gate = gate
         self.command_topic = command_topic(config.prefix, site)
         self.reply_topic = reply_topic(config.prefix, site)
         self.connected = False
+        # Set while subscribed: tests and the app wait on it instead of polling.
+        self.listening = asyncio.Event()
         self.received = 0
+        self.retained_ignored = 0
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
         return command_client(cfg, f"{cfg.client_id or f'fsg-{self.site}'}-cmd")
 
-    def answer(self, payload: bytes) -> dict[str, Any]:
-        """The reply to one raw payload (never raises)."""
+    def answer(self, payload: bytes, retained: bool = False) -> dict[str, Any] | None:
+        """The reply to one raw payload, None for no reply (never raises)."""
+        if not payload:  # the empty retained message that clears one
+            return None
+        if retained:
+            self.retained_ignored += 1
+            if self.retained_ignored == 1 or self.retained_ignored % 100 == 0:
+                log.warning(
+                    "mqtt commands: ignored a retained command on %s (%d so far); clearing it",
+                    self.command_topic,
+                    self.retained_ignored,
+                )
+            return None
         if len(payload) > MAX_COMMAND_BYTES:
             return {"ok": False, "error": f"command larger than {MAX_COMMAND_BYTES} bytes"}
         try:
-            return self.handler(payload, "mqtt")
+            if self.gate is None:
+                return self.handler(payload, "mqtt")
+            verdict = self.gate.check(payload)
+            if isinstance(verdict, Refusal):
+                return verdict.reply
+            return self.handler(verdict.payload, verdict.channel)
         except Exception as exc:  # a bug must not kill the command channel
             log.exception("command handler failed")
             return {"ok": False, "error": f"internal error: {exc}"}
 
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        if self.config.protocol == "5":
+            # Keep the publisher's retain flag on live deliveries too.
+            opts = SubscribeOptions(qos=1, retainAsPublished=True)
+            await client.subscribe(self.command_topic, options=opts)
+        else:
+            await client.subscribe(self.command_topic, qos=1)
+
     async def run(self) -> None:
         """Listen until cancelled; reconnect with capped back-off."""
+        try:
+            await self._listen()
+        finally:
+            if self.gate is not None:
+                self.gate.close()
+
+    async def _listen(self) -> None:
         delay = self.config.retry_min_s
         logged = False
         while True:
             try:
                 async with self._client() as client:
-                    await client.subscribe(self.command_topic, qos=1)
+                    await self._subscribe(client)
                     self.connected = True
+                    self.listening.set()
                     if logged:
                         log.warning("mqtt commands: listening again on %s", self.command_topic)
                     logged = False
@@ -97,14 +144,21 @@ class CommandListener:
                             if isinstance(msg.payload, bytes)
                             else str(msg.payload).encode()
                         )
-                        reply = self.answer(raw)
+                        reply = self.answer(raw, retained=bool(msg.retain))
+                        if msg.retain and raw:
+                            await client.publish(self.command_topic, b"", qos=1, retain=True)
+                        if reply is None:
+                            # Let the socket be read between dropped messages of a flood.
+                            await asyncio.sleep(0)
+                            continue
                         await client.publish(
                             self.reply_topic,
-                            json.dumps(reply, ensure_ascii=False, default=str).encode(),
+                            printable_json(reply).encode(),
                             qos=1,
                         )
             except aiomqtt.MqttError as exc:
                 self.connected = False
+                self.listening.clear()
                 if not logged:
                     log.warning(
                         "mqtt commands: %s; retrying up to every %g s", exc, self.config.retry_max_s

@@ -4,7 +4,17 @@ The port is opened with pyserial in non-blocking mode and watched with the
 event loop's reader callback, so no thread is needed. Every complete line
 becomes one Sample stamped when the line's terminator arrived; a line that
 does not parse is counted as a frame error and logged (rate-limited), and
-never stops the source. A port that disappears (reader unplugged) is retried
+never stops the source. An overlong line (noise without line ends) is one
+frame error however long it is, and the next line after it is read
+(``LineSplitter``).
+
+The tap path is bounded: lines pass a token bucket (``max_lines_per_s``,
+bursts of ``max_burst_lines``) as they are read; a line over the rate is
+dropped unread and counted in ``counters.overruns`` (the patrol check turns
+the count into a finding), so a flooding reader costs a counter increment
+per line, not a patrol verdict and an outbox row. The reading task yields to
+the event loop after every line it hands on, so the other sources keep
+their poll interval while this one floods. A port that disappears (reader unplugged) is retried
 with capped back-off, and the device is reported with an error Sample so the
 patrol check can call the reader offline.
 """
@@ -23,7 +33,7 @@ from gateway.errors import ConnectError, FrameError
 from gateway.model import Clock, Quality, Sample
 from gateway.profiles.schema import SerialLineProfile
 from gateway.sources.device_poll import DeviceCounters
-from gateway.sources.line_codec import parse_line
+from gateway.sources.line_codec import LineSplitter, parse_line
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Sample], Awaitable[None]]
@@ -54,9 +64,13 @@ class SerialLineDevice:
         self.link_ok: bool | None = None
         self.link_error = ""
         self._port: serial.Serial | None = None
-        self._buf = b""
-        self._terminator = profile.line.terminator.encode(profile.line.encoding)
+        self.splitter = LineSplitter(
+            profile.line.terminator.encode(profile.line.encoding), profile.line.max_length
+        )
+        # Bounded by the token bucket's burst; full only if the pipeline stalls.
         self._queue: asyncio.Queue[tuple[int, bytes] | Exception] = asyncio.Queue(maxsize=1000)
+        self._tokens = float(cfg.max_burst_lines)
+        self._refilled = clock.monotonic()
         self._last_garbage_log = -1e9
 
     async def __aenter__(self) -> SerialLineDevice:
@@ -81,7 +95,7 @@ class SerialLineDevice:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise ConnectError(f"{self.cfg.id}: cannot open {self.cfg.port}: {exc}") from exc
         self._port = port
-        self._buf = b""
+        self.splitter.reset()
         asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
         self.connected = True
         self.link_ok = True
@@ -107,18 +121,25 @@ class SerialLineDevice:
             self._put(ConnectError(f"{self.cfg.id}: port closed by the device"))
             return
         ts_ns = self._clock.now_ns()
-        self._buf += data
-        max_len = self.profile.line.max_length
-        while True:
-            line, sep, rest = self._buf.partition(self._terminator)
-            if not sep:
-                if len(self._buf) > max_len * 4:
-                    # Noise without terminators: drop it rather than grow forever.
-                    self._put(FrameError(f"{len(self._buf)} bytes without a line terminator"))
-                    self._buf = b""
-                break
-            self._buf = rest
-            self._put((ts_ns, line))
+        for item in self.splitter.feed(data):
+            if isinstance(item, FrameError):
+                self._put(item)
+            elif self._take_token():
+                self._put((ts_ns, item))
+            else:
+                self.counters.overruns += 1
+
+    def _take_token(self) -> bool:
+        now = self._clock.monotonic()
+        cfg = self.cfg
+        self._tokens = min(
+            float(cfg.max_burst_lines), self._tokens + (now - self._refilled) * cfg.max_lines_per_s
+        )
+        self._refilled = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     def _put(self, item: tuple[int, bytes] | Exception) -> None:
         try:
@@ -199,6 +220,8 @@ class SerialLineDevice:
                     tags=self.tags,
                 )
             )
+            # Queue.get does not yield while lines are waiting: let the other sources run.
+            await asyncio.sleep(0)
 
     def _garbage(self, exc: FrameError) -> None:
         self.counters.frame_errors += 1

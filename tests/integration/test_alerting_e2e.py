@@ -14,93 +14,21 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from gateway.alerting.command_gate import sign_command
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
+from tests.integration.receivers import Mailbox, WebhookReceiver
 from tests.simproc import bin_path, free_port, running_sim
 
 ALARM = "leakage:leak-1:leak_ch1:hihi"
+LI_KEY = "li-" + "0" * 40  # the on-call engineer's command key (commands.users)
 L2_AFTER_S = 8
 L3_AFTER_S = 20
-
-
-@dataclass
-class Mailbox:
-    got: list[tuple[list[str], str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.content or b""
-        data = raw.encode() if isinstance(raw, str) else bytes(raw)
-        with self.lock:
-            self.got.append((list(envelope.rcpt_tos), str(message_from_bytes(data)["Subject"])))
-        return "250 OK"
-
-    def to(self, who: str) -> list[str]:
-        with self.lock:
-            return [subj for rcpts, subj in self.got if who in rcpts]
-
-
-class WebhookReceiver:
-    """A local HTTP receiver standing in for a group-chat robot (plain http.server)."""
-
-    def __init__(self) -> None:
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.posts: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.posts.append(json.loads(body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"errcode":0}')
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def mailbox() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    port = free_port()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        yield box, port
-    finally:
-        ctl.stop()
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookReceiver]:
-    w = WebhookReceiver()
-    try:
-        yield w
-    finally:
-        w.close()
 
 
 def site_yaml(tmp: Path, mq: Mosquitto, influx: InfluxDB1, smtp_port: int, hook: int) -> Path:
@@ -123,6 +51,9 @@ sinks:
   mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
   influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
 outbox: {{path: {tmp}/outbox.sqlite}}
+commands:
+  users:
+    li: {{key: "{LI_KEY}"}}
 rules: [{rules}]
 alerting:
   state_db: {tmp}/alarms.sqlite
@@ -274,11 +205,17 @@ def test_leak_fault_reaches_everyone_escalates_and_ack_stops_it(
             assert len(activations) == 1, activations
             assert len(box.to("wang@park.example")) == 1
             # 5. An on-call engineer acknowledges with mosquitto_pub; the reply says so.
-            cmd = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-1"}
+            cmd = sign_command({"cmd": "ack", "alarm_id": ALARM, "request_id": "r-1",
+                                "issued_at": time.time()}, "li", LI_KEY, "e2e-park")
             reply = command_over_mqtt(mosquitto, col, json.dumps(cmd), "r-1")
             assert reply["ok"] is True and reply["state"] == "acknowledged"
             wait(lambda: alarm_states(col)[-1]["state"] == "acknowledged", 10, "acked state")
             assert "li" in alarm_states(col)[-1]["actor"]
+            # An unsigned one claiming to be li is refused.
+            forged = {"cmd": "ack", "alarm_id": ALARM, "by": "li", "request_id": "r-3",
+                      "issued_at": time.time()}
+            refused = command_over_mqtt(mosquitto, col, json.dumps(forged), "r-3")
+            assert refused["error"] == "refused" and "unsigned" in refused["message"]
             # A malformed command is answered with an error and changes nothing.
             bad = command_over_mqtt(mosquitto, col, '{"cmd": "ack", "request_id": "r-2"}', "r-2")
             assert bad["ok"] is False and bad["error"] == "bad_command"

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from gateway.alerting.engine import AlertEngine
 from gateway.model import AlarmEvent, AlarmState, FakeClock
+from gateway.tasks import cancel_and_wait
 from tests.fixtures.servers import free_port
+from tests.integration.receivers import smtp_on_loopback
 from tests.unit.test_rules import make_engine, sample, transitions
 
 RULES = """
@@ -44,8 +46,14 @@ RULES = """
 @dataclass
 class Mailbox:
     messages: list[tuple[list[str], bytes]] = field(default_factory=list)
+    # Set ``hold`` to keep each DATA unanswered until it is set; ``entered`` says one came.
+    hold: threading.Event | None = None
+    entered: threading.Event = field(default_factory=threading.Event)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.hold is not None:
+            self.entered.set()
+            await asyncio.get_running_loop().run_in_executor(None, self.hold.wait, 30)
         content = envelope.content or b""
         raw = content.encode() if isinstance(content, str) else bytes(content)
         self.messages.append((list(envelope.rcpt_tos), raw))
@@ -66,13 +74,8 @@ def _auth(
 @pytest.fixture
 def smtp_server() -> Iterator[tuple[Mailbox, int]]:
     box = Mailbox()
-    port = free_port()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
+    with smtp_on_loopback(box) as port:
         yield box, port
-    finally:
-        ctl.stop()
 
 
 @pytest.fixture
@@ -89,16 +92,10 @@ def smtp_tls_server(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     box = Mailbox()
-    port = free_port()
-    ctl = Controller(
-        box, hostname="127.0.0.1", port=port, tls_context=ctx, require_starttls=True,
-        authenticator=_auth, auth_required=True,
-    )  # fmt: skip
-    ctl.start()
-    try:
+    with smtp_on_loopback(
+        box, tls_context=ctx, require_starttls=True, authenticator=_auth, auth_required=True
+    ) as port:
         yield box, port, cert
-    finally:
-        ctl.stop()
 
 
 @dataclass
@@ -107,6 +104,10 @@ class Hook:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     hits: int = 0
     status: int = 200
+    # Answer this late (after taking the message): longer than the channel's timeout
+    # makes a POST that arrived but whose answer the gateway never saw.
+    delay_s: float = 0.0
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -122,6 +123,9 @@ async def webhook() -> AsyncIterator[Hook]:
         if hook.status != 200:
             return web.Response(status=hook.status, text="robot down")
         hook.bodies.append(await request.json())
+        hook.headers.append(dict(request.headers))
+        if hook.delay_s:
+            await asyncio.sleep(hook.delay_s)
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     app = web.Application()
@@ -165,6 +169,16 @@ def raise_leak(eng: AlertEngine, clock: FakeClock, device: str = "lk-1") -> list
     eng.on_sample(sample(clock, device, {"leak_ch1": 412}))
     clock.advance(5)
     return eng.on_sample(sample(clock, device, {"leak_ch1": 412}))
+
+
+def restartable(
+    tmp_path: Path, cfg: dict[str, Any], channels: list[str] | None = None
+) -> tuple[Callable[[], AlertEngine], FakeClock]:
+    """A way to start (and, after ``close``, restart) an engine on one state file and clock."""
+    if channels is not None:
+        cfg["routes"][0]["channels"] = channels
+    clock = FakeClock()
+    return lambda: make_engine(tmp_path, RULES, clock, state=None, **cfg), clock
 
 
 async def deliver(eng: AlertEngine) -> int:
@@ -233,26 +247,52 @@ async def test_ack_before_escalation_time_means_no_second_level(
     eng.close()
 
 
-async def test_burst_is_grouped_into_one_message(
+def monitors(tmp_path: Path, n: int, cfg: dict[str, Any]) -> tuple[AlertEngine, FakeClock]:
+    """An engine for leakage monitors lk-1 .. lk-n."""
+    devices = [
+        {"id": f"lk-{i}", "profile": "leakage-monitor", "source": "rtu-1", "unit": i}
+        for i in range(1, n + 1)
+    ]
+    clock = FakeClock()
+    return make_engine(tmp_path, RULES, clock, devices=devices, **cfg), clock
+
+
+async def test_first_page_goes_at_once_and_what_follows_is_grouped(
     tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
 ) -> None:
     box, port = smtp_server
-    devices = [
-        {"id": f"lk-{i}", "profile": "leakage-monitor", "source": "rtu-1", "unit": i}
-        for i in range(1, 7)
-    ]
-    clock = FakeClock()
-    eng = make_engine(
-        tmp_path, RULES, clock, devices=devices, **alerting(webhook, port, group_window_s=30)
-    )
+    eng, clock = monitors(tmp_path, 7, alerting(webhook, port, group_window_s=30))
+    # The first alarm is not held for the grouping window: it goes at once.
+    raise_leak(eng, clock, "lk-1")
+    assert await deliver(eng) == 2  # one webhook message, one e-mail
+    assert "lk-1" in webhook.bodies[0]["markdown"]["title"]
+    # Those that follow within the window wait for it and go out as one message.
+    for i in range(2, 7):
+        raise_leak(eng, clock, f"lk-{i}")  # 5 s apart
+        assert await deliver(eng) == 0
+    clock.advance(30 - 25)
+    assert await deliver(eng) == 2
+    assert len(webhook.bodies) == 2 and len(box.messages) == 2
+    assert "5 alarms" in webhook.bodies[1]["markdown"]["title"]
+    assert "5 alarms" in box.subjects()[1]
+    # After a quiet window the next one goes at once again.
+    clock.advance(30)
+    raise_leak(eng, clock, "lk-7")
+    assert await deliver(eng) == 2
+    eng.close()
+
+
+async def test_a_burst_at_one_moment_is_one_message_sent_at_once(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    box, port = smtp_server
+    eng, clock = monitors(tmp_path, 6, alerting(webhook, port, group_window_s=30))
     for i in range(1, 7):
         eng.on_sample(sample(clock, f"lk-{i}", {"leak_ch1": 412}))
     clock.advance(5)
     for i in range(1, 7):
         eng.on_sample(sample(clock, f"lk-{i}", {"leak_ch1": 412}))
-    assert await deliver(eng) == 0  # inside the grouping window
-    clock.advance(30)
-    assert await deliver(eng) == 2  # one webhook message, one e-mail
+    assert await deliver(eng) == 2  # one webhook message, one e-mail, at once
     assert len(webhook.bodies) == 1 and len(box.messages) == 1
     assert "6 alarms" in webhook.bodies[0]["markdown"]["title"]
     assert "6 alarms" in box.subjects()[0]
@@ -384,4 +424,72 @@ async def test_run_notifier_task_delivers_and_stops_cleanly(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(webhook.bodies) == 1
+    eng.close()
+
+
+async def test_stop_during_an_email_lets_it_finish_and_records_it_sent(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    box, port = smtp_server
+    box.hold = threading.Event()
+    start, clock = restartable(tmp_path, alerting(webhook, port), ["mail"])
+    eng = start()
+    task = asyncio.create_task(eng.run_notifier(poll_s=0.05))
+    raise_leak(eng, clock)
+    assert await asyncio.to_thread(box.entered.wait, 10), "the e-mail's SMTP dialogue"
+    task.cancel()  # the gateway stops while the server has not answered DATA yet
+    await asyncio.sleep(0)
+    box.hold.set()
+    await cancel_and_wait([task])  # cancels again every 0.5 s, as the gateway's stop does
+    assert task.cancelled()
+    assert len(box.messages) == 1
+    assert eng.store is not None and eng.store.counts() == {"sent": 1}
+    eng.close()
+    # The restart does not send it again.
+    eng = start()
+    assert await deliver(eng) == 0
+    assert len(box.messages) == 1
+    eng.close()
+
+
+async def test_a_send_cut_by_a_crash_is_resent_marked_possible_duplicate(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    box, port = smtp_server
+    start, clock = restartable(tmp_path, alerting(webhook, port))
+    eng = start()
+    raise_leak(eng, clock)
+    assert eng.store is not None
+    # What a kill -9 mid-send leaves (the real crash: tests/integration/test_notify_stop.py).
+    eng.store.mark_sending([n["id"] for n in eng.store.notifications()])
+    eng.close()
+    eng = start()
+    assert await deliver(eng) == 2
+    [(_, raw)] = box.messages
+    mail = message_from_bytes(raw)
+    assert mail["X-Gateway-Possible-Duplicate"] == "true"
+    assert str(mail["Subject"]).startswith("(possible duplicate)")
+    [body] = webhook.bodies
+    assert body["markdown"]["title"].startswith("(possible duplicate)")
+    assert eng.store is not None and eng.store.counts() == {"sent": 2}
+    eng.close()
+
+
+async def test_a_webhook_whose_answer_timed_out_is_retried_marked_possible_duplicate(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    cfg = alerting(webhook, smtp_server[1])
+    cfg["channels"][0]["timeout_s"] = 0.2
+    start, clock = restartable(tmp_path, cfg, ["chat"])
+    eng = start()
+    webhook.delay_s = 2.0  # the robot took the message, its answer comes too late
+    raise_leak(eng, clock)
+    assert await deliver(eng) == 0
+    webhook.delay_s = 0.0
+    clock.advance(5)  # retry.min_s
+    assert await deliver(eng) == 1
+    first, again = webhook.bodies
+    assert "X-Gateway-Possible-Duplicate" not in webhook.headers[0]
+    assert webhook.headers[1]["X-Gateway-Possible-Duplicate"] == "true"
+    assert again["markdown"]["title"] == f"(possible duplicate) {first['markdown']['title']}"
     eng.close()

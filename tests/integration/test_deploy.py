@@ -3,8 +3,10 @@
 The broker test starts Debian's ``mosquitto`` with deploy/mosquitto/mosquitto.conf
 changed only where a test must (free loopback port, temporary paths, run as
 ourselves) and the committed ACL, then checks with real MQTT clients that the
-on-call account cannot publish telemetry but can publish commands, and that the
-gateway account cannot publish outside its prefix. The systemd unit goes through
+on-call account cannot publish telemetry or another site's commands but can
+publish its site's commands, that the read-only account cannot publish, that the
+gateway account cannot publish outside its prefix, and that nobody can take over
+the gateway's client id. The systemd unit goes through
 ``systemd-analyze verify``. The InfluxDB 2 init script runs against a stand-in
 ``influx`` command (InfluxDB 2's CLI is not installable here; Debian's ``influx``
 is the 1.x shell), which records the arguments it was given.
@@ -21,7 +23,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,14 +118,16 @@ def test_compose_structure() -> None:
     mq = services["mosquitto"]
     targets = {v.split(":")[1] for v in mq["volumes"]}
     conf = (MOSQ / "mosquitto.conf").read_text()
-    acl_path = re.search(r"^acl_file (\S+)", conf, re.M)
-    pw_path = re.search(r"^password_file (\S+)", conf, re.M)
-    assert acl_path and pw_path
-    assert acl_path.group(1) in targets
-    assert any(pw_path.group(1).startswith(t) for t in targets)
+    acl_paths = set(re.findall(r"^acl_file (\S+)", conf, re.M))
+    gw_pw, people_pw = re.findall(r"^password_file (\S+)", conf, re.M)
+    assert acl_paths and acl_paths <= targets
+    assert all(any(p.startswith(t) for t in targets) for p in (gw_pw, people_pw))
     entry = "\n".join(mq["entrypoint"])
-    assert f"mosquitto_passwd -c -b {pw_path.group(1)} fsg-gateway" in entry
-    assert "oncall" in entry
+    assert f"mosquitto_passwd -c -b {gw_pw} fsg-gateway" in entry
+    assert f"mosquitto_passwd -c -b {people_pw} oncall" in entry
+    assert f"mosquitto_passwd -b {people_pw} viewer" in entry
+    listeners = re.findall(r"^listener (\d+)", conf, re.M)
+    assert {f":{port}" for port in listeners} <= {p[p.rindex(":"):] for p in mq["ports"]}
     # InfluxDB 2: initial setup and the DBRP init script.
     env = services["influxdb"]["environment"]
     assert env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
@@ -194,29 +198,35 @@ def test_grafana_provisioning() -> None:
 
 @dataclass
 class Broker:
-    port: int
+    port: int  # the gateway's listener
+    people_port: int  # on-call and read-only accounts (the same port if the config has one)
     passwords: dict[str, str]
     server: ServerProcess
     log: Path
 
 
-USERS = {"fsg-gateway": "gw-secret", "oncall": "oncall-secret"}
+GATEWAY_USER = ("fsg-gateway", "gw-secret")
+USERS = {"oncall": "oncall-secret", "viewer": "viewer-secret"}
 # A read-everything account added to the test's copy of the ACL only, so the
 # test can see whether a refused publish outside fsg/ reached the broker's clients.
 OBSERVER = ("fsg-test-observer", "observer-secret")
 
 
-def test_config(conf_text: str, work: Path, port: int) -> str:
-    """The committed config with only the test-specific lines changed."""
+def test_config(conf_text: str, work: Path, ports: list[int]) -> str:
+    """The committed config with only the test-specific lines changed.
+
+    Listeners get ``ports`` in order; password files move into ``work`` under their own names.
+    """
     me = pwd.getpwuid(os.getuid()).pw_name
     out = [f"user {me}"]
     replaced = set()
+    free = iter(ports)
     for line in conf_text.splitlines():
         key = line.split(" ", 1)[0]
         if key == "listener":
-            line = f"listener {port} 127.0.0.1"
+            line = f"listener {next(free)} 127.0.0.1"
         elif key == "password_file":
-            line = f"password_file {work / 'passwd'}"
+            line = f"password_file {work / Path(line.split()[1]).name}"
         elif key == "acl_file":
             line = f"acl_file {work / 'acl'}"
         elif key == "persistence_location":
@@ -236,27 +246,40 @@ def test_config(conf_text: str, work: Path, port: int) -> str:
 test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
+def password_files(conf_text: str) -> list[str]:
+    return [Path(p).name for p in re.findall(r"^password_file (\S+)", conf_text, re.M)]
+
+
 def start_broker(work: Path, conf_text: str | None = None) -> Broker:
+    """The committed config and ACL; the gateway's account in the first password file,
+    people (and the test's observer) in the last one."""
     binary = need("mosquitto")
     work.mkdir(parents=True, exist_ok=True)
     (work / "data").mkdir(exist_ok=True)
-    port = free_port()
-    pw = work / "passwd"
-    pw.touch()
-    users = {**USERS, OBSERVER[0]: OBSERVER[1]}
-    for user, password in users.items():
-        subprocess.run([need("mosquitto_passwd"), "-b", str(pw), user, password],
-                       check=True, capture_output=True, timeout=30)
-    pw.chmod(0o600)
+    committed = (MOSQ / "mosquitto.conf").read_text()
+    ports = [free_port(), free_port()]
+    text = conf_text or test_config(committed, work, ports)
+    files = password_files(committed) or ["passwd"]
+    people = {**USERS, OBSERVER[0]: OBSERVER[1]}
+    for name, users in ((files[0], dict([GATEWAY_USER])), (files[-1], people)):
+        pw = work / name
+        pw.touch()
+        for user, password in users.items():
+            subprocess.run([need("mosquitto_passwd"), "-b", str(pw), user, password],
+                           check=True, capture_output=True, timeout=30)
+        pw.chmod(0o600)
     acl = (MOSQ / "acl").read_text()
     (work / "acl").write_text(acl + f"\n# test only\nuser {OBSERVER[0]}\ntopic read #\n")
     (work / "acl").chmod(0o600)
     conf = work / "mosquitto.conf"
-    conf.write_text(conf_text or test_config((MOSQ / "mosquitto.conf").read_text(), work, port))
+    conf.write_text(text)
+    n_listeners = len(re.findall(r"^listener ", text, re.M))
+    people_port = ports[1] if n_listeners > 1 else ports[0]
     server = ServerProcess("mosquitto", [binary, "-c", str(conf)], work,
-                           lambda: tcp_open("127.0.0.1", port))
+                           lambda: tcp_open("127.0.0.1", ports[0]))
     server.start(timeout=15)
-    return Broker(port, users, server, work / "broker.log")
+    return Broker(ports[0], people_port, {**dict([GATEWAY_USER]), **people}, server,
+                  work / "broker.log")
 
 
 @pytest.fixture
@@ -274,25 +297,36 @@ def test_mosquitto_accepts_the_config(broker: Broker, tmp_path: Path) -> None:
     bad = (MOSQ / "mosquitto.conf").read_text() + "\nno_such_directive on\n"
     work = tmp_path / "bad"
     with pytest.raises(RuntimeError, match="exited"):
-        start_broker(work, test_config(bad, work, free_port()))
+        start_broker(work, test_config(bad, work, [free_port(), free_port()]))
 
 
 class Client:
-    """A paho client that records what it receives (QoS 1)."""
+    """A paho client that records what it receives (QoS 1) and whether the broker dropped it.
 
-    def __init__(self, broker: Broker, user: str | None, password: str | None) -> None:
-        self.messages: list[tuple[str, bytes]] = []
+    The gateway's account connects to the gateway's listener, everyone else to the people's.
+    """
+
+    def __init__(
+        self, broker: Broker, user: str | None, password: str | None, client_id: str | None = None
+    ) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
+        self.published = threading.Event()
+        self.dropped = threading.Event()
         self.rc: Any = None
-        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{time.time_ns()}")
+        cid = client_id or f"t-{user}-{time.time_ns()}"
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid)
+        self.c.reconnect_delay_set(60, 60)  # a kicked client must stay off for the test to see it
         if user:
             self.c.username_pw_set(user, password)
         self.c.on_connect = self._on_connect
         self.c.on_message = self._on_message
         self.c.on_subscribe = lambda *_a: self.subscribed.set()
-        self.c.connect("127.0.0.1", broker.port, keepalive=10)
+        self.c.on_disconnect = lambda *_a: self.dropped.set()
+        port = broker.port if user == GATEWAY_USER[0] else broker.people_port
+        self.c.connect("127.0.0.1", port, keepalive=10)
         self.c.loop_start()
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
@@ -301,7 +335,7 @@ class Client:
 
     def _on_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload)))
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
 
     def wait_connected(self) -> bool:
         assert self.connected.wait(5), "no CONNACK"
@@ -312,13 +346,13 @@ class Client:
         self.c.subscribe(topic, qos=1)
         assert self.subscribed.wait(5)
 
-    def publish(self, topic: str, payload: str) -> None:
-        info = self.c.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
+        info = self.c.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(5)
 
     def topics(self) -> list[str]:
         with self.lock:
-            return [t for t, _p in self.messages]
+            return [t for t, _p, _r in self.messages]
 
     def wait_for(self, topic: str, timeout: float = 5) -> None:
         deadline = time.monotonic() + timeout
@@ -331,52 +365,94 @@ class Client:
         self.c.loop_stop()
 
 
-def test_acl_enforced_by_the_real_broker(broker: Broker) -> None:
-    clients: list[Client] = []
+@pytest.fixture
+def clients(broker: Broker) -> Iterator[Callable[..., Client]]:
+    made: list[Client] = []
 
-    def connect(user: str | None, password: str | None) -> Client:
-        c = Client(broker, user, password)
-        clients.append(c)
+    def connect(user: str | None, password: str | None = None, **kw: Any) -> Client:
+        c = Client(broker, user, password or broker.passwords.get(user or ""), **kw)
+        made.append(c)
         return c
 
+    yield connect
+    for c in made:
+        c.close()
+
+
+SITE_T = "fsg/riverside-park"
+
+
+def test_acl_enforced_by_the_real_broker(clients: Callable[..., Client]) -> None:
+    observer = clients(*OBSERVER)
+    assert observer.wait_connected()
+    observer.subscribe("#")
+    gateway = clients(GATEWAY_USER[0])
+    assert gateway.wait_connected()
+    gateway.subscribe("fsg/#")
+    oncall = clients("oncall")
+    assert oncall.wait_connected()
+    oncall.subscribe("fsg/#")
+    viewer = clients("viewer")
+    assert viewer.wait_connected()
+
+    # On-call: fake telemetry, a forged alarm and another site's command are
+    # dropped; its own site's command goes through. The broker handles one
+    # connection's publishes in order, so once the command has arrived, the
+    # publishes before it were refused.
+    oncall.publish(f"{SITE_T}/boiler-1/telemetry", '{"values":{"pressure":9}}')
+    oncall.publish(f"{SITE_T}/alarms/x", "forged alarm")
+    oncall.publish("fsg/other-site/commands", '{"cmd":"list"}')
+    oncall.publish(f"{SITE_T}/commands/x", '{"cmd":"list"}')
+    viewer.publish(f"{SITE_T}/commands", '{"cmd":"list","by":"viewer"}')
+    oncall.publish(f"{SITE_T}/commands", '{"cmd":"ack","alarm_id":"x"}')
+    gateway.wait_for(f"{SITE_T}/commands")
+    observer.wait_for(f"{SITE_T}/commands")
+    for who in (gateway, observer):
+        for refused in (f"{SITE_T}/boiler-1/telemetry", f"{SITE_T}/alarms/x",
+                        "fsg/other-site/commands", f"{SITE_T}/commands/x"):  # fmt: skip
+            assert refused not in who.topics(), refused
+        viewer_says = [p for t, p, _r in who.messages if b'"by":"viewer"' in p]
+        assert viewer_says == [], "the read-only account published a command"
+
+    # The gateway: its prefix only; on-call and the viewer read what it publishes.
+    gateway.publish("homeassistant/sensor/x/config", "{}")
+    gateway.publish("other/telemetry", "{}")
+    gateway.publish(f"{SITE_T}/boiler-1/telemetry", '{"values":{"pressure":0.3}}')
+    oncall.wait_for(f"{SITE_T}/boiler-1/telemetry")
+    observer.wait_for(f"{SITE_T}/boiler-1/telemetry")
+    assert "homeassistant/sensor/x/config" not in observer.topics()
+    assert "other/telemetry" not in observer.topics()
+
+    # Nobody gets in without a password, nor with a wrong one.
+    assert not clients(None, None).wait_connected()
+    assert not clients("oncall", "wrong").wait_connected()
+
+
+def test_nobody_takes_over_the_gateways_client_id(
+    broker: Broker, clients: Callable[..., Client]
+) -> None:
+    """The tester's attack: connect as oncall with the gateway's client id to kick it off."""
+    gateway = clients(GATEWAY_USER[0], client_id="fsg-riverside-park-cmd")
+    assert gateway.wait_connected()
+    gateway.subscribe(f"{SITE_T}/commands")
+    # On the people's listener the broker renames the client to its user name.
+    thief = clients("oncall", client_id="fsg-riverside-park-cmd")
+    assert thief.wait_connected()
+    # The gateway's listener does not know the on-call account at all.
+    gw_port = paho.Client(CallbackAPIVersion.VERSION2, client_id="fsg-riverside-park-cmd")
+    gw_port.username_pw_set("oncall", USERS["oncall"])
+    refused = threading.Event()
+    gw_port.on_connect = lambda _c, _u, _f, rc, _p: refused.set() if rc.is_failure else None
+    gw_port.connect("127.0.0.1", broker.port, keepalive=10)
+    gw_port.loop_start()
     try:
-        observer = connect(*OBSERVER)
-        assert observer.wait_connected()
-        observer.subscribe("#")
-        gateway = connect("fsg-gateway", USERS["fsg-gateway"])
-        assert gateway.wait_connected()
-        gateway.subscribe("fsg/#")
-        oncall = connect("oncall", USERS["oncall"])
-        assert oncall.wait_connected()
-        oncall.subscribe("fsg/#")
-
-        # On-call: a fake telemetry message is dropped; a command goes through.
-        # The broker handles one connection's publishes in order, so once the
-        # command has arrived, the telemetry publish before it was refused.
-        oncall.publish("fsg/riverside-park/boiler-1/telemetry", '{"values":{"pressure":9}}')
-        oncall.publish("fsg/riverside-park/alarms/x", "forged alarm")
-        oncall.publish("fsg/riverside-park/commands", '{"cmd":"ack","alarm_id":"x"}')
-        gateway.wait_for("fsg/riverside-park/commands")
-        observer.wait_for("fsg/riverside-park/commands")
-        for who in (gateway, observer):
-            assert "fsg/riverside-park/boiler-1/telemetry" not in who.topics()
-            assert "fsg/riverside-park/alarms/x" not in who.topics()
-
-        # The gateway: its prefix only; on-call reads what it publishes.
-        gateway.publish("homeassistant/sensor/x/config", "{}")
-        gateway.publish("other/telemetry", "{}")
-        gateway.publish("fsg/riverside-park/boiler-1/telemetry", '{"values":{"pressure":0.3}}')
-        oncall.wait_for("fsg/riverside-park/boiler-1/telemetry")
-        observer.wait_for("fsg/riverside-park/boiler-1/telemetry")
-        assert "homeassistant/sensor/x/config" not in observer.topics()
-        assert "other/telemetry" not in observer.topics()
-
-        # Nobody gets in without a password, nor with a wrong one.
-        assert not connect(None, None).wait_connected()
-        assert not connect("oncall", "wrong").wait_connected()
+        assert refused.wait(5), "the gateway's listener let the on-call account in"
     finally:
-        for c in clients:
-            c.close()
+        gw_port.loop_stop()
+    # Still connected: a command published now reaches the gateway.
+    thief.publish(f"{SITE_T}/commands", '{"cmd":"list"}')
+    gateway.wait_for(f"{SITE_T}/commands")
+    assert not gateway.dropped.is_set(), "the gateway was kicked off the broker"
 
 
 # --------------------------------------------------------------------------- influxdb init

@@ -204,12 +204,11 @@ def test_suppression_by_design() -> None:
     ev = book.set_active(effect, False, 60.0, clock.now_ns())
     ev = book.set_active(cause, False, False, clock.now_ns())
     assert ("unsuppress", S.NORMAL) in [(e.action, e.state) for e in ev]
-    # Cause active again while the effect is still active: effect moves to suppressed.
+    # Effect active before its cause: no consequence of it, so it stays in view.
     book.set_active(effect, True, 30.0, clock.now_ns())
     ev = book.set_active(cause, True, True, clock.now_ns())
-    assert [(e.alarm_id, e.action, e.state) for e in ev][-1] == (
-        "temp:dev:p", "suppress", S.SUPPRESSED,
-    )  # fmt: skip
+    assert [(e.alarm_id, e.action) for e in ev] == [("flame:dev:flame_failure", "activate")]
+    assert book.get("temp:dev:p").state is S.UNACKED
 
 
 def test_chatter_counted_and_ends_after_quiet_window() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -145,3 +146,39 @@ def test_out_of_range_word_is_rejected() -> None:
 def test_encode_saturates_integers() -> None:
     assert encode_raw(DataType.UINT16, 70000, A) == [0xFFFF]
     assert encode_raw(DataType.INT16, -40000, A) == [0x8000]
+
+
+# (point fields, words, the value exactly as it must appear in JSON). Integer registers
+# round to the decimals their scale and offset imply; ``decimals`` overrides; floats
+# are left alone unless the profile gives ``decimals``.
+ROUNDING: list[tuple[dict[str, object], list[int], str]] = [
+    ({"type": "int16", "scale": 0.1}, [204], "20.4"),
+    ({"type": "int16", "scale": 0.1}, [3], "0.3"),
+    ({"type": "int16", "scale": 0.1}, [0xFF9C], "-10.0"),
+    ({"type": "uint16", "scale": 0.01}, [2047], "20.47"),
+    ({"type": "uint32", "scale": 0.01}, [0x0001, 0x86A3], "1000.03"),
+    ({"type": "uint16", "scale": 0.5}, [41], "20.5"),
+    ({"type": "uint16", "scale": 0.001}, [12345], "12.345"),
+    ({"type": "uint16", "scale": 0.1, "offset": -273.15}, [2931], "19.95"),
+    ({"type": "uint16", "scale": 2, "offset": -40}, [30], "20.0"),
+    ({"type": "uint16"}, [7], "7"),  # unscaled integers stay integers
+    ({"type": "uint16", "decimals": 2}, [7], "7"),
+    ({"type": "uint16", "scale": 0.01, "decimals": 1}, [2047], "20.5"),
+    ({"type": "int16", "scale": 0.1, "decimals": 0}, [204], "20.0"),
+    ({"type": "uint16", "scale": 1 / 3}, [7], repr(7 * (1 / 3))),  # no exact decimal: as is
+    ({"type": "float32"}, [0x3DCC, 0xCCCD], "0.10000000149011612"),
+    ({"type": "float32", "decimals": 3}, [0x3DCC, 0xCCCD], "0.1"),
+    ({"type": "float32", "scale": 0.1, "decimals": 2}, [0x4148, 0], "1.25"),
+]
+
+
+@pytest.mark.parametrize(("kw", "words", "shown"), ROUNDING)
+def test_scaled_values_carry_no_float_noise(
+    kw: dict[str, object], words: list[int], shown: str
+) -> None:
+    assert json.dumps(decode(_pt(**kw), words)) == shown
+
+
+def test_decimals_only_for_numbers() -> None:
+    with pytest.raises(ValueError, match="'decimals' is only for numeric"):
+        _pt(type="string", length=2, decimals=1)

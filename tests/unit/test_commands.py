@@ -51,8 +51,8 @@ def test_durations(text: str | int, seconds: float) -> None:
         ({"cmd": "delete", "alarm_id": ALARM}, "unknown command 'delete'"),
         ({"cmd": "ack"}, "alarm_id: Field required"),
         ({"cmd": "ack", "alarm_id": ""}, "alarm_id: String should have at least 1 character"),
-        ({"cmd": "ack", "alarm_id": ALARM, "user": "x"}, "user: Extra inputs are not permitted"),
-        ({"cmd": "shelve", "alarm_id": ALARM}, "duration: Field required"),
+        ({"cmd": "ack", "alarm_id": ALARM, "who": "x"}, "who: Extra inputs are not permitted"),
+        ({"cmd": "shelve", "alarm_id": ALARM, "reason": "x"}, "duration: Field required"),
         ({"cmd": "shelve", "alarm_id": ALARM, "duration": "soon"}, "'soon' is not understood"),
         ({"cmd": "shelve", "alarm_id": ALARM, "duration": -5}, "duration must be positive"),
         ({"cmd": "shelve", "alarm_id": ALARM, "duration": [1]}, "duration must be seconds"),
@@ -70,11 +70,12 @@ def test_bad_payloads_are_refused_clearly(payload: Any, message: str) -> None:
 
 def test_valid_payloads() -> None:
     c = parse_command(json.dumps({"cmd": "shelve", "alarm_id": ALARM, "duration": "2h",
-                                  "by": "wang", "request_id": "r1"}))  # fmt: skip
+                                  "reason": "new sensor", "by": "wang",
+                                  "request_id": "r1"}))  # fmt: skip
     assert isinstance(c, ShelveCmd) and c.duration == 7200.0 and c.by == "wang"
     assert isinstance(parse_command(b'{"cmd":"ack","alarm_id":"x:y"}'), AckCmd)
-    assert build_command("shelve", ALARM, duration="30m", by="li") == {
-        "cmd": "shelve", "alarm_id": ALARM, "duration": "30m", "by": "li",
+    assert build_command("shelve", ALARM, duration="30m", reason="swap", by="li") == {
+        "cmd": "shelve", "alarm_id": ALARM, "duration": "30m", "reason": "swap", "by": "li",
     }  # fmt: skip
     with pytest.raises(CommandError):
         build_command("shelve", ALARM)
@@ -90,10 +91,10 @@ def test_bad_command_changes_nothing_in_the_engine(tmp_path: Path) -> None:
     rows_before = store.load_alarms()
     bad: list[Any] = [
         '{"cmd": "ack"}',
-        {"cmd": "shelve", "alarm_id": ALARM, "duration": "forever"},
+        {"cmd": "shelve", "alarm_id": ALARM, "duration": "forever", "reason": "x"},
         {"cmd": "reset", "alarm_id": ALARM},  # condition still present
         {"cmd": "ack", "alarm_id": "trip:lk-9:alarm_ch1"},  # unknown alarm
-        {"cmd": "shelve", "alarm_id": ALARM, "duration": "3d"},  # over the 24 h limit
+        {"cmd": "shelve", "alarm_id": ALARM, "duration": "3d", "reason": "x"},  # over 24 h
     ]
     for payload in bad:
         with pytest.raises((CommandError, AlarmError)) as info:

@@ -1,4 +1,7 @@
-"""Serial-line parsing as a table: good lines become values, garbage becomes FrameError."""
+"""Serial-line parsing as a table: good lines become values, garbage becomes FrameError.
+
+Also the line splitter: byte chunks in, lines and discarded oversized garbage out.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import pytest
 from gateway.errors import FrameError
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import SerialLineProfile
-from gateway.sources.line_codec import parse_line, with_checksum, xor8
+from gateway.sources.line_codec import LineSplitter, parse_line, with_checksum, xor8
 
 
 def rfid() -> SerialLineProfile:
@@ -52,3 +55,61 @@ def test_good_lines(line: str, expected: dict[str, object]) -> None:
 def test_garbage_is_a_frame_error(raw: bytes, why: str) -> None:
     with pytest.raises(FrameError, match=why):
         parse_line(rfid(), raw)
+
+
+# --------------------------------------------------------------------------- splitting
+
+TAP = with_checksum("CP01,04A1B2C3D4,7").encode()
+BIG = b"A" * (1 << 20)
+ERR = "ERR"
+
+
+def _chunks(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected", "discarded"),
+    [
+        # plain lines, a line split across reads, an empty line
+        ([TAP + b"\r\n" + TAP + b"\r\n"], [TAP, TAP], 0),
+        ([TAP[:5], TAP[5:] + b"\r", b"\n"], [TAP], 0),
+        ([b"\r\n"], [b""], 0),
+        # a line at the limit is a line; a line over it is discarded (counted once)
+        ([b"B" * 256 + b"\r\n"], [b"B" * 256], 0),
+        ([b"B" * 257 + b"\r\n" + TAP + b"\r\n"], [ERR, TAP], 259),
+        # 1 MB without a newline, then the newline, then a tap: the tap is decoded
+        ([*_chunks(BIG, 4095), b"\r\n" + TAP + b"\r\n"], [ERR, TAP], len(BIG) + 2),
+        ([*_chunks(BIG + b"\r\n" + TAP + b"\r\n", 65536)], [ERR, TAP], len(BIG) + 2),
+        # the garbage ends with a bare newline (no CR): resynchronise on it all the same
+        ([*_chunks(BIG, 4096), b"\n" + TAP + b"\r\n"], [ERR, TAP], len(BIG) + 1),
+        ([b"junk\n" + TAP + b"\r\n"], [b"junk", TAP], 0),
+        # the terminator split right where the discarding starts
+        ([BIG[:300] + b"\r", b"\n" + TAP + b"\r\n"], [ERR, TAP], 302),
+        # noise that never ends stays bounded: one error, nothing kept
+        ([*_chunks(BIG, 1000)], [ERR], len(BIG)),
+    ],
+    ids=[
+        "lines", "split-read", "empty", "at-limit", "over-limit", "1MB-then-crlf",
+        "1MB-one-write", "1MB-then-lf", "bare-lf", "cr-at-discard", "endless-noise",
+    ],
+)
+def test_splitter_resynchronises_after_oversized_garbage(
+    chunks: list[bytes], expected: list[bytes | str], discarded: int
+) -> None:
+    sp = LineSplitter(b"\r\n", 256)
+    got: list[bytes | str] = []
+    for c in chunks:
+        for item in sp.feed(c):
+            got.append(ERR if isinstance(item, FrameError) else item)
+        assert sp.buffered <= 256 + 1  # never more than one line's worth held
+    assert got == expected
+    assert sp.discarded_bytes == discarded
+    assert sp.discarded_lines == expected.count(ERR)
+
+
+def test_splitter_with_a_single_byte_terminator() -> None:
+    sp = LineSplitter(b"\n", 16)
+    out = sp.feed(b"abc\n" + b"x" * 40 + b"\ndef\n")
+    assert out[0] == b"abc" and isinstance(out[1], FrameError) and out[2:] == [b"def"]
+    assert (sp.discarded_lines, sp.discarded_bytes) == (1, 41)

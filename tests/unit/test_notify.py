@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from gateway.alerting.config import AlertingConfig, Route, WebhookChannel
+from gateway.alerting.config import AlertingConfig, MqttChannel, Route, WebhookChannel
 from gateway.alerting.notify import Roster, compose, route_matches, routes_for, webhook_body
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -142,5 +142,14 @@ def test_webhook_presets(preset: str) -> None:
         assert (
             body["sign"] == base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
         )
+        # The custom bot's text mention of the on-call person, by their Feishu user id.
+        assert body["content"]["text"].endswith('<at user_id="U42">chief</at>')
     else:
         assert "<@U42>" in body["text"] and body["text"].startswith("*[CRITICAL]")
+
+
+@pytest.mark.parametrize("topic", ["/notes", "notes/", "notes/#", "+", "", "on call"])
+def test_mqtt_channel_topic_must_be_one_plain_topic_under_the_site(topic: str) -> None:
+    with pytest.raises(ValidationError, match="topic"):
+        MqttChannel(type="mqtt", name="pager", topic=topic)
+    assert MqttChannel(type="mqtt", name="pager", topic="pager/night").topic == "pager/night"

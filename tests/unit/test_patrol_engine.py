@@ -299,11 +299,79 @@ def test_unknown_card_raises_an_alarm_and_starts_no_round() -> None:
     out = rig.tap("lakeside", "DEADBEEF00")
     (f,) = findings(out)
     assert f.type is FindingType.UNKNOWN_CARD
-    assert f.alarm and f.alarm_key == "patrol/unknown_card/DEADBEEF00"
+    assert f.alarm and f.alarm_key == "patrol/unknown_card/lakeside"
+    assert "DEADBEEF00" in f.message and f.data["count"] == 1
     assert f.alarm_action == "pulse"
     assert f.guard == "unknown" and f.checkpoint == "lakeside"
     assert len(records(out, "tap", "unknown_card")) == 1
     assert rig.engine.state()["open_rounds"] == []
+
+
+def test_unknown_cards_are_one_alarm_per_reader_with_a_count() -> None:
+    rig = Rig(cfg(unknown_card_report_s=60))
+    rig.goto(at(22, 30))
+    out: list[PatrolOutput] = []
+    cards = [f"F1{i:08X}" for i in range(500)]
+    for i, card in enumerate(cards):
+        out += rig.tap("lakeside" if i % 2 else "gate-north", card)
+        rig.clock.advance(0.01)
+    # The first card at each reader raises its alarm at once; the rest are counted.
+    first = findings(out, FindingType.UNKNOWN_CARD)
+    assert [(f.alarm_key, f.data["count"]) for f in first] == [
+        ("patrol/unknown_card/gate-north", 1),
+        ("patrol/unknown_card/lakeside", 1),
+    ]
+    assert len(records(out, "tap", "unknown_card")) == 500  # every tap is still recorded
+    # Within the interval nothing more; at its end, one report per reader with its total.
+    assert findings(rig.tick_at(at(22, 30, 30)), FindingType.UNKNOWN_CARD) == []
+    reports = findings(rig.tick_at(at(22, 31, 1)), FindingType.UNKNOWN_CARD)
+    by_key = {f.alarm_key: f for f in reports}
+    assert sorted(by_key) == ["patrol/unknown_card/gate-north", "patrol/unknown_card/lakeside"]
+    north = by_key["patrol/unknown_card/gate-north"]
+    assert (north.data["count"], north.data["new"]) == (250, 249)
+    assert north.alarm_action == "pulse" and north.severity == "high"
+    assert "250 unknown card taps at gate-north" in north.message
+    assert north.data["cards"].split(",") == cards[490:499:2]  # the last five, oldest first
+    assert cards[498] in north.message
+    assert cards[499] in by_key["patrol/unknown_card/lakeside"].message
+    # State stays bounded: one burst per reader, a few card ids each.
+    st = rig.store.load()
+    assert st is not None and sorted(st["unknown"]) == ["gate-north", "lakeside"]
+    assert all(len(u["cards"]) == 5 for u in st["unknown"].values())
+    # Quiet for an interval: the burst ends, and the next card is reported at once as count 1.
+    assert findings(rig.tick_at(at(22, 32, 2)), FindingType.UNKNOWN_CARD) == []
+    assert rig.engine.state()["counters"]["unknown_cards"] == 500
+    (again,) = findings(rig.tap("lakeside", "0BADC0DE99"), FindingType.UNKNOWN_CARD)
+    assert again.data["count"] == 1 and again.alarm_key == "patrol/unknown_card/lakeside"
+
+
+def test_unknown_card_burst_survives_a_restart() -> None:
+    rig = Rig(cfg(unknown_card_report_s=60))
+    rig.goto(at(22, 30))
+    rig.tap("lakeside", "F100000001")
+    rig.tap("lakeside", "F100000002")
+    # Restarted with a config that no longer has that checkpoint: still reported, no crash.
+    routes = [{"id": "night", "checkpoints": [c for c in ROUTE if c != "lakeside"]}]
+    smaller = cfg(checkpoints=[{"id": c, "device": "rfid-gate"} for c in ROUTE if c != "lakeside"],
+                  routes=routes, walks=[])
+    engine = PatrolEngine(smaller, rig.clock, rig.store)
+    rig.goto(at(22, 31, 1))
+    (f,) = findings(engine.tick(), FindingType.UNKNOWN_CARD)
+    assert f.data["count"] == 2 and f.data["cards"] == "F100000001,F100000002"
+    assert f.checkpoint == "lakeside" and f.alarm_key == "patrol/unknown_card/lakeside"
+
+
+def test_reader_flood_is_one_alarm_per_line_reported_at_most_once_per_interval() -> None:
+    rig = Rig()
+    (f,) = rig.engine.reader_overflow("rfid-gate", 4000)
+    assert isinstance(f, Finding) and f.type is FindingType.READER_FLOOD
+    assert f.alarm and f.alarm_key == "patrol/reader_flood/rfid-gate" and f.alarm_action == "pulse"
+    assert f.data["count"] == 4000 and "4000 line(s) dropped" in f.message
+    assert rig.engine.reader_overflow("rfid-gate", 4500) == []
+    rig.clock.advance(300)
+    (g,) = rig.engine.reader_overflow("rfid-gate", 4500)
+    assert isinstance(g, Finding) and g.data["count"] == 500
+    assert rig.engine.reader_overflow("rfid-gate", 0) == []  # the source restarted
 
 
 def test_unknown_reader_is_recorded_not_alarmed() -> None:

@@ -56,9 +56,10 @@ def simulate_night() -> SimNight:
 
     wang: 22:10 round (honest), 23:55 round over midnight, 02:30 faked round
     (10 s legs), 03:30 round skipping playground (abandoned at 05:00).
-    li: 00:30 honest round. A stranger's card at 23:00, a double tap at
-    22:10:30, the reader line down 04:10-04:20, and taps outside the night
-    (20:00 and 07:00) that the night's tables must not count. The last
+    li: 00:30 honest round. A stranger's card at 23:00, wang's card at an
+    unknown reader R09 at 01:30, a double tap at 22:10:30, the reader line
+    down 04:10-04:20, and taps outside the night (20:00 and 07:00) that the
+    night's tables must not count. The last
     honest complete round (li's) ends 00:50, and the faked one does not
     count, so a gap falls due at 03:50; the next (06:50) is past the night.
     """
@@ -77,6 +78,7 @@ def simulate_night() -> SimNight:
     walk(local(22, 10), WANG, 240)
     plan.append((local(22, 10, 30), "gate-north", WANG))  # double tap
     plan.append((local(23), "lakeside", STRANGER))
+    plan.append((local(1, 30, day=2), "R09", WANG))  # a reader that is no checkpoint
     walk(local(23, 55), WANG, 240)
     walk(local(0, 30, day=2), LI, 300)
     walk(local(2, 30, day=2), WANG, 10)
@@ -180,6 +182,10 @@ def check_report_matches_taps(rep: Any, sim: SimNight) -> None:
     assert od.ts_ns == local(3, 50, day=2) and od.alarm
     (uc,) = [f for f in rep.findings if f.type == "unknown_card"]
     assert uc.checkpoint == "lakeside" and uc.alarm and STRANGER in uc.message
+    # The unknown reader is an exception, not a checkpoint.
+    assert s["unknown_readers"] == 1
+    (ur,) = [f for f in rep.findings if f.type == "unknown_reader"]
+    assert ur.ts_ns == local(1, 30, day=2) and "R09" in ur.message
 
     want = expected_checkpoint_stats(sim)
     got = {c.checkpoint: c for c in rep.checkpoints}
@@ -218,15 +224,32 @@ def test_formats(night: SimNight) -> None:
     assert "night of 2026-01-01 (2026-01-01 22:00 to 2026-01-02 06:00 Asia/Shanghai)" in text
     assert "4 complete round(s), 1 abandoned" in text
     assert "20260102-023000-keeper-wang" in text and "too_fast x4, faked_round" in text
+    assert "1 tap(s) from unknown reader(s)" in text
+    (cp_table,) = [part for part in text.split("\n\n") if part.startswith("CHECKPOINTS")]
+    assert "R09" not in cp_table
+    (fnd_table,) = [part for part in text.split("\n\n") if part.startswith("FINDINGS")]
+    assert "unknown_reader" in fnd_table and "R09" in fnd_table
     rows = list(csv.reader(io.StringIO(build_patrol_report(q, NIGHT, fmt="csv", config=cfg))))
     rounds = [r for r in rows if r and r[0] == "rounds"]
     assert len(rounds) == 5
     assert rounds[0][3] == "2026-01-01T22:10:00+08:00" and rounds[0][5] == "960"
     cps = {r[1]: r for r in rows if r and r[0] == "checkpoints"}
     assert cps["gate-north"][3] == "5"
+    assert list(cps) == ROUTE  # no row for R09
+    assert [r[2] for r in rows if r and r[0] == "findings" and "R09" in r[-1]] == ["unknown_reader"]
     page = build_patrol_report(q, NIGHT, fmt="html", config=cfg)
     assert page.startswith("<!DOCTYPE html>") and page.count('<tr class="bad">') == 2
     assert '<table id="checkpoints">' in page
+
+
+def test_unknown_reader_is_no_checkpoint_without_a_config_either(night: SimNight) -> None:
+    rep = collect_night(fake_query(as_influx_rows(night.events, SITE)), NIGHT, tz="Asia/Shanghai")
+    assert sorted(c.checkpoint for c in rep.checkpoints) == sorted(ROUTE)
+    assert rep.summary["unknown_readers"] == 1
+    text = build_patrol_report(fake_query(as_influx_rows(night.events, SITE)), NIGHT,
+                               tz="Asia/Shanghai", fmt="csv")
+    assert not [r for r in csv.reader(io.StringIO(text)) if r and r[0] == "checkpoints"
+                and r[1] == "R09"]
 
 
 def test_report_without_config_uses_the_default_window_and_tz() -> None:

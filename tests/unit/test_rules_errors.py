@@ -118,7 +118,9 @@ def test_every_problem_of_every_file_is_listed(tmp_path: Path) -> None:
         load_rules([a, b, missing])
     text = "\n".join(info.value.problems)
     assert "a.yaml:2: rule 'a': rules[0].points: Field required" in text
-    assert "b.yaml:2: rule 'b': rules[0].timeout_s: Input should be greater than 0" in text
+    assert "b.yaml:2: rule 'b': rules[0].timeout_s: Input should be greater than or equal to 1" in (
+        text
+    )
     assert f"{missing}: cannot read" in text
 
 
