@@ -34,7 +34,7 @@ def fast_site(site: Path) -> None:
     """Poll the TCP devices every 0.1 s, and tap unknown cards every 2 s from 8 s on."""
     data = yaml.safe_load(site.read_text())
     tcp = next(s for s in data["sources"] if s["id"] == "plant-tcp")
-    tcp.update(timeout_s=0.04, retries=1)
+    tcp.update(timeout_s=0.05, retries=0)
     for d in data["devices"]:
         if d["source"] == "plant-tcp":
             d["interval_s"] = 0.1
