@@ -19,6 +19,7 @@ from gateway.patrol import PatrolEngine
 
 DISK_SIGNAL = "outbox:disk"
 PATROL_STATE_SIGNAL = "patrol:state"
+ALARM_STATE_SIGNAL = "alarm:state"
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,14 @@ class StorageAlarms:
             events += self.pulse(alarm_id, "state_file_lost", incident.message)
         return events
 
-    @staticmethod
-    def signals(stats: DeliveryStats, patrol: PatrolEngine | None) -> list[tuple[str, bool, str]]:
-        """Health signals (name, ok, detail): the outbox's disk, the patrol state's saves."""
+    def signals(
+        self, stats: DeliveryStats, patrol: PatrolEngine | None
+    ) -> list[tuple[str, bool, str]]:
+        """Health signals (name, ok, detail): the outbox's disk, the state files' saves."""
         out: list[tuple[str, bool, str]] = []
+        if self.alerts is not None:
+            error = self.alerts.state_error
+            out.append((ALARM_STATE_SIGNAL, error is None, error or "saved"))
         if stats.outbox is not None:
             full = stats.outbox.disk_full
             out.append((DISK_SIGNAL, full is None, f"disk full: {full}" if full else "room"))

@@ -22,10 +22,13 @@ import pytest
 from gateway.alerting.store import AlertStore
 from gateway.disk_space import SpaceGuard
 from gateway.errors import OutboxError
+from gateway.model import FakeClock
 from gateway.outbox import Outbox, RecordKind
 from gateway.patrol.store import SqlitePatrolStore
 from tests.fixtures.disks import fill, small_disk  # noqa: F401 - a fixture
 from tests.unit.test_outbox import alarm, sample
+from tests.unit.test_rules import LIMIT, make_engine, transitions
+from tests.unit.test_rules import sample as rule_sample
 
 
 def checkpoint(path: Path) -> None:
@@ -158,3 +161,30 @@ async def test_every_state_file_opens_on_a_disk_full_to_the_last_byte(
         assert st.disk_full is not None
         committed = [r.item for r in await ob.read("a", 10_000)]
         assert alarm(600) in committed or st.pending == 1
+
+
+def test_alarm_state_on_a_full_disk_does_not_stop_alarming(
+    small_disk: Path,  # noqa: F811 - the fixture
+) -> None:
+    """The transitions still come out (for the outboxes); the state is saved once there is room."""
+    clock = FakeClock()
+    eng = make_engine(small_disk, LIMIT, clock, state=str(small_disk / "alarms.sqlite"))
+    eng.on_sample(rule_sample(clock, "lk-1", {"leak_ch1": 100}))
+    ballast = fill(small_disk)
+    eng.on_sample(rule_sample(clock, "lk-1", {"leak_ch1": 450}))
+    clock.advance(5)
+    raised = eng.on_sample(rule_sample(clock, "lk-1", {"leak_ch1": 450}))  # does not raise
+    assert raised and eng.state_error is not None and "full" in eng.state_error
+    ballast.unlink()
+    clock.advance(1)
+    eng.on_sample(rule_sample(clock, "lk-1", {"leak_ch1": 450}))
+    eng.tick()
+    assert eng.state_error is None
+    journaled, _ = eng.unpublished()
+    assert transitions(raised) == [t for t in transitions(journaled) if t in transitions(raised)]
+    eng.close()
+    again = make_engine(small_disk, LIMIT, clock, state=str(small_disk / "alarms.sqlite"))
+    assert {a.alarm_id for a in again.book.alarms.values() if a.active} == {
+        e.alarm_id for e in raised
+    }
+    again.close()
