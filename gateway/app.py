@@ -51,6 +51,7 @@ from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
+from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class Gateway:
             self.alerts = AlertEngine(
                 site, self.clock, publish=self._notify_mqtt, emit=self._append_alarms
             )
+        self.storage = StorageAlarms(self.alerts)
         self.patrol: PatrolEngine | None = None
         patrol_cfg = resolve_patrol(cfg.patrol, site.path)
         if patrol_cfg is not None:
@@ -337,6 +339,8 @@ class Gateway:
             values["outbox_rows"] = stats.outbox.rows
             values["outbox_bytes"] = stats.outbox.bytes
             values["evictions"] = stats.outbox.evicted
+            values["outbox_quarantined"] = stats.outbox.quarantined
+            values["outbox_disk_full"] = stats.outbox.disk_full is not None
             for name, b in stats.outbox.sinks.items():
                 values[f"backlog_{name}"] = b.backlog
                 values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)
@@ -374,6 +378,7 @@ class Gateway:
             age = stats.oldest_undelivered_age_s
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
+        out += self.storage.signals(stats, self.patrol)
         return out
 
     def _check_clock(self) -> None:
@@ -395,6 +400,7 @@ class Gateway:
             # A step is a warning: timestamps shift, no duration does.
             step = self.clock_watch.signal()
             self._append_alarms(self.alerts.health(*step, severity=Severity.MEDIUM))
+            self._append_alarms(self.storage.check(self.delivery.stats()))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
             for src in self.sources:
@@ -455,6 +461,10 @@ class Gateway:
                 if replay:
                     log.warning("publishing %d alarm transitions saved before a stop", len(replay))
                 self._append_alarms(replay)
+            if self.patrol is not None:
+                # A clean stop checkpoints its WAL: one self-contained file is left.
+                stack.callback(self.patrol.store.close)
+            self._append_alarms(self.storage.opened(self.delivery, self.patrol))
             for s in self.sources:
                 await stack.enter_async_context(s)
             if self.freeze_gc:
