@@ -479,10 +479,10 @@ async def test_a_webhook_whose_answer_timed_out_is_retried_marked_possible_dupli
     tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
 ) -> None:
     cfg = alerting(webhook, smtp_server[1])
-    cfg["channels"][0]["timeout_s"] = 0.2
+    cfg["channels"][0]["timeout_s"] = 1.0  # the schema's lowest
     start, clock = restartable(tmp_path, cfg, ["chat"])
     eng = start()
-    webhook.delay_s = 2.0  # the robot took the message, its answer comes too late
+    webhook.delay_s = 2.5  # the robot took the message, its answer comes too late
     raise_leak(eng, clock)
     assert await deliver(eng) == 0
     webhook.delay_s = 0.0
