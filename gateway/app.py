@@ -46,9 +46,10 @@ from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
-from gateway.plugins import BoundDevice, SinkContext, Source, SourceContext, registry
+from gateway.plugins import BoundDevice, Source, SourceContext, registry
 from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters
+from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -146,20 +147,13 @@ class Gateway:
                 self._patrol_readers.append(source)
         # State files live beside the outbox unless told otherwise.
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
-        sink_ctx = SinkContext(site=cfg.site, clock=self.clock, units=units, stdout=self.out)
-        plugin_sinks = [
-            plugins.sinks[name].make(scfg, sink_ctx)
-            for name, scfg in cfg.sinks.plugins.items()
-            if getattr(scfg, "enabled", True)
-        ]
-        self.delivery = Delivery.from_config(
-            cfg, self.clock, units=units, stdout=self.out, extra_sinks=plugin_sinks
-        )
+        self.delivery = Delivery.from_config(cfg, self.clock, units=units, stdout=self.out)
         self.alerts: AlertEngine | None = None
         if cfg.rules or cfg.alerting is not None:
             self.alerts = AlertEngine(
                 site, self.clock, publish=self._notify_mqtt, emit=self._append_alarms
             )
+        self.storage = StorageAlarms(self.alerts)
         self.patrol: PatrolEngine | None = None
         patrol_cfg = resolve_patrol(cfg.patrol, site.path)
         if patrol_cfg is not None:
@@ -336,6 +330,8 @@ class Gateway:
             values["outbox_rows"] = stats.outbox.rows
             values["outbox_bytes"] = stats.outbox.bytes
             values["evictions"] = stats.outbox.evicted
+            values["outbox_quarantined"] = stats.outbox.quarantined
+            values["outbox_disk_full"] = stats.outbox.disk_full is not None
             for name, b in stats.outbox.sinks.items():
                 values[f"backlog_{name}"] = b.backlog
                 values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)
@@ -373,6 +369,7 @@ class Gateway:
             age = stats.oldest_undelivered_age_s
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
+        out += self.storage.signals(stats, self.patrol)
         return out
 
     def _check_clock(self) -> None:
@@ -394,6 +391,7 @@ class Gateway:
             # A step is a warning: timestamps shift, no duration does.
             step = self.clock_watch.signal()
             self._append_alarms(self.alerts.health(*step, severity=Severity.MEDIUM))
+            self._append_alarms(self.storage.check(self.delivery.stats()))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
             for src in self._patrol_readers:
@@ -452,6 +450,10 @@ class Gateway:
                 if replay:
                     log.warning("publishing %d alarm transitions saved before a stop", len(replay))
                 self._append_alarms(replay)
+            if self.patrol is not None:
+                # A clean stop checkpoints its WAL: one self-contained file is left.
+                stack.callback(self.patrol.store.close)
+            self._append_alarms(self.storage.opened(self.delivery, self.patrol))
             for s in self.sources:
                 await stack.enter_async_context(s)
             if self.freeze_gc:

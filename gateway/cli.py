@@ -171,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     register_alarms(sub)
     register_report(sub)
     try:
+        from gateway.console.cli import register_cli as register_console
+    except ImportError:  # the console's web packages not installed: the rest still works
+        pass
+    else:
+        register_console(sub)
+    try:
         from gateway.grafana import register_cli as register_grafana
     except ImportError:  # grafana-client not installed: the other commands still work
         pass

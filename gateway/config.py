@@ -139,6 +139,7 @@ class Sinks(Strict):
 class OutboxConfig(Strict):
     path: str = "gateway-outbox.sqlite"
     # Live rows past this size evict the oldest telemetry; alarm events are kept.
+    # Unset: 256 MB, or half the free space at start if less (gateway/disk_space.py).
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     # full: fsync per commit, survives power loss; normal: survives kill -9 only.
     synchronous: Literal["normal", "full"] = "full"

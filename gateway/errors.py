@@ -18,9 +18,10 @@ never see a pymodbus, pyserial, aiomqtt or influxdb_client exception.
     │   └── SinkAuthError      the far side refused our credentials
     ├── OutboxError            the durable outbox cannot be opened or written
     ├── AlarmError             an alarm command is invalid (unknown id, illegal transition)
-    └── CommandError           a malformed operator command (MQTT payload, CLI arguments)
-        └── CommandRefused     a well-formed command the gateway will not run (stale,
-                               replayed, unsigned, not allowed, rate-limited)
+    ├── CommandError           a malformed operator command (MQTT payload, CLI arguments)
+    │   └── CommandRefused     a well-formed command the gateway will not run (stale,
+    │                          replayed, unsigned, not allowed, rate-limited)
+    └── ConsoleError           the console's own database, users or settings
 """
 
 from __future__ import annotations
@@ -96,3 +97,7 @@ class CommandError(GatewayError):
 
 class CommandRefused(CommandError):
     """A well-formed command the gateway will not run: stale, replayed, unsigned, not allowed."""
+
+
+class ConsoleError(GatewayError):
+    """The console's own database, users or settings (``gateway console``)."""

@@ -255,6 +255,9 @@ class AlarmBook:
         if a.shelved_until_ns is not None:
             ex["shelved_until_ns"] = a.shelved_until_ns
         ex["activations"] = a.activation_count
+        if a.raised_ns is not None:
+            # A console that sees only the retained last transition still shows its age.
+            ex["raised_ns"] = a.raised_ns
         ex.update(extra)
         return AlarmEvent(
             alarm_id=a.alarm_id,

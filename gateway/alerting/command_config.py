@@ -32,6 +32,9 @@ class CommandUser(Strict):
     # SecretStr: printed as ********** wherever the config is shown or logged.
     key: SecretStr
     allow: list[CommandName] = Field(default_factory=lambda: list(ALL_COMMANDS), min_length=1)
+    # A console that signs for the people logged into it: its commands may name the
+    # operator in ``by`` (recorded as "<by> via <this user>"); ``allow`` still binds them.
+    on_behalf: bool = False
 
     @field_validator("key")
     @classmethod

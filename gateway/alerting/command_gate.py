@@ -16,7 +16,9 @@ A signature is the lowercase hex HMAC-SHA256, keyed with the user's key
 sorted, no spaces, non-ASCII as ``\\uXXXX`` (Python:
 ``json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``).
 It is compared in constant time; the verified user is the actor, and a
-``by`` that names someone else is refused.
+``by`` that names someone else is refused, except from a user marked
+``on_behalf`` (a console that signs for the people logged into it): then
+``by`` is the actor and the console is the channel (``wang via console``).
 
 Rate limits (``commands.rates``, token buckets in
 ``gateway.alerting.command_limits``): messages refused before a sender is
@@ -149,10 +151,13 @@ class CommandGate:
         assert c.user is not None
         if c.site != self.site:
             raise CommandRefused(f"signed for site {c.site!r}, this is {self.site!r}")
-        if c.by is not None and c.by != c.user:
-            raise CommandRefused(f"by {c.by!r} does not match the signing user {c.user!r}")
         if c.cmd not in user.allow:
             raise CommandRefused(f"user {c.user!r} may not {c.cmd}")
+        if c.by is not None and c.by != c.user:
+            if not user.on_behalf:
+                raise CommandRefused(f"by {c.by!r} does not match the signing user {c.user!r}")
+            # A console vouches for its logged-in operator: the actor is "<by> via <console>".
+            return c.by, c.user
         return c.user, "mqtt"
 
     def _fresh(self, c: AnyCommand, now_ns: int) -> int:

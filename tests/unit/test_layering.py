@@ -98,3 +98,9 @@ def test_type_checking_imports_and_downward_imports_pass(tmp_path: Path) -> None
         },
     )
     assert imports.check(root) == []
+
+
+def test_a_module_in_no_layer_is_an_error(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"config.py": "", "brand_new.py": ""})
+    with pytest.raises(ValueError, match=r"gateway\.brand_new"):
+        imports.check(root)

@@ -1,0 +1,349 @@
+"""What the console knows about the sites it watches, fed by MQTT messages.
+
+``ConsoleState.handle(topic, payload)`` takes any message under the watched
+prefix and updates: alarms (the retained last transition of each), each
+alarm's timeline (transitions and notifications seen on ``events``, bounded),
+devices (online/offline, area), gateways (status and their health record).
+A malformed message is counted and ignored. Every change bumps ``version``
+and wakes the waiters of ``changed`` (the pages' server-sent events).
+
+Timestamps shown come from the messages (wall clock, ns); "how long ago" is
+computed against the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.model import Clock
+
+SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+# Transitions kept per alarm; a chattering alarm must not grow the console without bound.
+TIMELINE_MAX = 200
+# Alarms whose last state is normal are forgotten after this many (oldest first).
+NORMAL_KEEP = 500
+
+
+@dataclass
+class AlarmView:
+    site: str
+    alarm_id: str
+    last: dict[str, Any]
+
+    @property
+    def state(self) -> str:
+        return str(self.last.get("state", "?"))
+
+    @property
+    def severity(self) -> str:
+        return str(self.last.get("severity", ""))
+
+    @property
+    def unacked(self) -> bool:
+        return self.state in ("unacknowledged", "rtn_unacknowledged")
+
+    @property
+    def raised_ns(self) -> int | None:
+        extra = self.last.get("extra")
+        raised = extra.get("raised_ns") if isinstance(extra, dict) else None
+        if isinstance(raised, int):
+            return raised
+        ts = self.last.get("ts_ns")
+        return ts if isinstance(ts, int) and self.last.get("action") == "activate" else None
+
+    @property
+    def changed_ns(self) -> int | None:
+        ts = self.last.get("ts_ns")
+        return ts if isinstance(ts, int) else None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "site": self.site,
+            "alarm_id": self.alarm_id,
+            "state": self.state,
+            "severity": self.severity,
+            "unacknowledged": self.unacked,
+            "raised_ns": self.raised_ns,
+            "changed_ns": self.changed_ns,
+            "device": self.last.get("device"),
+            "area": self.last.get("area"),
+            "message": self.last.get("message"),
+            "actor": self.last.get("actor"),
+            "active": self.last.get("active"),
+            "latched": self.last.get("latched"),
+            "value": self.last.get("value"),
+        }
+
+
+@dataclass
+class DeviceView:
+    site: str
+    device: str
+    online: bool | None = None
+    area: str | None = None
+    changed_ns: int | None = None
+
+
+@dataclass
+class GatewayView:
+    site: str
+    status: str | None = None
+    status_ns: int | None = None
+    health: dict[str, Any] = field(default_factory=dict)
+    health_ns: int | None = None
+
+
+def _json(payload: bytes) -> Any:
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+
+
+class ConsoleState:
+    """Alarms, timelines, devices and gateways of every watched site."""
+
+    def __init__(
+        self, prefix: str, clock: Clock, site_areas: dict[str, dict[str, str]] | None = None
+    ):
+        self.prefix = prefix.rstrip("/")
+        self.clock = clock
+        self.alarms: dict[tuple[str, str], AlarmView] = {}
+        self.timelines: dict[tuple[str, str], deque[dict[str, Any]]] = {}
+        self.devices: dict[tuple[str, str], DeviceView] = {}
+        self.gateways: dict[str, GatewayView] = {}
+        # Areas known from site files (device -> area), for devices no alarm has named yet.
+        self.site_areas = site_areas or {}
+        self.version = 0
+        self.ignored = 0
+        self.broker_connected = False
+        self.broker_since_ns: int | None = None
+        # Set (and replaced) at each change: waiters hold the one that was current.
+        self._flag = asyncio.Event()
+
+    # ------------------------------------------------------------------ reading
+
+    def alarm(self, site: str, alarm_id: str) -> AlarmView | None:
+        return self.alarms.get((site, alarm_id))
+
+    def timeline(self, site: str, alarm_id: str) -> list[dict[str, Any]]:
+        return list(self.timelines.get((site, alarm_id), ()))
+
+    def active_alarms(self, site: str | None = None, area: str | None = None) -> list[AlarmView]:
+        """Not normal, unacknowledged first, then by severity, then oldest raised first."""
+        shown = [
+            a
+            for a in self.alarms.values()
+            if a.state != "normal"
+            and (site is None or a.site == site)
+            and (area is None or a.last.get("area") == area)
+        ]
+
+        def key(a: AlarmView) -> tuple[int, int, int]:
+            return (
+                0 if a.unacked else 1,
+                SEVERITY_RANK.get(a.severity, 9),
+                a.raised_ns or a.changed_ns or 0,
+            )
+
+        return sorted(shown, key=key)
+
+    def sites(self) -> list[str]:
+        names = {s for s, _ in self.alarms} | {s for s, _ in self.devices} | set(self.gateways)
+        return sorted(names)
+
+    def areas(self) -> list[str]:
+        return sorted({str(a.last["area"]) for a in self.alarms.values() if a.last.get("area")})
+
+    def devices_by_area(self, site: str | None = None) -> dict[str, list[DeviceView]]:
+        out: dict[str, list[DeviceView]] = {}
+        for d in sorted(self.devices.values(), key=lambda d: (d.site, d.device)):
+            if site is None or d.site == site:
+                out.setdefault(d.area or "(no area)", []).append(d)
+        return dict(sorted(out.items()))
+
+    def age_s(self, ts_ns: int | None) -> float | None:
+        return None if ts_ns is None else max(0.0, (self.clock.now_ns() - ts_ns) / 1e9)
+
+    # ------------------------------------------------------------------ feeding
+
+    def set_broker(self, connected: bool) -> None:
+        if connected != self.broker_connected:
+            self.broker_connected = connected
+            self.broker_since_ns = self.clock.now_ns()
+            self._bump()
+
+    def handle(self, topic: str, payload: bytes) -> bool:
+        """Apply one message; True when it changed what the console shows."""
+        head = self.prefix + "/"
+        if not topic.startswith(head):
+            return False
+        parts = topic[len(head) :].split("/")
+        if len(parts) < 2:
+            return False
+        site, rest = parts[0], parts[1:]
+        if rest[0] == "alarms" and len(rest) >= 2:
+            changed = self._alarm(site, payload)
+        elif rest == ["events"]:
+            changed = self._event(site, payload)
+        elif rest == ["gateway", "status"]:
+            changed = self._status(site, payload)
+        elif rest == ["gateway", "telemetry"]:
+            changed = self._health(site, payload)
+        elif len(rest) == 2 and rest[1] == "availability":
+            changed = self._availability(site, rest[0], payload)
+        else:
+            return False
+        if changed:
+            self._bump()
+        return changed
+
+    def _bump(self) -> None:
+        self.version += 1
+        flag, self._flag = self._flag, asyncio.Event()
+        flag.set()
+
+    async def wait_changed(self, version: int, wait_s: float) -> int:
+        """Return the version once it differs from ``version``, or after ``wait_s``."""
+        if self.version != version:
+            return self.version
+        flag = self._flag
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                await flag.wait()
+        return self.version
+
+    def _bad(self) -> bool:
+        self.ignored += 1
+        return False
+
+    def _alarm(self, site: str, payload: bytes) -> bool:
+        if not payload:  # a retained alarm cleared by its publisher
+            return False
+        d = _json(payload)
+        if not isinstance(d, dict) or not isinstance(d.get("alarm_id"), str):
+            return self._bad()
+        key = (site, d["alarm_id"])
+        old = self.alarms.get(key)
+        if old is not None and isinstance(old.changed_ns, int):
+            ts = d.get("ts_ns")
+            if isinstance(ts, int) and ts < old.changed_ns:
+                return False  # an older transition arriving late (a replay) changes nothing
+        self.alarms[key] = AlarmView(site, d["alarm_id"], d)
+        self._remember_device(site, d)
+        self._forget_old_normals()
+        return True
+
+    def _remember_device(self, site: str, d: dict[str, Any]) -> None:
+        dev, area = d.get("device"), d.get("area")
+        if isinstance(dev, str) and isinstance(area, str) and area:
+            view = self.devices.get((site, dev))
+            if view is not None and view.area is None:
+                view.area = area
+
+    def _forget_old_normals(self) -> None:
+        normals = [a for a in self.alarms.values() if a.state == "normal"]
+        if len(normals) <= NORMAL_KEEP:
+            return
+        normals.sort(key=lambda a: a.changed_ns or 0)
+        for a in normals[: len(normals) - NORMAL_KEEP]:
+            del self.alarms[(a.site, a.alarm_id)]
+            self.timelines.pop((a.site, a.alarm_id), None)
+
+    def _event(self, site: str, payload: bytes) -> bool:
+        d = _json(payload)
+        if not isinstance(d, dict):
+            return self._bad()
+        if d.get("type") == "alarm" and isinstance(d.get("alarm_id"), str):
+            entry = {
+                k: d.get(k)
+                for k in ("ts_ns", "action", "state", "previous", "actor", "message", "value")
+            }
+            extra = d.get("extra")
+            if isinstance(extra, dict) and extra.get("comment"):
+                entry["comment"] = extra["comment"]
+            self._append(site, d["alarm_id"], entry)
+            # The events stream also refreshes the alarm itself (same transition).
+            return self._alarm(site, payload) or True
+        if d.get("type") == "event" and d.get("kind") == "notification":
+            data = d.get("data") if isinstance(d.get("data"), dict) else {}
+            assert isinstance(data, dict)
+            alarm_ids = [a for a in _alarm_ids_of(data) if (site, a) in self.alarms]
+            people = data.get("recipients")
+            told = ", ".join(map(str, people)) if isinstance(people, list) and people else None
+            for alarm_id in alarm_ids:
+                entry = {
+                    "ts_ns": d.get("ts_ns"),
+                    "action": "notified",
+                    "actor": told or data.get("topic"),
+                    "message": data.get("title"),
+                }
+                self._append(site, alarm_id, entry)
+            return bool(alarm_ids)
+        return False
+
+    def _append(self, site: str, alarm_id: str, entry: dict[str, Any]) -> None:
+        line = self.timelines.setdefault((site, alarm_id), deque(maxlen=TIMELINE_MAX))
+        if entry in line:  # at-least-once delivery: the same transition twice is one line
+            return
+        line.append(entry)
+
+    def _status(self, site: str, payload: bytes) -> bool:
+        text = payload.decode("utf-8", "replace").strip()
+        if text not in ("online", "offline"):
+            return self._bad()
+        gw = self.gateways.setdefault(site, GatewayView(site))
+        if gw.status == text:
+            return False
+        gw.status, gw.status_ns = text, self.clock.now_ns()
+        return True
+
+    def _health(self, site: str, payload: bytes) -> bool:
+        d = _json(payload)
+        if not isinstance(d, dict) or d.get("kind") != "gateway_health":
+            return False
+        values = d.get("values")
+        if not isinstance(values, dict):
+            return self._bad()
+        gw = self.gateways.setdefault(site, GatewayView(site))
+        gw.health = values
+        gw.health_ns = d.get("ts_ns") if isinstance(d.get("ts_ns"), int) else self.clock.now_ns()
+        return True
+
+    def _availability(self, site: str, device: str, payload: bytes) -> bool:
+        text = payload.decode("utf-8", "replace").strip()
+        if text not in ("online", "offline"):
+            return self._bad()
+        view = self.devices.get((site, device))
+        if view is None:
+            area = self.site_areas.get(site, {}).get(device) or self._area_from_alarms(site, device)
+            view = self.devices[(site, device)] = DeviceView(site, device, area=area)
+        online = text == "online"
+        if view.online == online:
+            return False
+        view.online, view.changed_ns = online, self.clock.now_ns()
+        return True
+
+    def _area_from_alarms(self, site: str, device: str) -> str | None:
+        for a in self.alarms.values():
+            if a.site == site and a.last.get("device") == device and a.last.get("area"):
+                return str(a.last["area"])
+        return None
+
+
+def _alarm_ids_of(data: dict[str, Any]) -> list[str]:
+    """Alarm ids a notification payload names (one alarm, or a grouped burst)."""
+    ids: list[str] = []
+    if isinstance(data.get("alarm_id"), str):
+        ids.append(data["alarm_id"])
+    for item in data.get("alarms") or ():
+        if isinstance(item, dict) and isinstance(item.get("alarm_id"), str):
+            ids.append(item["alarm_id"])
+        elif isinstance(item, str):
+            ids.append(item)
+    return ids
