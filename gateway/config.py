@@ -114,6 +114,18 @@ class Sinks(Strict):
             "plugins": {**data.get("plugins", {}), **others},
         }
 
+    def configured(self) -> dict[str, BaseModel]:
+        """Every enabled sink's config by its registered name, built-in and plugin."""
+        named: dict[str, BaseModel | None] = {
+            name: getattr(self, name) for name in type(self).model_fields if name != "plugins"
+        }
+        named.update(self.plugins)
+        return {
+            name: cfg
+            for name, cfg in named.items()
+            if cfg is not None and getattr(cfg, "enabled", True)
+        }
+
     @field_validator("plugins", mode="before")
     @classmethod
     def _validate_plugins(cls, data: Any) -> Any:

@@ -160,17 +160,42 @@ class SinkContext:
     stdout: TextIO | None = None
 
 
+class LiveView(Protocol):
+    """A sink that sees every item as it is appended, before the outbox (the console)."""
+
+    def emit(self, item: Any) -> None: ...
+
+
 @dataclass(frozen=True)
 class SinkPlugin:
-    """A sink type: ``name`` is its key under a site's ``sinks``."""
+    """A sink type: ``name`` is its key under a site's ``sinks``.
+
+    ``factory`` builds a durable ``Sink`` fed from the outbox, or, when
+    ``live``, a ``LiveView`` called as each item is appended (no outbox, no
+    cursor). ``lane`` builds a second sink that carries alarm transitions only,
+    on their own thread, outbox file and connection (gateway.alarm_lane), or
+    returns None when the config asks for none.
+    """
 
     name: str
     config: type[BaseModel]
-    # (config, context) -> Sink, or its "module:attribute" reference.
-    factory: Callable[[Any, SinkContext], Sink] | str
+    # (config, context) -> Sink (or LiveView), or its "module:attribute" reference.
+    factory: Callable[[Any, SinkContext], Any] | str
+    live: bool = False
+    lane: Callable[[Any, SinkContext], Sink | None] | str | None = None
 
     def make(self, cfg: BaseModel, ctx: SinkContext) -> Sink:
         sink: Sink = resolve(self.factory)(cfg, ctx)
+        return sink
+
+    def make_live(self, cfg: BaseModel, ctx: SinkContext) -> LiveView:
+        view: LiveView = resolve(self.factory)(cfg, ctx)
+        return view
+
+    def make_lane(self, cfg: BaseModel, ctx: SinkContext) -> Sink | None:
+        if self.lane is None:
+            return None
+        sink: Sink | None = resolve(self.lane)(cfg, ctx)
         return sink
 
 

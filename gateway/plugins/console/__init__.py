@@ -6,7 +6,7 @@ from gateway.plugins.base import SinkPlugin
 from gateway.plugins.console.config import ConsoleSink
 
 PLUGIN = SinkPlugin(
-    name="console", config=ConsoleSink, factory="gateway.plugins.console.sink:build"
+    name="console", config=ConsoleSink, factory="gateway.plugins.console.sink:build", live=True
 )
 
 __all__ = ["PLUGIN", "ConsoleSink"]

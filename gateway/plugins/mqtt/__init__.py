@@ -5,6 +5,11 @@ from __future__ import annotations
 from gateway.plugins.base import SinkPlugin
 from gateway.plugins.mqtt.config import MqttSinkConfig, MqttTls
 
-PLUGIN = SinkPlugin(name="mqtt", config=MqttSinkConfig, factory="gateway.plugins.mqtt.sink:build")
+PLUGIN = SinkPlugin(
+    name="mqtt",
+    config=MqttSinkConfig,
+    factory="gateway.plugins.mqtt.sink:build",
+    lane="gateway.plugins.mqtt.sink:build_lane",
+)
 
 __all__ = ["PLUGIN", "MqttSinkConfig", "MqttTls"]
