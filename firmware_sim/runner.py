@@ -18,6 +18,7 @@ from firmware_sim.modbus_devices import DeviceModel, SimulatedUnit, effective_be
 from firmware_sim.rfid import RfidReader, RfidScript
 from firmware_sim.rtu_server import RtuLine
 from firmware_sim.scenarios import ResolvedScenario
+from firmware_sim.schema import simulation_of
 from firmware_sim.tcp_server import TcpEndpoint
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site, SourceConfig
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
@@ -45,7 +46,7 @@ class Simulator:
         self.options = options or Options()
         self.clock = clock or SimClock(self.options.speed)
         wt = self.options.wire_time
-        self.wire_time = site.config.simulation.wire_time if wt is None else wt
+        self.wire_time = simulation_of(site).wire_time if wt is None else wt
         self.parts: list[Part] = []
 
     def _units(self, source_id: str) -> list[SimulatedUnit]:

@@ -18,12 +18,12 @@ import annotated_types as at
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from firmware_sim.schema import FaultSpec
 from gateway.alerting import config as alerting
 from gateway.alerting import rules
 from gateway.alerting.command_config import CommandRates, CommandsConfig
 from gateway.config import (
     DeviceConfig,
-    FaultSpec,
     InfluxSinkConfig,
     ModbusRtuSource,
     OutboxConfig,
