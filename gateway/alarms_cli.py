@@ -34,7 +34,7 @@ from gateway.config import Site
 from gateway.errors import AlarmError, CommandError
 from gateway.loader import load_site
 from gateway.model import AlarmState
-from gateway.sinks.mqtt_commands import command_client, command_topic, reply_topic
+from gateway.plugins.mqtt.commands import command_client, command_topic, reply_topic
 
 
 def state_db_path(site: Site) -> Path:

@@ -501,7 +501,7 @@ class Gateway:
         if mqtt is None or not mqtt.enabled or self.alerts is None or not commands.enabled:
             return []
         from gateway.alerting.command_gate import CommandGate
-        from gateway.sinks.mqtt_commands import CommandListener
+        from gateway.plugins.mqtt.commands import CommandListener
 
         # Senders stamp commands with real time: freshness is judged on the real clock,
         # also when the gateway runs on simulated time (--sim-clock-start).

@@ -90,11 +90,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # (importer, imported): why the upward import stays for now.
 KNOWN: dict[tuple[str, str], str] = {
-    ("gateway.sinks.mqtt_commands", "gateway.alerting.command_gate"): (
+    ("gateway.plugins.mqtt.commands", "gateway.alerting.command_gate"): (
         "the MQTT command listener checks commands through the alerting gate; it belongs"
         " beside the alerting commands, or takes the gate as an injected callable"
     ),
-    ("gateway.sinks.mqtt_commands", "gateway.alerting.commands"): (
+    ("gateway.plugins.mqtt.commands", "gateway.alerting.commands"): (
         "as above: the listener parses commands with the alerting command parser"
     ),
 }

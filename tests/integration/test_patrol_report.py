@@ -19,7 +19,7 @@ from gateway.outbox import Record, RecordKind
 from gateway.patrol import load_patrol
 from gateway.patrol.report import build_patrol_report, collect_night, influx_query
 from gateway.patrol_cli import register_cli
-from gateway.sinks.influx import InfluxSink
+from gateway.plugins.influx.sink import InfluxSink
 from tests.fixtures.servers import InfluxDB1
 from tests.unit.test_patrol_report import (
     NIGHT,

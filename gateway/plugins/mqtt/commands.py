@@ -29,7 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from gateway.alerting.command_gate import CommandGate, Refusal
 from gateway.alerting.commands import printable_json
 from gateway.config import MqttSinkConfig
-from gateway.sinks.mqtt import tls_context, topic_level
+from gateway.plugins.mqtt.sink import tls_context, topic_level
 
 log = logging.getLogger(__name__)
 
