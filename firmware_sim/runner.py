@@ -50,7 +50,7 @@ class Simulator:
         self.parts: list[Part] = []
 
     def _units(self, source_id: str) -> list[SimulatedUnit]:
-        units = []
+        units: list[SimulatedUnit] = []
         for dev in self.site.devices_of(source_id):
             prof = self.site.device_profiles[dev.id]
             if not isinstance(prof, ModbusProfile):

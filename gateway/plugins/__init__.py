@@ -20,15 +20,17 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator, TypeAdapter
 from pydantic_core import PydanticCustomError
 
 from gateway.errors import ConfigError
 from gateway.plugins.base import (
     BoundDevice,
+    DeviceProfile,
     Plugin,
+    ProfileKindPlugin,
     RuleKindPlugin,
     SinkContext,
     SinkPlugin,
@@ -56,7 +58,9 @@ __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "BoundDevice",
+    "DeviceProfile",
     "Plugin",
+    "ProfileKindPlugin",
     "Registry",
     "RuleKindPlugin",
     "SinkContext",
@@ -79,6 +83,7 @@ class Registry:
     sources: dict[str, SourcePlugin] = field(default_factory=dict)
     sinks: dict[str, SinkPlugin] = field(default_factory=dict)
     rule_kinds: dict[str, RuleKindPlugin] = field(default_factory=dict)
+    profile_kinds: dict[str, ProfileKindPlugin] = field(default_factory=dict)
 
     def _table(self, plugin: object) -> dict[str, Any]:
         if isinstance(plugin, SourcePlugin):
@@ -87,9 +92,11 @@ class Registry:
             return self.sinks
         if isinstance(plugin, RuleKindPlugin):
             return self.rule_kinds
+        if isinstance(plugin, ProfileKindPlugin):
+            return self.profile_kinds
         raise ConfigError(
             f"not a plugin registration: {plugin!r}"
-            " (expected SourcePlugin, SinkPlugin or RuleKindPlugin)"
+            " (expected SourcePlugin, SinkPlugin, RuleKindPlugin or ProfileKindPlugin)"
         )
 
     def add(self, plugin: object, origin: str = "") -> None:
@@ -176,15 +183,19 @@ def unregister(*plugins: Plugin) -> None:
 
 
 def validate_tagged(
-    data: object, base: type[BaseModel], key: str, models: Mapping[str, type[BaseModel]]
+    data: object,
+    base: type[BaseModel] | None,
+    key: str,
+    models: Mapping[str, type[BaseModel]],
+    default: str | None = None,
 ) -> object:
     """One item of a registry-built union: validated by the model ``data[key]`` names.
 
     Errors read like those of pydantic's own discriminated unions.
     """
-    if isinstance(data, base) or not isinstance(data, dict):
+    if (base is not None and isinstance(data, base)) or not isinstance(data, dict):
         return data
-    tag = data.get(key)
+    tag = data.get(key, default)
     if tag is None:
         raise PydanticCustomError(
             "union_tag_not_found",
@@ -203,6 +214,24 @@ def validate_tagged(
             },
         )
     return models[tag].model_validate(data)
+
+
+def _profile_item(data: object) -> object:
+    kinds = registry().profile_kinds
+    # ``protocol`` may be left out of a Modbus profile (the first kind there was).
+    return validate_tagged(data, None, "protocol", {n: k.model for n, k in kinds.items()}, "modbus")
+
+
+_PROFILE: TypeAdapter[Any] = TypeAdapter(Annotated[Any, BeforeValidator(_profile_item)])
+
+
+def validate_profile(data: dict[str, Any]) -> DeviceProfile:
+    """A profile file's mapping, validated by the model registered for its ``protocol``.
+
+    Raises pydantic's ValidationError, as a model's validation does.
+    """
+    profile: DeviceProfile = _PROFILE.validate_python(data)
+    return profile
 
 
 def validate_source(data: object) -> object:

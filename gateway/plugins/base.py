@@ -204,7 +204,7 @@ class RuleKindPlugin:
     """A rule kind: ``name`` is the value of ``kind:`` in a rule file.
 
     ``check`` builds the sample-driven check of one rule on one device, with
-    the signature of ``gateway.alerting.rules.build_check``; None for kinds the
+    the signature of ``gateway.alerting.checks.build_check``; None for kinds the
     engine drives by time (no_data, health).
     """
 
@@ -213,7 +213,41 @@ class RuleKindPlugin:
     check: Callable[..., Any] | None = None
 
 
-Plugin = SourcePlugin | SinkPlugin | RuleKindPlugin
+class DeviceProfile(Protocol):
+    """What the core reads of any device profile (a plugin's profile model adds the rest)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def protocol(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    def point_names(self) -> list[str]: ...
+
+    def point_units(self) -> dict[str, str]: ...
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class ProfileKindPlugin:
+    """A kind of device profile: ``name`` is the value of ``protocol:`` in a profile file.
+
+    Its model has ``protocol: Literal[name]`` and gives ``point_names()`` and
+    ``point_units()``. A source plugin lists the protocols its devices may use.
+    """
+
+    name: str
+    model: type[BaseModel]
+
+
+Plugin = SourcePlugin | SinkPlugin | RuleKindPlugin | ProfileKindPlugin
 
 
 class SinkConfig(Strict):

@@ -330,6 +330,3 @@ class SerialLineProfile(Strict):
             if f.name not in groups:
                 raise ValueError(f"field {f.name!r} has no named group in line.pattern")
         return self
-
-
-Profile = Annotated[ModbusProfile | SerialLineProfile, Field(discriminator="protocol")]

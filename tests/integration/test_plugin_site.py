@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal, Self
 
 import pytest
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway import plugins
 from gateway.app import Gateway
@@ -26,6 +26,7 @@ from gateway.model import Quality, Sample
 from gateway.outbox import Record
 from gateway.plugins.base import (
     BoundDevice,
+    ProfileKindPlugin,
     SinkConfig,
     SinkContext,
     SinkPlugin,
@@ -33,9 +34,33 @@ from gateway.plugins.base import (
     SourceContext,
     SourcePlugin,
 )
+from gateway.profiles.registry import ProfileRegistry
 from gateway.sources.device_poll import DeviceCounters
 
 WAIT_S = 30.0
+
+
+class ToyPoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    unit: str = ""
+
+
+class ToyProfile(BaseModel):
+    """A device profile of a protocol the core has never heard of."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    protocol: Literal["toy"]
+    kind: str
+    description: str = ""
+    points: list[ToyPoint] = Field(min_length=1)
+
+    def point_names(self) -> list[str]:
+        return [p.name for p in self.points]
+
+    def point_units(self) -> dict[str, str]:
+        return {p.name: p.unit for p in self.points if p.unit}
 
 
 class ToySourceConfig(SourceConfig):
@@ -73,8 +98,8 @@ class ToySource:
                         device=d.config.id,
                         kind=d.profile.kind,
                         ts_ns=self.ctx.clock.now_ns(),
-                        values={"temperature": float(i)},
-                        quality={"humidity": Quality.BAD},
+                        values={"level": float(i)},
+                        quality={"flow": Quality.BAD},
                         tags={**self.ctx.site_tags, **d.config.tags},
                     )
                 )
@@ -126,19 +151,30 @@ TOY_SOURCE = SourcePlugin(
     name="toy",
     config=ToySourceConfig,
     factory=ToySource,
-    profile_protocols=frozenset({"modbus"}),
+    profile_protocols=frozenset({"toy"}),
 )
+TOY_PROFILE = ProfileKindPlugin(name="toy", model=ToyProfile)
 TOY_SINK = SinkPlugin(name="toy_sink", config=ToySinkConfig, factory=ToySink)
 # What the entry point names.
-TOY_PLUGINS = [TOY_SOURCE, TOY_SINK]
+TOY_PLUGINS = [TOY_SOURCE, TOY_SINK, TOY_PROFILE]
+
+PROFILE = """\
+name: toy-tank
+protocol: toy
+kind: tank
+points:
+  - {name: level, unit: m}
+  - {name: flow}
+"""
 
 SITE = """\
 site: toy-site
+profile_dirs: [profiles]
 sources:
   - {id: toy-1, type: toy, samples: 4}
 devices:
-  - {id: fridge-1, profile: cold-room-thermometer, source: toy-1, tags: {area: kitchen}}
-  - {id: fridge-2, profile: cold-room-thermometer, source: toy-1}
+  - {id: tank-1, profile: toy-tank, source: toy-1, tags: {area: yard}}
+  - {id: tank-2, profile: toy-tank, source: toy-1}
 sinks:
   toy_sink: {label: here}
 outbox: {path: OUTBOX}
@@ -146,6 +182,8 @@ outbox: {path: OUTBOX}
 
 
 def write_site(tmp_path: Path) -> Path:
+    (tmp_path / "profiles").mkdir(exist_ok=True)
+    (tmp_path / "profiles" / "toy-tank.yaml").write_text(PROFILE)
     path = tmp_path / "site.yaml"
     path.write_text(SITE.replace("OUTBOX", str(tmp_path / "outbox.sqlite")))
     return path
@@ -168,13 +206,13 @@ async def run_until_delivered(site_path: Path, want: int) -> ToySink:
 
 def check_delivered(sink: ToySink) -> None:
     samples = [r.item for r in sink.records if isinstance(r.item, Sample)]
-    readings = [s for s in samples if s.kind == "cold_room"]
+    readings = [s for s in samples if s.kind == "tank"]
     assert sink.name == "toy-here" and sink.site == "toy-site"
-    assert sorted((s.device, s.values["temperature"]) for s in readings) == sorted(
-        (d, float(i)) for d in ("fridge-1", "fridge-2") for i in range(4)
+    assert sorted((s.device, s.values["level"]) for s in readings) == sorted(
+        (d, float(i)) for d in ("tank-1", "tank-2") for i in range(4)
     )
     assert all(s.tags["site"] == "toy-site" for s in readings)
-    assert {s.tags.get("area") for s in readings if s.device == "fridge-1"} == {"kitchen"}
+    assert {s.tags.get("area") for s in readings if s.device == "tank-1"} == {"yard"}
 
 
 @pytest.fixture
@@ -214,6 +252,7 @@ async def test_registered_plugins_run_in_a_site(tmp_path: Path) -> None:
 async def test_entry_point_plugins_run_in_a_site(tmp_path: Path) -> None:
     assert plugins.registry().sources["toy"] is TOY_SOURCE
     assert plugins.registry().sinks["toy_sink"] is TOY_SINK
+    assert plugins.registry().profile_kinds["toy"] is TOY_PROFILE
     sink = await run_until_delivered(write_site(tmp_path), want=8)
     check_delivered(sink)
 
@@ -225,6 +264,8 @@ def test_an_unregistered_type_is_a_config_error(tmp_path: Path) -> None:
     text = "\n".join(info.value.problems)
     assert "'toy'" in text and "'modbus_tcp'" in text  # names the bad tag and the known ones
     assert "unknown sink 'toy_sink'" in text
+    _, problems = ProfileRegistry.load([tmp_path / "profiles"])
+    assert any("toy-tank.yaml" in p and "'serial_line'" in p for p in problems), problems
 
 
 @pytest.mark.usefixtures("registered")

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from gateway.plugins.base import SourcePlugin
+from gateway.plugins.base import ProfileKindPlugin, SourcePlugin
 from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.profiles.schema import ModbusProfile
 
-PLUGINS = [
-    SourcePlugin(
-        name=name,
-        config=model,
-        factory="gateway.plugins.modbus.source:build",
-        profile_protocols=frozenset({"modbus"}),
-        unit_addressed=True,
-        describe_device="gateway.plugins.modbus.source:describe",
-    )
-    for name, model in (("modbus_tcp", ModbusTcpSource), ("modbus_rtu", ModbusRtuSource))
+PLUGINS: list[SourcePlugin | ProfileKindPlugin] = [
+    ProfileKindPlugin(name="modbus", model=ModbusProfile),
+    *(
+        SourcePlugin(
+            name=name,
+            config=model,
+            factory="gateway.plugins.modbus.source:build",
+            profile_protocols=frozenset({"modbus"}),
+            unit_addressed=True,
+            describe_device="gateway.plugins.modbus.source:describe",
+        )
+        for name, model in (("modbus_tcp", ModbusTcpSource), ("modbus_rtu", ModbusRtuSource))
+    ),
 ]
 
 __all__ = ["PLUGINS", "ModbusRtuSource", "ModbusTcpSource"]

@@ -6,10 +6,11 @@ unreadable lines and overruns.
 
 from __future__ import annotations
 
-from gateway.plugins.base import SourcePlugin
+from gateway.plugins.base import ProfileKindPlugin, SourcePlugin
 from gateway.plugins.serial_line.config import SerialLineSource
+from gateway.profiles.schema import SerialLineProfile
 
-PLUGIN = SourcePlugin(
+SOURCE = SourcePlugin(
     name="serial_line",
     config=SerialLineSource,
     factory="gateway.plugins.serial_line.source:build",
@@ -17,5 +18,6 @@ PLUGIN = SourcePlugin(
     one_device=True,
     patrol_reader=True,
 )
+PLUGINS = [SOURCE, ProfileKindPlugin(name="serial_line", model=SerialLineProfile)]
 
-__all__ = ["PLUGIN", "SerialLineSource"]
+__all__ = ["PLUGINS", "SerialLineSource"]
