@@ -27,6 +27,15 @@ from types import TracebackType
 from typing import Any
 
 from gateway.alerting.alarms import Alarm, AlarmBook
+from gateway.alerting.checks import (
+    AlarmSpec,
+    Change,
+    Check,
+    Detector,
+    DeviceInfo,
+    build_check,
+    selects,
+)
 from gateway.alerting.commands import (
     AckCmd,
     InServiceCmd,
@@ -41,20 +50,13 @@ from gateway.alerting.commands import (
 from gateway.alerting.config import AlertingConfig, Severity
 from gateway.alerting.notify import Notifier, Publish
 from gateway.alerting.rules import (
-    AlarmSpec,
-    Change,
-    Check,
-    Detector,
     DeviationRule,
-    DeviceInfo,
     HealthRule,
     LoadedRule,
     NoDataRule,
     RuleSet,
-    build_check,
     check_against_devices,
     load_rules,
-    selects,
 )
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig

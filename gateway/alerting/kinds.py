@@ -8,22 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.alerting.rules import (
+from gateway.alerting.checks import (
     Check,
     Detector,
     DeviationCheck,
-    DeviationRule,
     DeviceInfo,
-    HealthRule,
     LimitCheck,
+    QualityCheck,
+    RateCheck,
+    StatusCheck,
+)
+from gateway.alerting.rules import (
+    DeviationRule,
+    HealthRule,
     LimitRule,
     LoadedRule,
     NoDataRule,
-    QualityCheck,
     QualityRule,
-    RateCheck,
     RateRule,
-    StatusCheck,
     StatusRule,
 )
 from gateway.plugins.base import RuleKindPlugin
