@@ -2,9 +2,10 @@
 
 ``Simulator`` builds, from a loaded site and a resolved scenario, one
 ``TcpEndpoint`` per ``modbus_tcp`` source, one ``RtuLine`` per ``modbus_rtu``
-source and one ``RfidReader`` per ``serial_line`` source, all reading one
-injected clock. ``start`` returns one human-readable line per source saying
-where it serves; ``aclose`` stops everything and removes the pty symlinks.
+source and one ``RfidReader`` per ``serial_line`` source, and whatever a
+source plugin's ``simulator`` starts, all reading one injected clock.
+``start`` returns one human-readable line per source saying where it serves;
+``aclose`` stops everything and removes the pty symlinks.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from firmware_sim.scenarios import ResolvedScenario
 from firmware_sim.schema import simulation_of
 from firmware_sim.tcp_server import TcpEndpoint
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site, SourceConfig
+from gateway.plugins import registry
+from gateway.plugins.base import SimContext, SimPart
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 
-Part = TcpEndpoint | RtuLine | RfidReader
+Part = TcpEndpoint | RtuLine | RfidReader | SimPart
 
 
 @dataclass
@@ -80,6 +83,16 @@ class Simulator:
         return lines
 
     async def _start_source(self, src: SourceConfig) -> str | None:
+        plugin = registry().source(src.type)
+        if plugin.simulator is not None:
+            seed = self.options.seed
+            ctx = SimContext(self.site, self.scenario, self.clock, self.wire_time, seed)
+            started = await plugin.start_sim(src, ctx)
+            if started is None:
+                return None
+            part, line = started
+            self.parts.append(part)
+            return line
         if isinstance(src, SerialLineSource):
             return await self._start_serial(src)
         if not isinstance(src, ModbusTcpSource | ModbusRtuSource):

@@ -116,6 +116,29 @@ class SourceContext:
 
 
 @dataclass(frozen=True)
+class SimContext:
+    """What firmware_sim hands a plugin's simulator: the site, the chosen scenario
+    (firmware_sim.scenarios.ResolvedScenario), the simulation clock, the options."""
+
+    site: Any
+    scenario: Any
+    clock: Any
+    wire_time: bool
+    seed: int
+
+
+class SimPart(Protocol):
+    """A running simulator: firmware_sim closes it at the end of the run."""
+
+    async def aclose(self) -> None: ...
+
+
+# (source config, context) -> (the started part, one "serving ..." line), or None
+# when the source has no device to simulate.
+SimFactory = Callable[[Any, SimContext], Awaitable[tuple[SimPart, str] | None]]
+
+
+@dataclass(frozen=True)
 class SourcePlugin:
     """A source type: ``name`` is the value of ``type:`` in a site's ``sources``.
 
@@ -126,6 +149,9 @@ class SourcePlugin:
     ``patrol_reader``: its devices are patrol readers whose frame errors and
     overruns the patrol reports.
     ``describe_device``: one line about a device for ``gateway check``.
+    ``simulator``: starts the plugin's simulator (its ``sim.py``) for
+    ``gateway-sim``; None: the simulator has none (or, for the built-in
+    Modbus and serial-line sources, starts its own).
     """
 
     name: str
@@ -138,10 +164,17 @@ class SourcePlugin:
     patrol_reader: bool = False
     # One line about a device for ``gateway check`` (e.g. its read plan); None: nothing.
     describe_device: Callable[[DeviceConfig, Any], str] | str | None = None
+    simulator: SimFactory | str | None = None
 
     def make(self, cfg: SourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
         source: Source = resolve(self.factory)(cfg, devices, ctx)
         return source
+
+    async def start_sim(self, cfg: SourceConfig, ctx: SimContext) -> tuple[SimPart, str] | None:
+        if self.simulator is None:
+            return None
+        started: tuple[SimPart, str] | None = await resolve(self.simulator)(cfg, ctx)
+        return started
 
     def describe(self, device: DeviceConfig, profile: Any) -> str:
         if self.describe_device is None:

@@ -18,6 +18,8 @@ from typing import Literal, Self
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
+from firmware_sim.runner import Simulator
+from firmware_sim.scenarios import resolve as resolve_scenario
 from gateway import plugins
 from gateway.app import Gateway
 from gateway.errors import ConfigError
@@ -27,6 +29,7 @@ from gateway.outbox import Record
 from gateway.plugins.base import (
     BoundDevice,
     ProfileKindPlugin,
+    SimContext,
     SinkConfig,
     SinkContext,
     SinkPlugin,
@@ -146,12 +149,36 @@ class ToySink:
             self.got.set()
 
 
+class ToySim:
+    """The toy's simulator: it only says where it would serve, and whether it was closed."""
+
+    def __init__(self, devices: list[str]) -> None:
+        self.devices = devices
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+SIMS: list[ToySim] = []
+
+
+async def start_toy_sim(cfg: ToySourceConfig, ctx: SimContext) -> tuple[ToySim, str] | None:
+    devices = [d.id for d in ctx.site.devices_of(cfg.id)]
+    if not devices:
+        return None
+    sim = ToySim(devices)
+    SIMS.append(sim)
+    return sim, f"serving {cfg.id}: toy devices {', '.join(devices)}"
+
+
 SINKS: list[ToySink] = []
 TOY_SOURCE = SourcePlugin(
     name="toy",
     config=ToySourceConfig,
     factory=ToySource,
     profile_protocols=frozenset({"toy"}),
+    simulator=start_toy_sim,
 )
 TOY_PROFILE = ProfileKindPlugin(name="toy", model=ToyProfile)
 TOY_SINK = SinkPlugin(name="toy_sink", config=ToySinkConfig, factory=ToySink)
@@ -283,3 +310,15 @@ def test_a_name_taken_twice_is_refused() -> None:
     )
     with pytest.raises(ConfigError, match="already registered"):
         plugins.register(twin)
+
+
+@pytest.mark.usefixtures("registered")
+async def test_the_simulator_starts_a_plugins_simulator(tmp_path: Path) -> None:
+    site = load_site(write_site(tmp_path))
+    SIMS.clear()
+    sim = Simulator(site, resolve_scenario(site, None))
+    lines = await sim.start()
+    assert lines == ["serving toy-1: toy devices tank-1, tank-2"]
+    await sim.aclose()
+    (part,) = SIMS
+    assert part.closed
