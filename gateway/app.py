@@ -47,6 +47,7 @@ from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
 from gateway.plugins import BoundDevice, Source, SourceContext, registry
+from gateway.plugins.base import CommandContext
 from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters
 from gateway.storage_alarms import StorageAlarms
@@ -495,21 +496,27 @@ class Gateway:
             await asyncio.wait_for(self.queue.join(), limit_s)
 
     def _extra_tasks(self) -> list[Any]:
-        """The MQTT command listener, when MQTT and alerting are both configured."""
-        mqtt = self.site.config.sinks.mqtt
+        """The sinks' command channels (MQTT's), when alerting and commands are on."""
         commands = self.site.config.commands
-        if mqtt is None or not mqtt.enabled or self.alerts is None or not commands.enabled:
+        if self.alerts is None or not commands.enabled:
+            return []
+        sinks = registry().sinks
+        channels = [
+            (sinks[name], cfg)
+            for name, cfg in self.site.config.sinks.configured().items()
+            if sinks[name].commands is not None
+        ]
+        if not channels:
             return []
         from gateway.alerting.command_gate import CommandGate
-        from gateway.plugins.mqtt.commands import CommandListener
 
         # Senders stamp commands with real time: freshness is judged on the real clock,
         # also when the gateway runs on simulated time (--sim-clock-start).
         gate = CommandGate(
             commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
         )
-        listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
-        return [listener.run()]
+        ctx = CommandContext(self.site.config.site, self.handle_command, gate)
+        return [p.make_command_channel(cfg, ctx) for p, cfg in channels]
 
 
 def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:

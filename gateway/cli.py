@@ -20,14 +20,12 @@ from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.loader import load_site
 from gateway.plugins import registry as plugin_registry
 from gateway.profiles.registry import ProfileRegistry
-from gateway.profiles.schema import ModbusProfile
 from gateway.redact import (
     install_log_redaction,
     plaintext_secret_warnings,
     redact_text,
     redact_url,
 )
-from gateway.sources.planner import plan_profile
 
 EXIT_INVALID = 2
 
@@ -119,12 +117,8 @@ def cmd_profiles_show(args: argparse.Namespace) -> int:
     prof = reg.get(args.name)
     data = prof.model_dump(mode="json", exclude_defaults=True)
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
-    if isinstance(prof, ModbusProfile):
-        reqs = plan_profile(prof)
-        print(f"# read plan: {len(reqs)} request(s) for {len(prof.points)} points")
-        for r in reqs:
-            names = ", ".join(p.name for p in r.points)
-            print(f"#   {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    for line in plugin_registry().profile_kinds[prof.protocol].explanation(prof):
+        print(f"# {line}")
     return 0
 
 

@@ -17,7 +17,7 @@ on the per-sample path.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, TextIO, runtime_checkable
@@ -193,6 +193,17 @@ class SinkContext:
     stdout: TextIO | None = None
 
 
+@dataclass(frozen=True)
+class CommandContext:
+    """What a sink's command channel gets: the site, the gateway's command handler
+    (payload, actor) -> reply, and the gate every command passes first
+    (gateway.alerting.command_gate.CommandGate: signatures, freshness, replays, rates)."""
+
+    site: str
+    handle: Callable[[Any, str], dict[str, Any]]
+    gate: Any
+
+
 class LiveView(Protocol):
     """A sink that sees every item as it is appended, before the outbox (the console)."""
 
@@ -207,7 +218,9 @@ class SinkPlugin:
     ``live``, a ``LiveView`` called as each item is appended (no outbox, no
     cursor). ``lane`` builds a second sink that carries alarm transitions only,
     on their own thread, outbox file and connection (gateway.alarm_lane), or
-    returns None when the config asks for none.
+    returns None when the config asks for none. ``commands`` is the sink's
+    operator command channel, a coroutine run while the gateway runs (MQTT:
+    the command topic), or None.
     """
 
     name: str
@@ -216,6 +229,7 @@ class SinkPlugin:
     factory: Callable[[Any, SinkContext], Any] | str
     live: bool = False
     lane: Callable[[Any, SinkContext], Sink | None] | str | None = None
+    commands: Callable[[Any, CommandContext], Coroutine[Any, Any, None]] | str | None = None
 
     def make(self, cfg: BaseModel, ctx: SinkContext) -> Sink:
         sink: Sink = resolve(self.factory)(cfg, ctx)
@@ -224,6 +238,14 @@ class SinkPlugin:
     def make_live(self, cfg: BaseModel, ctx: SinkContext) -> LiveView:
         view: LiveView = resolve(self.factory)(cfg, ctx)
         return view
+
+    def make_command_channel(
+        self, cfg: BaseModel, ctx: CommandContext
+    ) -> Coroutine[Any, Any, None] | None:
+        if self.commands is None:
+            return None
+        channel: Coroutine[Any, Any, None] = resolve(self.commands)(cfg, ctx)
+        return channel
 
     def make_lane(self, cfg: BaseModel, ctx: SinkContext) -> Sink | None:
         if self.lane is None:
@@ -278,6 +300,14 @@ class ProfileKindPlugin:
 
     name: str
     model: type[BaseModel]
+    # Comment lines ``gateway profiles show`` adds (Modbus: the read plan); None: none.
+    explain: Callable[[Any], list[str]] | str | None = None
+
+    def explanation(self, profile: Any) -> list[str]:
+        if self.explain is None:
+            return []
+        lines: list[str] = resolve(self.explain)(profile)
+        return lines
 
 
 Plugin = SourcePlugin | SinkPlugin | RuleKindPlugin | ProfileKindPlugin

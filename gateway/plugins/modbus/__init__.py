@@ -7,7 +7,9 @@ from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
 from gateway.profiles.schema import ModbusProfile
 
 PLUGINS: list[SourcePlugin | ProfileKindPlugin] = [
-    ProfileKindPlugin(name="modbus", model=ModbusProfile),
+    ProfileKindPlugin(
+        name="modbus", model=ModbusProfile, explain="gateway.plugins.modbus.source:read_plan"
+    ),
     *(
         SourcePlugin(
             name=name,

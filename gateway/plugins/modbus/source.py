@@ -313,3 +313,13 @@ def build(
 def describe(device: DeviceConfig, profile: ModbusProfile) -> str:
     reqs = plan_profile(profile, device.max_gap)
     return f"{len(profile.points)} points in {len(reqs)} read(s)"
+
+
+def read_plan(profile: ModbusProfile) -> list[str]:
+    """The requests a poll of this profile makes (``gateway profiles show``)."""
+    reqs = plan_profile(profile)
+    lines = [f"read plan: {len(reqs)} request(s) for {len(profile.points)} points"]
+    for r in reqs:
+        names = ", ".join(p.name for p in r.points)
+        lines.append(f"  {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    return lines

@@ -10,6 +10,7 @@ PLUGIN = SinkPlugin(
     config=MqttSinkConfig,
     factory="gateway.plugins.mqtt.sink:build",
     lane="gateway.plugins.mqtt.sink:build_lane",
+    commands="gateway.plugins.mqtt.commands:listen",
 )
 
 __all__ = ["PLUGIN", "MqttSinkConfig", "MqttTls"]

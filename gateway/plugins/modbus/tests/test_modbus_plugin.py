@@ -38,3 +38,14 @@ def test_an_unknown_key_is_refused_by_the_plugin_model() -> None:
                 "devices": [{"id": "d", "profile": "p", "source": "t"}],
             }
         )
+
+
+def test_profiles_show_and_check_ask_the_plugin_for_the_read_plan(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli import main
+
+    assert main(["profiles", "show", "boiler-controller"]) == 0
+    out = capsys.readouterr().out
+    assert "# read plan: 2 request(s) for 14 points" in out
+    assert "#   holding_register 120..120 (1): supply_setpoint" in out
