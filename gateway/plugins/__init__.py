@@ -1,16 +1,16 @@
-"""The plugin registries: sources, sinks and rule kinds by name.
+"""The plugin registries: sources, sinks, profile kinds and rule kinds by name.
 
 Built-in plugins are the modules in ``BUILTIN`` (one line each); third-party
 plugins are found through the Python entry-point group ``ENTRY_POINT_GROUP``
 (``importlib.metadata``). A plugin module, or an entry point's object, is a
-registration (``SourcePlugin``, ``SinkPlugin``, ``RuleKindPlugin``) or a
-sequence of them; a module exports it as ``PLUGIN`` or ``PLUGINS``.
+registration (``SourcePlugin``, ``SinkPlugin``, ``ProfileKindPlugin``,
+``RuleKindPlugin``) or a sequence of them; a module exports it as ``PLUGIN`` or ``PLUGINS``.
 
 The registry is loaded once, on first use (config validation or wiring), and
 consulted only when a site is validated and wired, never per sample.
 Registering a config model also makes it valid in the site schema: the
-``sources`` union, the ``sinks`` keys and the rule ``kind`` union are looked
-up here, so a new plugin needs no edit in the core.
+``sources`` union, the ``sinks`` keys, a profile's ``protocol`` and the rule
+``kind`` union are looked up here, so a new plugin needs no edit in the core.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ PLUGINS: list[SourcePlugin | ProfileKindPlugin] = [
             profile_protocols=frozenset({"modbus"}),
             unit_addressed=True,
             describe_device="gateway.plugins.modbus.source:describe",
+        simulator="gateway.plugins.modbus.sim:start",
         )
         for name, model in (("modbus_tcp", ModbusTcpSource), ("modbus_rtu", ModbusRtuSource))
     ),

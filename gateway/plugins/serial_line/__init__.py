@@ -17,6 +17,7 @@ SOURCE = SourcePlugin(
     profile_protocols=frozenset({"serial_line"}),
     one_device=True,
     patrol_reader=True,
+    simulator="gateway.plugins.serial_line.sim:start",
 )
 PLUGINS = [SOURCE, ProfileKindPlugin(name="serial_line", model=SerialLineProfile)]
 
