@@ -140,7 +140,10 @@ def _load_entry_points(reg: Registry) -> None:
             log.error("plugin entry point %s (%s) failed to load: %s", ep.name, ep.value, exc)
             continue
         for plugin in _as_list(loaded):
-            reg.add(plugin, f" (entry point {ep.name} = {ep.value})")
+            try:
+                reg.add(plugin, f" (entry point {ep.name} = {ep.value})")
+            except ConfigError as exc:
+                log.error("plugin entry point %s ignored: %s", ep.name, exc)
 
 
 _registry: Registry | None = None

@@ -10,6 +10,7 @@ delivery worker feeding the toy sink.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -251,15 +252,14 @@ def registered() -> Iterator[None]:
         plugins.unregister(*TOY_PLUGINS)
 
 
-@pytest.fixture
-def entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """A distribution ``fsg-toy`` whose only content is its entry point."""
+@contextlib.contextmanager
+def distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *points: str) -> Iterator[None]:
+    """A distribution ``fsg-toy`` on sys.path whose only content is its entry points."""
     dist = tmp_path / "dist" / "fsg_toy-0.1.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fsg-toy\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text(
-        f"[{plugins.ENTRY_POINT_GROUP}]\ntoy = tests.integration.test_plugin_site:TOY_PLUGINS\n"
-    )
+    lines = "".join(f"{p}\n" for p in points)
+    (dist / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\n{lines}")
     monkeypatch.syspath_prepend(str(dist.parent))
     plugins.reload()
     try:
@@ -267,6 +267,14 @@ def entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     finally:
         monkeypatch.undo()
         plugins.reload()
+
+
+@pytest.fixture
+def entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    with distribution(
+        tmp_path, monkeypatch, "toy = tests.integration.test_plugin_site:TOY_PLUGINS"
+    ):
+        yield
 
 
 @pytest.mark.usefixtures("registered")
@@ -322,3 +330,20 @@ async def test_the_simulator_starts_a_plugins_simulator(tmp_path: Path) -> None:
     await sim.aclose()
     (part,) = SIMS
     assert part.closed
+
+
+def test_a_broken_entry_point_is_logged_and_the_rest_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with distribution(
+        tmp_path,
+        monkeypatch,
+        "gone = fsg_no_such_module:PLUGIN",
+        "junk = tests.integration.test_plugin_site:SITE",
+        "toy = tests.integration.test_plugin_site:TOY_PLUGINS",
+    ):
+        reg = plugins.registry()
+        assert reg.sources["toy"] is TOY_SOURCE and "modbus_tcp" in reg.sources
+    text = caplog.text
+    assert "gone" in text and "fsg_no_such_module" in text
+    assert "junk ignored: not a plugin registration" in text
