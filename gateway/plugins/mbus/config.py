@@ -63,6 +63,14 @@ class MBusSourceConfig(BaseModel):
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         return self
 
+    def check_devices(self, device_ids: set[str]) -> list[str]:
+        """Problems with the devices this source names (those must be on this source)."""
+        return [
+            f"source {self.id!r}: secondary: device {dev!r} is not a device of this source"
+            for dev in self.secondary
+            if dev not in device_ids
+        ]
+
     @property
     def bits_per_char(self) -> int:
         return 1 + 8 + (0 if self.parity == "N" else 1) + self.stopbits

@@ -21,9 +21,9 @@ from gateway.profiles.schema import NAME_RE, PROFILE_NAME_RE, SimBehaviour
 UNITS: dict[str, tuple[str, int]] = {
     "Wh": ("Wh", 0), "kWh": ("Wh", -3), "MWh": ("Wh", -6),
     "J": ("J", 0), "kJ": ("J", -3), "MJ": ("J", -6), "GJ": ("J", -9),
-    "m3": ("m3", 0), "l": ("m3", 3),
+    "m3": ("m3", 0), "m³": ("m3", 0), "l": ("m3", 3),
     "W": ("W", 0), "kW": ("W", -3), "MW": ("W", -6),
-    "m3/h": ("m3/h", 0), "l/h": ("m3/h", 3),
+    "m3/h": ("m3/h", 0), "m³/h": ("m3/h", 0), "l/h": ("m3/h", 3),
     "degC": ("degC", 0), "°C": ("degC", 0), "K": ("K", 0),
     "bar": ("bar", 0), "kPa": ("bar", 2), "MPa": ("bar", -1),
     "s": ("s", 0), "kg": ("kg", 0), "t": ("kg", -3), "V": ("V", 0), "A": ("A", 0),

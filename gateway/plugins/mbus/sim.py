@@ -11,7 +11,8 @@ and a repeat (unchanged), and SND_NKE or a selection restarts the sequence.
 ``MBusLineSim`` serves the meters on one pty with wire timing: an answer
 arrives no sooner than the request and the answer would take on the wire at
 the line's baud rate, plus the meter's turnaround. Faults: ``no_answer``
-(the meter is silent), ``error_flags`` (its error-flags record), and
+(the meter is silent), ``garble`` (its RSP_UD has a bad checksum),
+``error_flags`` (its error-flags record), and
 ``inject`` writes raw bytes (noise) onto the line. Test and development
 aid: the gateway never imports it.
 """
@@ -22,11 +23,12 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from firmware_sim.behaviours import Behaviour, make_behaviour
 from firmware_sim.ptylink import PtyLink
+from gateway.config import DeviceConfig
 from gateway.plugins.mbus.codec import (
     ACK,
     ADDR_SELECTED,
@@ -74,6 +76,8 @@ class SimMeter:
     version: int = 1
     records_per_telegram: int | None = None
     no_answer: bool = False
+    # Answer REQ_UD2 with a broken checksum (a noisy line or a failing meter).
+    garble: bool = False
     error_flags: int = 0
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -172,13 +176,42 @@ class MBusLineSim:
         self._task: asyncio.Task[None] | None = None
         self.requests_seen = 0
 
+    @classmethod
+    def for_site(
+        cls,
+        source: MBusSourceConfig,
+        devices: Sequence[DeviceConfig],
+        profiles: Mapping[str, object],
+        *,
+        wire_time: bool = True,
+    ) -> MBusLineSim:
+        """The meters a site puts on ``source``: ids from ``secondary`` or 10000000 + unit."""
+        meters = []
+        for d in devices:
+            prof = profiles[d.id]
+            assert isinstance(prof, MBusProfile)
+            addr = source.address_of(d.id)
+            ident = addr.ident if addr is not None else 10_000_000 + d.unit
+            meters.append(SimMeter(d.unit, ident, prof, rng=random.Random(d.id)))
+        return cls(source, meters, wire_time=wire_time)
+
+    @property
+    def link_path(self) -> str:
+        return str(self.pty.link)
+
     async def __aenter__(self) -> MBusLineSim:
-        self.pty.open()
-        asyncio.get_running_loop().add_reader(self.pty.master_fd, self._on_readable)
-        self._task = asyncio.create_task(self._serve())
+        await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self.pty.open()
+        asyncio.get_running_loop().add_reader(self.pty.master_fd, self._on_readable)
+        self._task = asyncio.create_task(self._serve())
+
+    async def aclose(self) -> None:
         if self.pty.is_open:
             asyncio.get_running_loop().remove_reader(self.pty.master_fd)
         if self._task is not None:
@@ -223,7 +256,7 @@ class MBusLineSim:
                 return bytes([ACK]) * len(live) if live else None
             if frame.c & ~FCB == C_REQ_UD2 and live:
                 # Two meters on one address would collide: the wire carries both.
-                return b"".join(m.answer_req_ud2(bool(frame.c & FCB)) for m in live)
+                return b"".join(self._rsp_ud(m, bool(frame.c & FCB)) for m in live)
             return None
         if isinstance(frame, LongFrame) and frame.a == ADDR_SELECTED and frame.ci == CI_SELECT:
             answers = 0
@@ -234,6 +267,13 @@ class MBusLineSim:
                     answers += 0 if m.no_answer else 1
             return bytes([ACK]) * answers if answers else None
         return None
+
+    @staticmethod
+    def _rsp_ud(meter: SimMeter, fcb: bool) -> bytes:
+        frame = meter.answer_req_ud2(fcb)
+        if meter.garble:
+            frame = frame[:-2] + bytes([frame[-2] ^ 0x5A, frame[-1]])
+        return frame
 
     async def _serve(self) -> None:
         while True:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 
+from gateway.config import DeviceConfig
 from gateway.errors import CodecError, ConnectError, DeviceTimeout, FrameError, SourceError
 from gateway.model import Clock, Sample
 from gateway.plugins.mbus.codec import (
@@ -37,6 +38,7 @@ from gateway.plugins.mbus.codec import (
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.link import Link
 from gateway.plugins.mbus.meter import MBusMeter
+from gateway.plugins.mbus.profile import MBusProfile
 from gateway.plugins.mbus.records import Record, decode_telegram
 
 log = logging.getLogger(__name__)
@@ -183,10 +185,10 @@ class MBusSource:
             frame = await self._exchange(meter, req_ud2(addr, meter.fcb))
             meter.fcb = not meter.fcb
             if not isinstance(frame, LongFrame) or frame.c & 0x0F != C_RSP_UD:
-                raise FrameError(f"{meter.id}: expected RSP_UD, got {frame}")
+                raise FrameError(f"expected RSP_UD, got {frame}")
             tg = decode_telegram(frame.ci, frame.data)
             if meter.secondary is not None and tg.ident != meter.secondary.ident:
-                raise FrameError(f"{meter.id}: answer from meter {tg.ident}, not the one selected")
+                raise FrameError(f"answer from meter {tg.ident}, not the one selected")
             base = len(records)
             records.extend(replace(r, index=base + r.index) for r in tg.records)
             if not tg.more_follow:
@@ -196,7 +198,7 @@ class MBusSource:
     async def _expect_ack(self, meter: MBusMeter, request: bytes) -> None:
         frame = await self._exchange(meter, request)
         if not isinstance(frame, Ack):
-            raise FrameError(f"{meter.id}: expected E5, got {frame}")
+            raise FrameError(f"expected E5, got {frame}")
 
     async def _exchange(self, meter: MBusMeter, request: bytes) -> Frame:
         """The answer to ``request``, asked up to ``retries`` more times on silence or garbage."""
@@ -238,8 +240,26 @@ class MBusSource:
         if started:
             junk = self._frames.garbage - g0 + self._frames.pending
             self._count_garbage(self._frames.pending)
-            raise FrameError(f"{meter.id}: garbage answer ({junk} bytes, no valid frame)")
-        raise DeviceTimeout(f"{meter.id}: no answer within {self.cfg.timeout_s:g} s")
+            raise FrameError(f"garbage answer ({junk} bytes, no valid frame)")
+        raise DeviceTimeout(f"no answer within {self.cfg.timeout_s:g} s")
 
     def _count_garbage(self, n: int) -> None:
         self.garbage_bytes += n
+
+
+def build_meters(
+    cfg: MBusSourceConfig,
+    devices: Sequence[DeviceConfig],
+    profiles: Mapping[str, object],
+    site_tags: dict[str, str],
+    units: dict[str, dict[str, str]],
+) -> list[MBusMeter]:
+    """The meters of one source from the site's devices (profiles already cross-checked),
+    recording each point's unit in ``units`` for the sinks."""
+    meters = []
+    for d in devices:
+        prof = profiles[d.id]
+        assert isinstance(prof, MBusProfile)
+        meters.append(MBusMeter(d, prof, cfg.address_of(d.id), site_tags))
+        units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
+    return meters
