@@ -124,8 +124,8 @@ async def test_primary_secondary_and_multi_telegram_reads(tmp_path: Path) -> Non
             for dev in src.devices:
                 await src.poll_meter(dev)
                 await src.poll_meter(dev)  # the sequence starts over on the next read
-    for dev in ("heat-1", "heat-2"):
-        samples = got.of(dev)
+    for dev_id in ("heat-1", "heat-2"):
+        samples = got.of(dev_id)
         assert len(samples) == 2
         for s in samples:
             assert s.error is None and not s.quality, s
