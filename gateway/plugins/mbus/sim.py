@@ -49,6 +49,7 @@ from gateway.plugins.mbus.codec import (
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.profile import UNITS, MBusProfile
 from gateway.plugins.mbus.records import encode_header, encode_record, vif_info
+from gateway.profiles.schema import SimBehaviour
 
 # quantity -> (DIF data coding, VIF bytes): a typical heat meter's record layout,
 # chosen to exercise BCD, binary integers, a real and an extension VIF.
@@ -79,6 +80,8 @@ class SimMeter:
     # Answer REQ_UD2 with a broken checksum (a noisy line or a failing meter).
     garble: bool = False
     error_flags: int = 0
+    # Per-device behaviour overrides (a site device's ``sim`` block).
+    overrides: dict[str, SimBehaviour] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     selected: bool = False
@@ -86,8 +89,9 @@ class SimMeter:
 
     def __post_init__(self) -> None:
         self._t0 = self.clock()
+        specs = {p.name: p.sim for p in self.profile.points if p.sim} | self.overrides
         self._behaviours: dict[str, Behaviour] = {
-            p.name: make_behaviour(p.sim, self.rng) for p in self.profile.points if p.sim
+            name: make_behaviour(spec, self.rng) for name, spec in specs.items()
         }
         self._last_fcb: bool | None = None
         self._next = 0
@@ -192,7 +196,9 @@ class MBusLineSim:
             assert isinstance(prof, MBusProfile)
             addr = source.address_of(d.id)
             ident = addr.ident if addr is not None else 10_000_000 + d.unit
-            meters.append(SimMeter(d.unit, ident, prof, rng=random.Random(d.id)))
+            meters.append(
+                SimMeter(d.unit, ident, prof, overrides=dict(d.sim), rng=random.Random(d.id))
+            )
         return cls(source, meters, wire_time=wire_time)
 
     @property
