@@ -7,6 +7,7 @@ the rate real meter buses use, with wire timing on.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -246,4 +247,38 @@ async def test_unplugged_line_gives_bad_samples_and_reconnects(tmp_path: Path) -
             await asyncio.sleep(0.15)  # past the reconnect back-off
             await src.poll_meter(src.devices[0])
     assert src.link_ok is True
+    assert got.items[-1].values == pytest.approx(EXPECTED)
+
+
+async def test_reads_through_a_tcp_transparent_converter(tmp_path: Path) -> None:
+    """A TCP server that copies bytes both ways to the meters' pty, as a converter does."""
+    line_cfg = source_cfg(tmp_path)
+    assert line_cfg.port is not None
+    tty_path = line_cfg.port
+    loop = asyncio.get_running_loop()
+
+    async def bridge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        fd = os.open(tty_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        loop.add_reader(fd, lambda: writer.write(os.read(fd, 4096)))
+        try:
+            while data := await reader.read(4096):
+                os.write(fd, data)
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+            writer.close()
+
+    server = await asyncio.start_server(bridge, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = MBusSourceConfig.model_validate(
+        {"type": "mbus", "id": "mbus-tcp", "host": "127.0.0.1", "tcp_port": port,
+         "baudrate": 38400, "timeout_s": 0.3}
+    )  # fmt: skip
+    got = Samples()
+    async with server, MBusLineSim(line_cfg, [SimMeter(1, 10000001, PROFILE)]):
+        src = MBusSource(cfg, [meter("heat-1", 1, cfg)], got, SystemClock())
+        async with src:
+            await src.poll_meter(src.devices[0])
+            await src.poll_meter(src.devices[0])
+    assert [s.error for s in got.items] == [None, None]
     assert got.items[-1].values == pytest.approx(EXPECTED)
