@@ -186,6 +186,9 @@ class MBusSource:
             meter.fcb = not meter.fcb
             if not isinstance(frame, LongFrame) or frame.c & 0x0F != C_RSP_UD:
                 raise FrameError(f"expected RSP_UD, got {frame}")
+            if meter.secondary is None and frame.a != addr:
+                # Another meter on this address, or a late answer: not this meter's data.
+                raise FrameError(f"RSP_UD from address {frame.a}, asked {addr}")
             tg = decode_telegram(frame.ci, frame.data)
             if meter.secondary is not None and tg.ident != meter.secondary.ident:
                 raise FrameError(f"answer from meter {tg.ident}, not the one selected")
