@@ -282,3 +282,18 @@ async def test_reads_through_a_tcp_transparent_converter(tmp_path: Path) -> None
             await src.poll_meter(src.devices[0])
     assert [s.error for s in got.items] == [None, None]
     assert got.items[-1].values == pytest.approx(EXPECTED)
+
+
+async def test_read_stops_at_max_telegrams_and_says_so(tmp_path: Path) -> None:
+    cfg = source_cfg(tmp_path, max_telegrams=2)
+    got = Samples()
+    # 10 records, 2 per telegram: 5 telegrams, of which the source reads 2.
+    async with MBusLineSim(cfg, [SimMeter(1, 10000001, PROFILE, records_per_telegram=2)]):
+        src = MBusSource(cfg, [meter("heat-1", 1, cfg)], got, SystemClock())
+        async with src:
+            await src.poll_meter(src.devices[0])
+    (s,) = got.items
+    assert s.error is not None and "max_telegrams=2" in s.error
+    # Records 0-3 (energy, volume, power, flow) were read; the rest are missing.
+    assert set(s.values) == {"energy", "volume", "volume_l", "power", "flow"}
+    assert s.quality["supply_temp"] is Quality.BAD
