@@ -167,6 +167,7 @@ class MBusLineSim:
         *,
         wire_time: bool = True,
         turnaround_s: float = 0.01,
+        echo: bool = False,
     ) -> None:
         if source.port is None:
             raise ValueError(f"source {source.id!r} has no serial port to simulate")
@@ -174,6 +175,8 @@ class MBusLineSim:
         self.meters = meters
         self.wire_time = wire_time
         self.turnaround_s = turnaround_s
+        # Echo every request back, as some M-Bus level converters do.
+        self.echo = echo
         self.pty = PtyLink(source.port)
         self._reader = FrameReader()
         self._requests: asyncio.Queue[tuple[bytes, int]] = asyncio.Queue(maxsize=64)
@@ -238,6 +241,8 @@ class MBusLineSim:
             data = os.read(self.pty.master_fd, 4096)
         except (BlockingIOError, OSError):
             return
+        if self.echo:
+            self.pty.write(data)
         for frame in self._reader.feed(data):
             answer = self._answer(frame)
             self.requests_seen += 1

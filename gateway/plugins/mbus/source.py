@@ -7,6 +7,7 @@ to one meter at a time. A read is: SND_NKE (primary addressing, when
 each acknowledged by E5; then REQ_UD2 until a telegram no longer ends with
 DIF 0x1F ("more records follow"), toggling the FCB per new telegram and
 repeating it unchanged on a retry, so the meter resends rather than skips.
+A converter's echo of the master's own frame is skipped.
 
 A meter that does not answer costs the line ``timeout_s x (retries + 1)``
 once per read; after ``dead_after`` failed reads in a row it is only retried
@@ -31,6 +32,7 @@ from gateway.plugins.mbus.codec import (
     Frame,
     FrameReader,
     LongFrame,
+    parse_frame,
     req_ud2,
     select_frame,
     snd_nke,
@@ -224,6 +226,7 @@ class MBusSource:
         # The request's own wire time, then the answer's first byte within timeout_s.
         clock = self._clock
         deadline = clock.monotonic() + self.cfg.wire_time_s(len(request)) + self.cfg.timeout_s
+        echo = parse_frame(request)
         started = False
         g0 = self._frames.garbage
         while True:
@@ -234,7 +237,8 @@ class MBusSource:
                     started = True
                     deadline = clock.monotonic() + self.cfg.wire_time_s(MAX_FRAME) + 0.05
                 before = self._frames.garbage
-                frames = self._frames.feed(data)
+                # Some level converters echo the master's own frame: that is no answer.
+                frames = [f for f in self._frames.feed(data) if f != echo]
                 self._count_garbage(self._frames.garbage - before)
                 if frames:
                     return frames[0]

@@ -297,3 +297,14 @@ async def test_read_stops_at_max_telegrams_and_says_so(tmp_path: Path) -> None:
     # Records 0-3 (energy, volume, power, flow) were read; the rest are missing.
     assert set(s.values) == {"energy", "volume", "volume_l", "power", "flow"}
     assert s.quality["supply_temp"] is Quality.BAD
+
+
+async def test_converter_echo_is_not_taken_for_the_answer(tmp_path: Path) -> None:
+    cfg = source_cfg(tmp_path)
+    got = Samples()
+    async with MBusLineSim(cfg, [SimMeter(1, 10000001, PROFILE)], echo=True):
+        src = MBusSource(cfg, [meter("heat-1", 1, cfg)], got, SystemClock())
+        async with src:
+            await src.poll_meter(src.devices[0])
+    (s,) = got.items
+    assert s.error is None and s.values == pytest.approx(EXPECTED)
