@@ -46,6 +46,10 @@ from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.source import MBusSource, build_meters
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
@@ -124,7 +128,7 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[ModbusSource | SerialLineDevice] = []
+        self.sources: list[ModbusSource | SerialLineDevice | MBusSource] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
@@ -136,7 +140,11 @@ class Gateway:
             devs = site.devices_of(src.id)
             if not devs:
                 continue
-            if isinstance(src, ModbusTcpSource | ModbusRtuSource):
+            # plugin wiring: replaced by the registry (plugin-core)
+            if isinstance(src, MBusSourceConfig):
+                meters = build_meters(src, devs, site.device_profiles, site_tags, units)
+                self.sources.append(MBusSource(src, meters, self._emit, self.clock))
+            elif isinstance(src, ModbusTcpSource | ModbusRtuSource):
                 mdevs = []
                 for d in devs:
                     prof = site.device_profiles[d.id]
@@ -178,7 +186,8 @@ class Gateway:
     def device_counters(self) -> dict[str, DeviceCounters]:
         out: dict[str, DeviceCounters] = {}
         for s in self.sources:
-            if isinstance(s, ModbusSource):
+            # plugin wiring: replaced by the registry (plugin-core)
+            if isinstance(s, ModbusSource | MBusSource):
                 out.update({d.id: d.counters for d in s.devices})
             else:
                 out[s.device.id] = s.counters

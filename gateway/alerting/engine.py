@@ -62,7 +62,7 @@ from gateway.crashpoints import crash_point
 from gateway.disk_space import is_disk_full
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
-from gateway.profiles.schema import ModbusProfile
+from gateway.profiles.schema import SerialLineProfile
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 60.0
@@ -139,7 +139,8 @@ class AlertEngine:
                 continue
             prof = profiles.get(dev.id)
             units: dict[str, str] = {}
-            if isinstance(prof, ModbusProfile):
+            # plugin wiring: replaced by the registry (plugin-core)
+            if prof is not None and not isinstance(prof, SerialLineProfile):
                 units = {p.name: p.unit for p in prof.points if p.unit}
                 point_names[prof.name] = {p.name for p in prof.points}
             elif prof is not None:
