@@ -20,9 +20,13 @@ from firmware_sim.rtu_server import RtuLine
 from firmware_sim.scenarios import ResolvedScenario
 from firmware_sim.tcp_server import TcpEndpoint
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.opcua.config import OpcUaSourceConfig
+from gateway.plugins.opcua.sim import OpcUaSimServer, sim_for_source
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 
-Part = TcpEndpoint | RtuLine | RfidReader
+Part = TcpEndpoint | RtuLine | RfidReader | OpcUaSimServer
 
 
 @dataclass
@@ -79,10 +83,17 @@ class Simulator:
         return lines
 
     async def _start_source(
-        self, src: ModbusTcpSource | ModbusRtuSource | SerialLineSource
+        self, src: ModbusTcpSource | ModbusRtuSource | SerialLineSource | OpcUaSourceConfig
     ) -> str | None:
         if isinstance(src, SerialLineSource):
             return await self._start_serial(src)
+        if isinstance(src, OpcUaSourceConfig):  # plugin wiring: replaced by the registry
+            plc = sim_for_source(src, self.site)
+            if plc is None:
+                return None
+            await plc.start()
+            self.parts.append(plc)
+            return f"serving {src.id} on {plc.endpoint} (OPC UA, no security)"
         units = self._units(src.id)
         if not units:
             return None

@@ -46,6 +46,11 @@ from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.opcua.config import OpcUaSourceConfig
+from gateway.plugins.opcua.profile import OpcUaProfile
+from gateway.plugins.opcua.source import OpcUaDevice, OpcUaSource
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
@@ -123,7 +128,7 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[ModbusSource | SerialLineDevice] = []
+        self.sources: list[ModbusSource | SerialLineDevice | OpcUaSource] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
@@ -143,6 +148,14 @@ class Gateway:
                     mdevs.append(ModbusDevice(d, prof, site_tags))
                     units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
                 self.sources.append(ModbusSource(src, mdevs, self._emit, self.clock))
+            elif isinstance(src, OpcUaSourceConfig):  # plugin wiring: replaced by the registry
+                odevs = []
+                for d in devs:
+                    oprof = site.device_profiles[d.id]
+                    assert isinstance(oprof, OpcUaProfile)
+                    odevs.append(OpcUaDevice(d, oprof, site_tags))
+                    units[d.id] = {p.name: p.unit for p in oprof.points if p.unit}
+                self.sources.append(OpcUaSource(src, odevs, self._emit, self.clock))
             else:
                 assert isinstance(src, SerialLineSource)
                 sprof = site.device_profiles[devs[0].id]
@@ -176,7 +189,7 @@ class Gateway:
     def device_counters(self) -> dict[str, DeviceCounters]:
         out: dict[str, DeviceCounters] = {}
         for s in self.sources:
-            if isinstance(s, ModbusSource):
+            if isinstance(s, ModbusSource | OpcUaSource):  # plugin wiring (plugin-core)
                 out.update({d.id: d.counters for d in s.devices})
             else:
                 out[s.device.id] = s.counters

@@ -20,8 +20,12 @@ from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.opcua.config import OpcUaSourceConfig
+from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
+from gateway.profiles.schema import SerialLineProfile, SimBehaviour
 from gateway.validators import TimeZoneName, check_order
 from gateway.yamlfile import LinedData, explain, load_yaml
 
@@ -90,7 +94,9 @@ class SerialLineSource(_SerialSettings):
 
 
 Source = Annotated[
-    ModbusTcpSource | ModbusRtuSource | SerialLineSource, Field(discriminator="type")
+    # plugin wiring: replaced by the registry (plugin-core)
+    ModbusTcpSource | ModbusRtuSource | SerialLineSource | OpcUaSourceConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -316,7 +322,9 @@ class SiteConfig(Strict):
             seen.add(d.id)
         return self
 
-    def source(self, source_id: str) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource:
+    def source(
+        self, source_id: str
+    ) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource | OpcUaSourceConfig:
         for s in self.sources:
             if s.id == source_id:
                 return s
@@ -378,13 +386,21 @@ def _cross_check(
         resolved[dev.id] = prof
         for pname in dev.sim:
             names = (
-                {p.name for p in prof.points}
-                if isinstance(prof, ModbusProfile)
-                else {f.name for f in prof.fields}
+                {f.name for f in prof.fields}
+                if isinstance(prof, SerialLineProfile)
+                else {p.name for p in prof.points}
             )
             if pname not in names:
                 problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
         if src is None:
+            continue
+        # plugin wiring: replaced by the registry (plugin-core)
+        if isinstance(prof, OpcUaProfile) or isinstance(src, OpcUaSourceConfig):
+            if not (isinstance(prof, OpcUaProfile) and isinstance(src, OpcUaSourceConfig)):
+                problems.append(
+                    f"{at('profile')}: device {dev.id!r}: profile {prof.name!r} speaks"
+                    f" {prof.protocol} but source {src.id!r} is {src.type}"
+                )
             continue
         if isinstance(prof, SerialLineProfile) != isinstance(src, SerialLineSource):
             problems.append(
@@ -438,9 +454,9 @@ def _check_rules_and_patrol(cfg: SiteConfig, path: Path, registry: ProfileRegist
             for name in registry.names():
                 prof = registry.get(name)
                 points[name] = (
-                    {p.name for p in prof.points}
-                    if isinstance(prof, ModbusProfile)
-                    else {f.name for f in prof.fields}
+                    {f.name for f in prof.fields}
+                    if isinstance(prof, SerialLineProfile)
+                    else {p.name for p in prof.points}
                 )
             problems.extend(check_against_devices(ruleset, devices, points))
     try:

@@ -60,7 +60,7 @@ from gateway.config import Site, SiteConfig
 from gateway.crashpoints import crash_point
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
-from gateway.profiles.schema import ModbusProfile
+from gateway.profiles.schema import SerialLineProfile
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 60.0
@@ -137,11 +137,11 @@ class AlertEngine:
                 continue
             prof = profiles.get(dev.id)
             units: dict[str, str] = {}
-            if isinstance(prof, ModbusProfile):
+            if isinstance(prof, SerialLineProfile):
+                point_names[prof.name] = {f.name for f in prof.fields}
+            elif prof is not None:
                 units = {p.name: p.unit for p in prof.points if p.unit}
                 point_names[prof.name] = {p.name for p in prof.points}
-            elif prof is not None:
-                point_names[prof.name] = {f.name for f in prof.fields}
             self.devices[dev.id] = DeviceInfo(
                 device=dev.id,
                 profile=dev.profile,

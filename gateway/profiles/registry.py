@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from gateway.errors import ConfigError, ProfileError
-from gateway.profiles.schema import ModbusProfile, Profile, SerialLineProfile
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.opcua.profile import OpcUaProfile
+from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.yamlfile import explain, load_yaml
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-AnyProfile = ModbusProfile | SerialLineProfile
-_ADAPTER: TypeAdapter[AnyProfile] = TypeAdapter(Profile)
+# plugin wiring: replaced by the registry (plugin-core)
+AnyProfile = ModbusProfile | SerialLineProfile | OpcUaProfile
+_ADAPTER: TypeAdapter[AnyProfile] = TypeAdapter(
+    Annotated[AnyProfile, Field(discriminator="protocol")]
+)
 
 
 def _describe(data: Any) -> Any:
