@@ -93,7 +93,8 @@ def filled_influx(
     run = tmp_path / "run"
     run.mkdir()
     site = _site(tmp_path, influxdb1, mosquitto)
-    env = {**os.environ, "FSG_RUN_DIR": str(run), "FSG_SIM_TCP_PORT": str(free_port())}
+    env = {**os.environ, "FSG_RUN_DIR": str(run), "FSG_SIM_TCP_PORT": str(free_port()),
+           "FSG_SIM_OPCUA_PORT": str(free_port())}
     with running_sim(site, env, "--scenario", "dashboards"):
         gw = subprocess.Popen(
             [bin_path("gateway"), "run", str(site), "--duration", str(RUN_S)],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import time
@@ -41,6 +42,9 @@ from firmware_sim.behaviours import Behaviour, Constant, make_behaviour
 from gateway.config import Site
 from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.plugins.opcua.profile import OpcUaPoint, OpcUaProfile, browse_path
+
+# The server logs every node of the standard address space at INFO.
+logging.getLogger("asyncua.server").setLevel(logging.WARNING)
 
 SIM_NAMESPACE = "urn:facility-safety-gateway:sim"
 SERVER_URI = "urn:facility-safety-gateway:opcua-sim"

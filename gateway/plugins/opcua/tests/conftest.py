@@ -7,8 +7,9 @@ imported here because this folder lies outside tests/.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
@@ -80,8 +81,12 @@ class Samples:
 
 
 def make_source(
-    endpoint: str, samples: Samples, interval_s: float = 0.3, **cfg: object
+    endpoint: str,
+    samples: Samples,
+    extra: Mapping[str, object] = MappingProxyType({}),
+    **cfg: object,
 ) -> OpcUaSource:
+    """The source under test, fast timers; ``extra`` and ``cfg`` override its settings."""
     source_cfg = OpcUaSourceConfig.model_validate(
         {
             "type": "opcua",
@@ -93,10 +98,11 @@ def make_source(
             "watchdog_s": 0.5,
             "reconnect_min_s": 0.2,
             "reconnect_max_s": 1.0,
+            **extra,
             **cfg,
         }
     )
-    dev = DeviceConfig(id=DEVICE, profile=PROFILE, source="plc", interval_s=interval_s)
+    dev = DeviceConfig(id=DEVICE, profile=PROFILE, source="plc", interval_s=0.3)
     prof = boiler_profile()
     return OpcUaSource(source_cfg, [OpcUaDevice(dev, prof)], samples.emit, SystemClock())
 
