@@ -257,20 +257,25 @@ class OpcUaSource:
             client.set_password(cfg.password)
         return client
 
-    async def _connect(self, client: Client) -> None:
+    async def _open(self, client: Client) -> None:
         sec = self.cfg.security
+        if sec.policy == "Basic256Sha256":
+            assert sec.certificate is not None and sec.private_key is not None
+            # Without a pinned server certificate this asks the endpoint for its own.
+            await client.set_security(
+                SecurityPolicyBasic256Sha256,
+                certificate=sec.certificate,
+                private_key=sec.private_key,
+                private_key_password=sec.private_key_password,
+                server_certificate=sec.server_certificate,
+                mode=getattr(ua.MessageSecurityMode, sec.mode),
+            )
+        await client.connect()
+
+    async def _connect(self, client: Client) -> None:
+        # Hello, channel, session and activation: a few round trips, bounded as one.
         try:
-            if sec.policy == "Basic256Sha256":
-                assert sec.certificate is not None and sec.private_key is not None
-                await client.set_security(
-                    SecurityPolicyBasic256Sha256,
-                    certificate=sec.certificate,
-                    private_key=sec.private_key,
-                    private_key_password=sec.private_key_password,
-                    server_certificate=sec.server_certificate,
-                    mode=getattr(ua.MessageSecurityMode, sec.mode),
-                )
-            await asyncio.wait_for(client.connect(), self.cfg.timeout_s * 4)
+            await asyncio.wait_for(self._open(client), self.cfg.timeout_s * 4)
         except (OSError, TimeoutError, UaError, ValueError) as exc:
             what = str(exc) or type(exc).__name__
             raise ConnectError(

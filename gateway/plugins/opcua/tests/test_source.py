@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from asyncua.ua.status_codes import StatusCodes
@@ -112,15 +111,19 @@ async def test_server_restart_marks_points_bad_then_values_resume() -> None:
         await sim.stop()
 
 
-async def test_unresolvable_browse_path_leaves_that_point_bad_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["subscription", "polling"])
+async def test_missing_nodes_leave_only_their_points_bad(mode: str) -> None:
     prof = boiler_profile()
-    # The PLC serves every point but supply_temp.
-    served = prof.model_copy(update={"points": [p for p in prof.points if p.name != "supply_temp"]})
+    # The PLC serves every point but supply_temp (a browse path) and flame (a NodeId).
+    missing = {"supply_temp", "flame"}
+    served = prof.model_copy(update={"points": [p for p in prof.points if p.name not in missing]})
     sim = OpcUaSimServer("127.0.0.1", free_port(), [SimDevice(DEVICE, served)])
     samples = Samples()
-    async with sim, running(make_source(sim.endpoint, samples)):
+    async with sim, running(make_source(sim.endpoint, samples, mode=mode)):
         s = await samples.wait_for(
-            lambda s: len(s.values) == 4, what="the four served points with values"
+            lambda s: len(s.values) == 3 and len(s.quality) == 2,
+            what="the three served points with values",
         )
-    assert s.quality == {"supply_temp": Quality.BAD}
+    assert s.quality == {"supply_temp": Quality.BAD, "flame": Quality.BAD}
     assert s.error is not None and "BoilerPLC/2:SupplyTemperature" in s.error
+    assert "BadNodeIdUnknown" in s.error
