@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 from firmware_sim.clock import Clock, SimClock
 from firmware_sim.faults import FaultPlan
@@ -23,10 +24,12 @@ from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, S
 
 # plugin wiring: replaced by the registry (plugin-core)
 from gateway.plugins.opcua.config import OpcUaSourceConfig
-from gateway.plugins.opcua.sim import OpcUaSimServer, sim_for_source
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 
-Part = TcpEndpoint | RtuLine | RfidReader | OpcUaSimServer
+if TYPE_CHECKING:
+    from gateway.plugins.opcua.sim import OpcUaSimServer
+
+Part: TypeAlias = "TcpEndpoint | RtuLine | RfidReader | OpcUaSimServer"
 
 
 @dataclass
@@ -88,6 +91,8 @@ class Simulator:
         if isinstance(src, SerialLineSource):
             return await self._start_serial(src)
         if isinstance(src, OpcUaSourceConfig):  # plugin wiring: replaced by the registry
+            from gateway.plugins.opcua.sim import sim_for_source  # asyncua only when used
+
             plc = sim_for_source(src, self.site)
             if plc is None:
                 return None

@@ -1,7 +1,8 @@
 """Fixtures of the OPC UA plugin's tests: the simulator on a free loopback port, certificates.
 
 The server fixtures of tests/fixtures/servers.py (Mosquitto, InfluxDB) are
-imported here because this folder lies outside tests/.
+registered here as a plugin, as tests/conftest.py does, because this folder
+lies outside tests/.
 """
 
 from __future__ import annotations
@@ -20,9 +21,15 @@ from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.plugins.opcua.sim import OpcUaSimServer, SimDevice, make_certificates
 from gateway.plugins.opcua.source import OpcUaDevice, OpcUaSource
 from gateway.profiles.registry import ProfileRegistry
-from tests.fixtures.servers import free_port, influxdb1, mosquitto, mqtt_collector
 
-__all__ = ["influxdb1", "mosquitto", "mqtt_collector"]
+SERVERS = "tests.fixtures.servers"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Once per run, whichever of tests/ and this folder is collected first.
+    if not config.pluginmanager.has_plugin(SERVERS):
+        config.pluginmanager.import_plugin(SERVERS)
+
 
 PROFILE = "boiler-plc-opcua"
 DEVICE = "boiler-plc-1"
@@ -44,6 +51,8 @@ def certs(tmp_path: Path) -> dict[str, Path]:
 @pytest.fixture
 async def plc() -> AsyncIterator[OpcUaSimServer]:
     """The boiler PLC simulator, no security, anonymous."""
+    from tests.fixtures.servers import free_port
+
     prof = boiler_profile()
     server = OpcUaSimServer("127.0.0.1", free_port(), [SimDevice(DEVICE, prof)])
     await server.start()
