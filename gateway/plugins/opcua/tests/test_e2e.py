@@ -1,5 +1,6 @@
 """The whole way: boiler PLC simulator -> OPC UA source (Basic256Sha256 SignAndEncrypt,
-user and password) -> in-process Gateway -> outbox -> real Mosquitto and InfluxDB 1.x.
+user and password) -> in-process Gateway -> outbox -> real Mosquitto and InfluxDB 1.x,
+through a restart of the PLC.
 
 Mosquitto and influxd are started by tests/fixtures/servers.py on free ports.
 """
@@ -116,6 +117,24 @@ async def test_boiler_plc_over_opcua_reaches_mqtt_and_influxdb(
                 return influxdb1.rows(f"SELECT * FROM boiler WHERE device = '{DEVICE}'")
 
             rows = await wait_in_thread(influx_rows, "boiler rows in InfluxDB")
+
+            # The PLC restarts: bad points (no values) on MQTT while it is down, then values.
+            await sim.stop()
+            seen = len(collector.snapshot())
+
+            def after(pred: Callable[[dict[str, Any]], bool]) -> Callable[[], Any]:
+                return lambda: next(
+                    (m.json() for m in collector.snapshot()[seen:] if pred(m.json())), None
+                )
+
+            down = await wait_in_thread(
+                after(lambda d: not d["values"] and len(d["quality"]) == 5), "all-bad telemetry"
+            )
+            await sim.start()
+            seen = len(collector.snapshot())
+            back = await wait_in_thread(
+                after(lambda d: len(d["values"]) == 5 and not d["quality"]), "values again"
+            )
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
@@ -125,6 +144,8 @@ async def test_boiler_plc_over_opcua_reaches_mqtt_and_influxdb(
     # The PLC's timestamp per point rides along with the gateway's read time.
     assert set(msg["source_ts_ns"]) == set(msg["values"])
     assert all(abs(ts - msg["ts_ns"]) < 30e9 for ts in msg["source_ts_ns"].values())
+    assert set(down["quality"].values()) == {"bad"} and "error" in down
+    assert back["values"]["flame"] is True
     row = rows[-1]
     assert row["flame"] is True and 72 <= row["supply_temp"] <= 78
     assert row["site"] == "plant"
