@@ -9,6 +9,7 @@ import yaml
 
 from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.redact import plaintext_secret_warnings
 
 
 def write_site(tmp_path: Path, device: dict[str, object], **extra: object) -> Path:
@@ -96,3 +97,35 @@ def test_a_rule_on_a_point_the_opcua_profile_lacks_is_named(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as err:
         load_site(path)
     assert any("water_level" in p for p in err.value.problems), err.value.problems
+
+
+@pytest.mark.parametrize(
+    ("source", "warned"),
+    [
+        ({"endpoint": "opc.tcp://10.0.4.20:4840", "username": "u", "password": "p"}, True),
+        ({"endpoint": "opc.tcp://127.0.0.1:4840", "username": "u", "password": "p"}, False),
+        ({"endpoint": "opc.tcp://10.0.4.20:4840"}, False),
+        (
+            {
+                "endpoint": "opc.tcp://10.0.4.20:4840",
+                "username": "u",
+                "password": "p",
+                "security": {"policy": "Basic256Sha256", "certificate": "c", "private_key": "k"},
+            },
+            False,
+        ),
+    ],
+)
+def test_a_password_without_a_secure_channel_is_warned(
+    tmp_path: Path, source: dict[str, object], warned: bool
+) -> None:
+    path = write_site(tmp_path, {"profile": "boiler-plc-opcua", "source": "plc"})
+    data = yaml.safe_load(path.read_text())
+    data["sources"][0].update(source)
+    path.write_text(yaml.safe_dump(data))
+    warnings = plaintext_secret_warnings(load_site(path).config)
+    expect = [
+        "sources[plc]: the OPC UA password may be sent to 10.0.4.20 unencrypted"
+        " (security.policy: Basic256Sha256)"
+    ]
+    assert warnings == (expect if warned else [])
