@@ -58,9 +58,10 @@ async def test_reads_every_point_with_the_servers_source_timestamp(
         assert abs(ts - s.ts_ns) < 30e9
 
 
-async def test_bad_status_gives_bad_quality_and_no_value(plc: OpcUaSimServer) -> None:
+@pytest.mark.parametrize("mode", ["subscription", "polling"])
+async def test_bad_status_gives_bad_quality_and_no_value(plc: OpcUaSimServer, mode: str) -> None:
     samples = Samples()
-    async with running(make_source(plc.endpoint, samples)):
+    async with running(make_source(plc.endpoint, samples, mode=mode)):
         await samples.wait_for(all_good, what="good values first")
         plc.set_status(DEVICE, "supply_temp", StatusCodes.BadSensorFailure)
         plc.set_status(DEVICE, "pressure", StatusCodes.UncertainLastUsableValue)
