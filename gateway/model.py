@@ -59,8 +59,9 @@ class Sample:
     error: str | None = None
     mono_ns: int = 0
     # The device's own timestamp per point in ns (OPC UA SourceTimestamp), when
-    # it sends one; ``ts_ns`` stays the gateway's read time.
-    source_ts_ns: dict[str, int] = field(default_factory=dict)
+    # it sends one; ``ts_ns`` stays the gateway's read time. None, not {}: no
+    # allocation per sample for the sources that have none.
+    source_ts_ns: dict[str, int] | None = None
 
     def is_good(self, point: str) -> bool:
         return point in self.values and self.quality.get(point, Quality.GOOD) is Quality.GOOD
@@ -89,7 +90,7 @@ class Sample:
             quality={k: Quality(v) for k, v in d.get("quality", {}).items()},
             tags=dict(d.get("tags", {})),
             error=d.get("error"),
-            source_ts_ns=dict(d.get("source_ts_ns", {})),
+            source_ts_ns=d.get("source_ts_ns"),
         )
 
 

@@ -53,7 +53,7 @@ async def test_reads_every_point_with_the_servers_source_timestamp(
     assert 72 <= s.values["supply_temp"] <= 78  # type: ignore[operator]
     assert 0.39 <= s.values["pressure"] <= 0.51  # type: ignore[operator]  # kPa x 0.001
     # The PLC's own timestamp per point, beside the gateway's read time.
-    assert set(s.source_ts_ns) == set(s.values)
+    assert s.source_ts_ns is not None and set(s.source_ts_ns) == set(s.values)
     for ts in s.source_ts_ns.values():
         assert abs(ts - s.ts_ns) < 30e9
 
