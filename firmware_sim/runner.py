@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeAlias
 
 from firmware_sim.clock import Clock, SimClock
 from firmware_sim.faults import FaultPlan
@@ -19,15 +20,19 @@ from firmware_sim.rfid import RfidReader, RfidScript
 from firmware_sim.rtu_server import RtuLine
 from firmware_sim.scenarios import ResolvedScenario
 from firmware_sim.tcp_server import TcpEndpoint
-from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+from gateway.config import AnySource, ModbusTcpSource, SerialLineSource, Site
 
 # plugin wiring: replaced by the registry (plugin-core)
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.sim import MBusLineSim
+from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 
+if TYPE_CHECKING:
+    from gateway.plugins.opcua.sim import OpcUaSimServer
+
 # plugin wiring: replaced by the registry (plugin-core)
-Part = TcpEndpoint | RtuLine | RfidReader | MBusLineSim
+Part: TypeAlias = "TcpEndpoint | RtuLine | RfidReader | MBusLineSim | OpcUaSimServer"
 
 
 @dataclass
@@ -83,9 +88,7 @@ class Simulator:
             raise
         return lines
 
-    async def _start_source(
-        self, src: ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig
-    ) -> str | None:
+    async def _start_source(self, src: AnySource) -> str | None:
         # plugin wiring: replaced by the registry (plugin-core)
         if isinstance(src, MBusSourceConfig):
             devs = self.site.devices_of(src.id)
@@ -99,6 +102,15 @@ class Simulator:
             return f"serving {src.id} on {line.link_path} -> {line.pty.pty_path} (M-Bus)"
         if isinstance(src, SerialLineSource):
             return await self._start_serial(src)
+        if isinstance(src, OpcUaSourceConfig):  # plugin wiring: replaced by the registry
+            from gateway.plugins.opcua.sim import sim_for_source  # asyncua only when used
+
+            plc = sim_for_source(src, self.site)
+            if plc is None:
+                return None
+            await plc.start()
+            self.parts.append(plc)
+            return f"serving {src.id} on {plc.endpoint} (OPC UA, no security)"
         units = self._units(src.id)
         if not units:
             return None

@@ -34,7 +34,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
@@ -50,6 +50,8 @@ from gateway.patrol.engine import PatrolOutput
 # plugin wiring: replaced by the registry (plugin-core)
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.source import MBusSource, build_meters
+from gateway.plugins.opcua.config import OpcUaSourceConfig
+from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import plaintext_secret_warnings
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
@@ -57,6 +59,9 @@ from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
 from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait
+
+if TYPE_CHECKING:
+    from gateway.plugins.opcua.source import OpcUaSource
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +133,7 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[ModbusSource | SerialLineDevice | MBusSource] = []
+        self.sources: list[ModbusSource | SerialLineDevice | MBusSource | OpcUaSource] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
@@ -152,6 +157,17 @@ class Gateway:
                     mdevs.append(ModbusDevice(d, prof, site_tags))
                     units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
                 self.sources.append(ModbusSource(src, mdevs, self._emit, self.clock))
+            elif isinstance(src, OpcUaSourceConfig):  # plugin wiring: replaced by the registry
+                # Imported here: asyncua costs every other site's start-up ~0.4 s.
+                from gateway.plugins.opcua.source import OpcUaDevice, OpcUaSource
+
+                odevs = []
+                for d in devs:
+                    oprof = site.device_profiles[d.id]
+                    assert isinstance(oprof, OpcUaProfile)
+                    odevs.append(OpcUaDevice(d, oprof, site_tags))
+                    units[d.id] = {p.name: p.unit for p in oprof.points if p.unit}
+                self.sources.append(OpcUaSource(src, odevs, self._emit, self.clock))
             else:
                 assert isinstance(src, SerialLineSource)
                 sprof = site.device_profiles[devs[0].id]
@@ -187,10 +203,10 @@ class Gateway:
         out: dict[str, DeviceCounters] = {}
         for s in self.sources:
             # plugin wiring: replaced by the registry (plugin-core)
-            if isinstance(s, ModbusSource | MBusSource):
-                out.update({d.id: d.counters for d in s.devices})
-            else:
+            if isinstance(s, SerialLineDevice):
                 out[s.device.id] = s.counters
+            else:  # Modbus and plugin sources: several devices each
+                out.update({d.id: d.counters for d in s.devices})
         return out
 
     async def _emit(self, sample: Sample) -> None:

@@ -24,6 +24,8 @@ from gateway.patrol.config import PatrolConfig
 # plugin wiring: replaced by the registry (plugin-core)
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.profile import MBusProfile
+from gateway.plugins.opcua.config import OpcUaSourceConfig
+from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import SerialLineProfile, SimBehaviour
 from gateway.validators import TimeZoneName, check_order
@@ -93,11 +95,11 @@ class SerialLineSource(_SerialSettings):
     max_burst_lines: int = Field(default=30, ge=1, le=100_000)
 
 
-Source = Annotated[
-    # plugin wiring: replaced by the registry (plugin-core)
-    ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig,
-    Field(discriminator="type"),
-]
+# plugin wiring: replaced by the registry (plugin-core)
+AnySource = (
+    ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig | OpcUaSourceConfig
+)
+Source = Annotated[AnySource, Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- devices
@@ -324,9 +326,7 @@ class SiteConfig(Strict):
         return self
 
     # plugin wiring: replaced by the registry (plugin-core)
-    def source(
-        self, source_id: str
-    ) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig:
+    def source(self, source_id: str) -> AnySource:
         for s in self.sources:
             if s.id == source_id:
                 return s
@@ -388,17 +388,23 @@ def _cross_check(
         resolved[dev.id] = prof
         for pname in dev.sim:
             names = (
-                {p.name for p in prof.points}
-                # plugin wiring: replaced by the registry (plugin-core)
-                if not isinstance(prof, SerialLineProfile)
-                else {f.name for f in prof.fields}
+                {f.name for f in prof.fields}
+                if isinstance(prof, SerialLineProfile)
+                else {p.name for p in prof.points}
             )
             if pname not in names:
                 problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
         if src is None:
             continue
+        # plugin wiring: replaced by the registry (plugin-core)
+        if isinstance(prof, OpcUaProfile) or isinstance(src, OpcUaSourceConfig):
+            if not (isinstance(prof, OpcUaProfile) and isinstance(src, OpcUaSourceConfig)):
+                problems.append(
+                    f"{at('profile')}: device {dev.id!r}: profile {prof.name!r} speaks"
+                    f" {prof.protocol} but source {src.id!r} is {src.type}"
+                )
+            continue
         if isinstance(prof, SerialLineProfile) != isinstance(src, SerialLineSource) or (
-            # plugin wiring: replaced by the registry (plugin-core)
             isinstance(prof, MBusProfile) != isinstance(src, MBusSourceConfig)
         ):
             problems.append(
@@ -459,10 +465,9 @@ def _check_rules_and_patrol(cfg: SiteConfig, path: Path, registry: ProfileRegist
             for name in registry.names():
                 prof = registry.get(name)
                 points[name] = (
-                    {p.name for p in prof.points}
-                    # plugin wiring: replaced by the registry (plugin-core)
-                    if not isinstance(prof, SerialLineProfile)
-                    else {f.name for f in prof.fields}
+                    {f.name for f in prof.fields}
+                    if isinstance(prof, SerialLineProfile)
+                    else {p.name for p in prof.points}
                 )
             problems.extend(check_against_devices(ruleset, devices, points))
     try:

@@ -140,4 +140,15 @@ def plaintext_secret_warnings(cfg: SiteConfig) -> list[str]:
                 f"{where}: a password is sent to {ch.host}:{ch.port} without TLS"
                 " (security: starttls or ssl)"
             )
+    for src in cfg.sources:
+        # plugin wiring: replaced by the registry (plugin-core)
+        if src.type == "opcua" and src.password and src.security.policy == "None":
+            host = urlsplit(src.endpoint).hostname
+            if not _local(host):
+                # Without a secure channel the password is encrypted only if the
+                # server's user-token policy asks for it; many PLCs do not.
+                out.append(
+                    f"sources[{src.id}]: the OPC UA password may be sent to {host} unencrypted"
+                    " (security.policy: Basic256Sha256)"
+                )
     return out

@@ -140,11 +140,11 @@ class AlertEngine:
             prof = profiles.get(dev.id)
             units: dict[str, str] = {}
             # plugin wiring: replaced by the registry (plugin-core)
-            if prof is not None and not isinstance(prof, SerialLineProfile):
+            if isinstance(prof, SerialLineProfile):
+                point_names[prof.name] = {f.name for f in prof.fields}
+            elif prof is not None:
                 units = {p.name: p.unit for p in prof.points if p.unit}
                 point_names[prof.name] = {p.name for p in prof.points}
-            elif prof is not None:
-                point_names[prof.name] = {f.name for f in prof.fields}
             self.devices[dev.id] = DeviceInfo(
                 device=dev.id,
                 profile=dev.profile,

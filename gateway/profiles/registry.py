@@ -18,14 +18,15 @@ from gateway.errors import ConfigError, ProfileError
 
 # plugin wiring: replaced by the registry (plugin-core)
 from gateway.plugins.mbus.profile import MBusProfile
-from gateway.profiles.schema import ModbusProfile, Profile, SerialLineProfile
+from gateway.plugins.opcua.profile import OpcUaProfile
+from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.yamlfile import explain, load_yaml
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
 # plugin wiring: replaced by the registry (plugin-core)
-AnyProfile = ModbusProfile | SerialLineProfile | MBusProfile
+AnyProfile = ModbusProfile | SerialLineProfile | MBusProfile | OpcUaProfile
 _ADAPTER: TypeAdapter[AnyProfile] = TypeAdapter(
-    Annotated[Profile | MBusProfile, Field(discriminator="protocol")]
+    Annotated[AnyProfile, Field(discriminator="protocol")]
 )
 
 
