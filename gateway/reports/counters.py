@@ -19,6 +19,7 @@ gap is still counted, within the same plausibility rule.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -72,7 +73,7 @@ def counter_usage(
     pts = sorted(readings)
     used = 0.0
     notes: list[CounterNote] = []
-    for (t0, a), (t1, b) in zip(pts, pts[1:], strict=False):
+    for (t0, a), (t1, b) in itertools.pairwise(pts):
         limit = max_rate_per_s * max(t1 - t0, 0) / NS
         d = b - a
         if 0 <= d <= limit:
