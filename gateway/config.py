@@ -22,6 +22,7 @@ from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
+from gateway.reports.config import ReportsConfig
 from gateway.validators import TimeZoneName, check_order
 from gateway.yamlfile import LinedData, explain, load_yaml
 
@@ -301,6 +302,8 @@ class SiteConfig(Strict):
     # Night patrol: inline, or the path of its YAML file relative to the site
     # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
     patrol: str | PatrolConfig | None = None
+    # Daily reports (gateway/reports/config.py): schedule, gas plan, shedding order.
+    reports: ReportsConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SiteConfig:
