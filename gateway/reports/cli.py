@@ -35,7 +35,9 @@ def build_document(kind: ReportKind, query: Query, site: Site, day: date) -> Doc
         from gateway.reports.heating import collect_heating, heating_document
 
         return heating_document(collect_heating(data))
-    raise ReportError(f"report {kind!r} is not available yet")
+    from gateway.reports.safety import collect_safety, safety_document
+
+    return safety_document(collect_safety(query, site, data))
 
 
 def render(doc: Document, fmt: Format) -> bytes:

@@ -1,6 +1,6 @@
 """A known heating day written into the real InfluxDB, with the figures expected of its reports.
 
-The day (2026-01-15, Asia/Shanghai) is built from simple rules, and the
+The day (2026-01-01, Asia/Shanghai) is built from simple rules, and the
 expected figures are computed here from those rules, never taken from the
 report code:
 
@@ -39,7 +39,7 @@ from tests.fixtures.servers import InfluxDB1
 
 S = 1_000_000_000
 TZ = "Asia/Shanghai"
-DAY = date(2026, 1, 15)
+DAY = date(2026, 1, 1)  # the evening the patrol test's simulated night starts
 SITE = "heat-co"
 WRAP = 2**32
 GAS_PLAN = 2400.0
@@ -196,7 +196,7 @@ async def write_day(db: InfluxDB1, site: str = SITE) -> Expected:
     return exp
 
 
-def site_file(tmp: Path, db: InfluxDB1, **extra: Any) -> Path:
+def site_file(tmp: Path, db: InfluxDB1, *, patrol: Path | None = None, **extra: Any) -> Path:
     devices = [
         ("boiler-1", "boiler-controller", 1, "boiler_room"),
         ("boiler-2", "boiler-controller", 2, "boiler_room"),
@@ -218,6 +218,11 @@ def site_file(tmp: Path, db: InfluxDB1, **extra: Any) -> Path:
         },
         "reports": {"gas_plan": {"daily_m3": GAS_PLAN}, **extra},
     }
+    if patrol is not None:
+        doc["patrol"] = str(patrol)
+        doc["sources"].append({"id": "rfid-gate", "type": "serial_line", "port": "/dev/null"})
+        doc["devices"].append({"id": "rfid-gate", "profile": "rfid-checkpoint-reader",
+                               "source": "rfid-gate"})
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path

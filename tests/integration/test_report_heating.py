@@ -99,7 +99,7 @@ async def test_heating_figures_match_the_day_written(influxdb1: InfluxDB1, tmp_p
     assert f"shortfall {GAS_PLAN - exp.gas_1 - exp.gas_2:.1f} m³" in text
     assert "LATE ACK" in text and "UNACKNOWLEDGED" in text
     assert "! boiler-1  09:59:00" not in text  # gaps table rows are dated
-    assert "01-15 09:59:00  01-15 12:00:00  2h01m00s" in text
+    assert "01-01 09:59:00  01-01 12:00:00  2h01m00s" in text
 
 
 async def test_formats_and_the_cli(
@@ -112,7 +112,7 @@ async def test_formats_and_the_cli(
     csv_text = render_csv(doc)
     assert csv_text.splitlines()[1].startswith('"# INCOMPLETE: data missing for 2 of 6')
     assert f"boilers,boiler-1,boiler_room,{exp.running_h_1:.2f},{exp.starts_1}," in csv_text
-    assert "gaps,gateway,01-15 02:59:50,01-15 03:20:00,20m10s,!" in csv_text
+    assert "gaps,gateway,01-01 02:59:50,01-01 03:20:00,20m10s,!" in csv_text
     html = render_html(doc)
     assert '<p class="incomplete">INCOMPLETE' in html
     assert html.count("<svg") == 3  # two boilers' temperatures, gas per hour
