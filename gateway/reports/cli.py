@@ -47,6 +47,10 @@ def render(doc: Document, fmt: Format) -> bytes:
         return render_csv(doc).encode()
     if fmt == "html":
         return render_html(doc).encode()
+    if fmt == "pdf":
+        from gateway.reports.pdf import render_pdf
+
+        return render_pdf(doc)
     raise ReportError(f"unknown report format {fmt!r} ({', '.join(FORMATS)})")
 
 

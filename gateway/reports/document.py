@@ -44,6 +44,18 @@ class Chart:
     start_ns: int
     end_ns: int
     series: list[Series]
+    # Stretches without data: shaded, and no line is drawn across them.
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+    def segments(self, s: Series) -> list[list[tuple[int, float]]]:
+        """The series' points split wherever two neighbours have a gap between them."""
+        out: list[list[tuple[int, float]]] = []
+        for p in s.points:
+            if out and not any(out[-1][-1][0] <= a and b <= p[0] for a, b in self.gaps):
+                out[-1].append(p)
+            else:
+                out.append([p])
+        return out
 
 
 @dataclass

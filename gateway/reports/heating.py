@@ -250,10 +250,12 @@ def heating_document(rep: HeatingReport) -> Document:
         nets.rows.append([n.device, n.area, num(n.makeup_pct, 2), num(n.heat_kwh, 1),
                           str(n.leak_alarms), "; ".join(n.notes) or "-"])
         nets.bad.append(bool(n.notes) or n.leak_alarms > 0)
+    gaps = {c.name: c.gaps for c in rep.coverages}
     charts = [
         Chart(f"{dev}: supply and return temperature", "°C", "line", rep.start_ns, rep.end_ns,
               [Series("supply", [(t, s) for t, s, _ in pts]),
-               Series("return", [(t, r) for t, _, r in pts])])
+               Series("return", [(t, r) for t, _, r in pts])],
+              gaps=[(g.start_ns, g.end_ns) for g in gaps.get(dev, ())])
         for dev, pts in rep.temps.items()
     ]
     charts.append(Chart("gas use per hour", "m³", "bar", rep.start_ns, rep.end_ns,

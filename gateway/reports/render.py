@@ -77,6 +77,9 @@ def svg_chart(chart: Chart) -> str:
         f'<text x="2" y="{_PAD + 4}" font-size="10">{hi:.1f}</text>',
         f'<text x="2" y="{_H - _PAD}" font-size="10">{lo:.1f}</text>',
     ]
+    for a, b in chart.gaps:
+        parts.append(f'<rect class="gap" x="{x(a):.1f}" y="{_PAD}" width="{x(b) - x(a):.1f}"'
+                     f' height="{_H - 2 * _PAD}" fill="#ddd"><title>no data</title></rect>')
     for h in range(0, 25, 6):
         parts.append(f'<text x="{x(chart.start_ns + h * 3600 * 10**9) - 8:.1f}"'
                      f' y="{_H - _PAD + 14}" font-size="10">{h:02d}:00</text>')
@@ -87,10 +90,11 @@ def svg_chart(chart: Chart) -> str:
             for t, v in s.points:
                 parts.append(f'<rect class="bar" x="{x(t):.1f}" y="{y(v):.1f}" width="{bw:.1f}"'
                              f' height="{max(y(lo) - y(v), 0):.1f}" fill="{colour}"/>')
-        elif s.points:
-            path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in s.points)
-            parts.append(f'<polyline class="series" data-name="{e(s.name)}" fill="none"'
-                         f' stroke="{colour}" stroke-width="1.2" points="{path}"/>')
+        else:
+            for seg in chart.segments(s):
+                path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in seg)
+                parts.append(f'<polyline class="series" data-name="{e(s.name)}" fill="none"'
+                             f' stroke="{colour}" stroke-width="1.2" points="{path}"/>')
         parts.append(f'<text x="{_W - _PAD - 60}" y="{16 + 14 * i}" font-size="11"'
                      f' fill="{colour}">{e(s.name)}</text>')
     parts.append("</svg>")

@@ -23,6 +23,7 @@ report code:
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -226,3 +227,9 @@ def site_file(tmp: Path, db: InfluxDB1, *, patrol: Path | None = None, **extra: 
     path = tmp / "site.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def pdftotext(pdf: bytes) -> str:
+    """The text poppler's pdftotext reads from a PDF (layout kept)."""
+    return subprocess.run(["pdftotext", "-layout", "-", "-"], input=pdf, capture_output=True,
+                          check=True, timeout=60).stdout.decode()

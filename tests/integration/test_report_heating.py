@@ -8,6 +8,8 @@ report code.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import pytest
 from gateway.config import load_site
 from gateway.patrol.report import influx_query
 from gateway.patrol.report import register_cli as register_patrol
-from gateway.reports.cli import build_document, register_cli
+from gateway.reports.cli import build_document, build_report, register_cli
 from gateway.reports.day import GATEWAY, read_day
 from gateway.reports.heating import collect_heating
 from gateway.reports.render import render_csv, render_html, render_text
@@ -116,6 +118,8 @@ async def test_formats_and_the_cli(
     html = render_html(doc)
     assert '<p class="incomplete">INCOMPLETE' in html
     assert html.count("<svg") == 3  # two boilers' temperatures, gas per hour
+    # boiler-1's lines break at its outage (2 segments x 2 series), boiler-2's do not
+    assert html.count("<polyline") == 4 + 2 and html.count('class="gap"') == 1
     assert html.count('class="bar"') == 24
 
     ap = argparse.ArgumentParser()
@@ -127,3 +131,45 @@ async def test_formats_and_the_cli(
                           "--format", "csv", "-o", str(out)])
     assert args.func(args) == 0
     assert out.read_text() == csv_text
+
+
+def _run(*cmd: str) -> str:
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def _pixels_near(png: Path, rgb: tuple[int, int, int], tol: int = 40) -> int:
+    from PIL import Image
+
+    with Image.open(png) as im:
+        px = list(im.convert("RGB").tobytes())
+        rgb_px = zip(px[0::3], px[1::3], px[2::3], strict=True)
+        return sum(1 for p in rgb_px if all(abs(a - b) <= tol for a, b in zip(p, rgb, strict=True)))
+
+
+async def test_pdf_holds_the_figures_and_the_charts(influxdb1: InfluxDB1, tmp_path: Path) -> None:
+    """pdftotext finds the figures; pdftoppm renders every page; the chart page is not blank.
+
+    The rendered pages are kept in $FSG_ARTEFACTS (default: the test's tmp folder).
+    """
+    exp = await write_day(influxdb1)
+    site = load_site(site_file(tmp_path, influxdb1))
+    pdf = tmp_path / "heating.pdf"
+    pdf.write_bytes(build_report("heating", influx_query(influxdb1.url, influxdb1.database),
+                                 site, DAY, "pdf"))
+    assert pdf.read_bytes().startswith(b"%PDF")
+    text = _run("pdftotext", "-layout", str(pdf), "-")
+    assert "INCOMPLETE: data missing for 2 of 6 sources" in text
+    gas = exp.gas_1 + exp.gas_2
+    assert f"gas used {gas:.1f} m³ against a plan of {GAS_PLAN:.1f} m³" in text
+    assert f"shortfall {GAS_PLAN - gas:.1f} m³" in text
+    assert f"{exp.running_h_1:.2f}" in text and "LATE ACK" in text and "2h01m00s" in text
+    pages = int(next(line.split()[-1] for line in _run("pdfinfo", str(pdf)).splitlines()
+                     if line.startswith("Pages:")))
+    out = Path(os.environ.get("FSG_ARTEFACTS", str(tmp_path))) / "heating-page"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _run("pdftoppm", "-r", "40", "-png", str(pdf), str(out))
+    rendered = sorted(out.parent.glob("heating-page-*.png"))
+    assert len(rendered) == pages >= 1
+    # Page 1 holds the charts: the supply series (red) and the return series (blue) are drawn.
+    assert _pixels_near(rendered[0], (0xC0, 0x39, 0x2B)) > 200
+    assert _pixels_near(rendered[0], (0x24, 0x71, 0xA3)) > 100

@@ -13,10 +13,11 @@ import pytest
 from gateway.config import load_site
 from gateway.patrol.report import influx_query
 from gateway.reports.day import read_day
+from gateway.reports.pdf import render_pdf
 from gateway.reports.render import render_text
 from gateway.reports.safety import collect_safety, excursions, safety_document
 from tests.fixtures.servers import InfluxDB1
-from tests.integration.report_day import DAY, SITE, at, site_file, write_day
+from tests.integration.report_day import DAY, SITE, at, pdftotext, site_file, write_day
 from tests.integration.test_patrol_report import write_night
 from tests.unit.test_patrol_report import REPO
 
@@ -54,6 +55,10 @@ async def test_safety_log_matches_the_day_written(influxdb1: InfluxDB1, tmp_path
     assert "cold-1     14:00:00  14:30:00  30m00s    9.5" in text
     assert "leak-1 leak_ch2  1       21:00:00      wang" in text
     assert "rfid-gate" in text and "not polled" in text
+
+    pdf_text = pdftotext(render_pdf(safety_document(rep)))
+    assert "4 complete round(s), 1 abandoned, 0 open" in pdf_text
+    assert "02:30 activate -> 02:40 ack (li) -> 03:30 clear" in pdf_text
 
 
 @pytest.mark.parametrize(
