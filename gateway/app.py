@@ -48,6 +48,7 @@ from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_p
 from gateway.patrol.engine import PatrolOutput
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import plaintext_secret_warnings
+from gateway.reports.schedule import ReportScheduler
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
@@ -163,6 +164,9 @@ class Gateway:
         if patrol_cfg is not None:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
+        self.reports: ReportScheduler | None = None
+        if cfg.reports is not None:
+            self.reports = ReportScheduler(site, self.clock, self.delivery.append_event)
         self.commands_handled = 0
         self._alarms_appended = asyncio.Event()
         self._confirm_failing = False
@@ -374,6 +378,8 @@ class Gateway:
             age = stats.oldest_undelivered_age_s
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
+        if self.reports is not None:
+            out.append(self.reports.signal())
         return out
 
     def _check_clock(self) -> None:
@@ -471,6 +477,8 @@ class Gateway:
                     tasks.append(tg.create_task(self._health()))
                     tasks.append(tg.create_task(self._ticker()))
                     tasks.append(tg.create_task(self._lag_probe()))
+                    if self.reports is not None:
+                        tasks.append(tg.create_task(self.reports.run_forever()))
                     tasks.append(tg.create_task(self.delivery.run()))
                     if self.alerts is not None:
                         tasks.append(tg.create_task(self.alerts.run_notifier()))
