@@ -61,6 +61,7 @@ from gateway.crashpoints import crash_point
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
 from gateway.profiles.schema import ModbusProfile
+from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 60.0
@@ -153,6 +154,8 @@ class AlertEngine:
             )
         if rules is None:
             rules = load_rules([base / p for p in self.config.rules])
+        if self.config.reports is not None:
+            rules = with_shedding_advice(rules, self.config.reports.gas_plan)
         self.rules = rules
         problems = check_against_devices(
             rules,
