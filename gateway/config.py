@@ -472,6 +472,9 @@ def load_site(path: str | Path) -> Site:
     resolved, more = _cross_check(cfg, doc, registry)
     problems.extend(more)
     problems.extend(_check_rules_and_patrol(cfg, path, registry))
+    if cfg.reports is not None:
+        routes = {r.name for r in cfg.alerting.routes} if cfg.alerting else set()
+        problems.extend(cfg.reports.problems({d.id for d in cfg.devices}, routes, str(path)))
     if problems:
         raise ConfigError(problems[0], problems)
     return Site(config=cfg, path=path, profiles=registry, device_profiles=resolved)

@@ -103,5 +103,16 @@ class ReportsConfig(Strict):
             raise ValueError(f"{v!r} is not a time of day HH:MM")
         return v
 
+    def problems(self, device_ids: set[str], route_names: set[str], where: str) -> list[str]:
+        """What the block names that the site does not have (one line each, naming the file)."""
+        out: list[str] = []
+        if self.route is not None and self.route not in route_names:
+            out.append(f"{where}: reports.route: unknown alerting route {self.route!r}"
+                       f" (known: {', '.join(sorted(route_names)) or 'none'})")
+        for step in self.gas_plan.shedding:
+            if step.boiler is not None and step.boiler not in device_ids:
+                out.append(f"{where}: reports.gas_plan.shedding: unknown boiler {step.boiler!r}")
+        return out
+
 
 __all__ = ["DEFAULT_LEAK_RULES", "Format", "GasPlan", "ReportKind", "ReportsConfig", "ShedStep"]
