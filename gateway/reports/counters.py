@@ -68,13 +68,18 @@ def counter_usage(
     *,
     max_rate_per_s: float,
     rollover: float | None = None,
+    resolution: float = 0.0,
 ) -> CounterUsage:
-    """The amount a totaliser counted over ``readings`` (sorted here by time)."""
+    """The amount a totaliser counted over ``readings`` (sorted here by time).
+
+    ``resolution`` (the register's scale) is added to every step's plausible
+    rise: a counter read in steps of 0.01 may show 0.02 after 0.012 was used.
+    """
     pts = sorted(readings)
     used = 0.0
     notes: list[CounterNote] = []
     for (t0, a), (t1, b) in itertools.pairwise(pts):
-        limit = max_rate_per_s * max(t1 - t0, 0) / NS
+        limit = max_rate_per_s * max(t1 - t0, 0) / NS + resolution
         d = b - a
         if 0 <= d <= limit:
             used += d

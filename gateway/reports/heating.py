@@ -1,7 +1,8 @@
 """The heating-season daily report: boilers, pipe networks, gas against plan, alarms.
 
 Per boiler (devices of kind ``boiler``): running hours and burner starts
-from ``burner_state`` (3 = firing), supply and return temperature
+from the controller's ``burner_hours`` / ``burner_starts`` counters, or,
+where a boiler has none, from ``burner_state`` (3 = firing); supply and return temperature
 min/mean/max, the pressure range, and gas used from the ``gas_total``
 totaliser (``counters.counter_usage``: resets, rollovers and meter swaps
 become notes). Per pipe network (kind ``pipe_network``): make-up water as a
@@ -37,6 +38,9 @@ from gateway.reports.queries import series
 
 NS = 1_000_000_000
 FIRING = 3
+# Plausible rises of the controller's counters (faster is a meter swap or reset).
+MAX_FIRING_H_PER_H = 1.05
+MAX_STARTS_PER_H = 360.0
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,10 @@ def burner(states: list[tuple[int, float]], gap_ns: float) -> tuple[float, int, 
     return firing, starts, unknown
 
 
-def _point_rollover(dev: DeviceDay, point: str) -> float | None:
+def _point_rollover(dev: DeviceDay, point: str) -> tuple[float | None, float]:
+    """(where the point's register wraps, its resolution) in engineering units."""
     p = next((p for p in dev.profile.points if p.name == point), None)
-    return None if p is None else rollover_of(str(p.type), p.scale)
+    return (None, 0.0) if p is None else (rollover_of(str(p.type), p.scale), abs(p.scale))
 
 
 def totaliser(d: DeviceDay, point: str, max_per_h: float, what: str, unit: str,
@@ -128,8 +133,9 @@ def totaliser(d: DeviceDay, point: str, max_per_h: float, what: str, unit: str,
     readings = series(d.rows, point)
     if not readings:
         return None
-    u = counter_usage(readings, max_rate_per_s=max_per_h / 3600,
-                      rollover=_point_rollover(d, point))
+    rollover, resolution = _point_rollover(d, point)
+    u = counter_usage(readings, max_rate_per_s=max_per_h / 3600, rollover=rollover,
+                      resolution=resolution)
     notes += [f"{what}: {n.text(unit)}" for n in u.notes]
     return u.used
 
@@ -148,6 +154,14 @@ def boiler_row(d: DeviceDay, gap_polls: int, max_gas_m3_h: float) -> BoilerRow:
         running_h = firing / 3600
         if unknown:
             notes.append(f"running hours exclude {unknown / 3600:.2f} h between polls a gap apart")
+    # The controller's own counters see every start and every firing minute, also
+    # between polls and through gaps: they win over what the polls show.
+    counted_h = totaliser(d, "burner_hours", MAX_FIRING_H_PER_H, "burner hours", "h", notes)
+    if counted_h is not None:
+        running_h = counted_h
+    counted_starts = totaliser(d, "burner_starts", MAX_STARTS_PER_H, "burner starts", "", notes)
+    if counted_starts is not None:
+        starts = round(counted_starts)
     gas_m3 = totaliser(d, "gas_total", max_gas_m3_h, "gas", "m³", notes)
 
     def vals(f: str) -> list[float]:
@@ -184,12 +198,12 @@ def gas_per_hour(day: DayData, max_gas_m3_h: float) -> list[tuple[int, float]]:
     totals = [0.0] * len(hours)
     for d in day.of_kind("boiler"):
         gas = series(d.rows, "gas_total")
-        rollover = _point_rollover(d, "gas_total")
+        rollover, resolution = _point_rollover(d, "gas_total")
         for i, h in enumerate(hours):
             before = [g for g in gas if g[0] < h][-1:]
             inside = [g for g in gas if h <= g[0] < h + 3600 * NS]
             totals[i] += counter_usage(before + inside, max_rate_per_s=max_gas_m3_h / 3600,
-                                       rollover=rollover).used
+                                       rollover=rollover, resolution=resolution).used
     return list(zip(hours, totals, strict=True))
 
 

@@ -8,7 +8,8 @@ report code:
   1 m³ a minute while firing; a two-hour outage 10:00-12:00 (no polls); its
   gas totaliser is reset to 0 at 15:00.
 - ``boiler-2`` (every 60 s): fires all day at 1 m³ a minute; its 32-bit
-  totaliser rolls over at 07:50.
+  totaliser rolls over at 07:50; its controller counts three starts at
+  12:00 that no poll saw, and its firing hours in 0.01 h steps.
 - ``net-1`` (pipe-heat-meter, every 60 s): circulating 200 m³/h, make-up
   1 m³/h, 4 m³/h from 02:00 to 03:00; heat meter +100 kWh a minute. A
   make-up alarm 02:30, acknowledged by li at 02:40, cleared 03:30.
@@ -90,6 +91,12 @@ class Expected:
     def gas_2(self) -> float:  # 1 m³ per minute between the first and the last reading
         return float(self.boiler_2_readings - 1)
 
+    starts_2 = 3
+
+    @property
+    def running_h_2(self) -> float:  # fired between the first and the last reading
+        return (self.boiler_2_readings - 1) / 60
+
     @property
     def heat_kwh(self) -> float:
         return 100.0 * (self.heat_readings - 1)
@@ -133,10 +140,14 @@ def build_day() -> tuple[list[Sample | AlarmEvent], Expected]:
         if firing:
             gas1 += 1
     gas2 = WRAP - 470  # reads 0 at 07:50
-    for t in minutes():
+    for i, t in enumerate(minutes()):
         items.append(_sample("boiler-2", "boiler", t, {
             "supply_temp": 80.0, "return_temp": 60.0, "pressure": 0.5,
             "gas_total": gas2 % WRAP, "burner_state": 3, "flame": True,
+            # The controller's counters (uint32, hours x0.01): three short restarts
+            # at 12:00 that no poll saw, and a firing-hour counter read in 0.01 h steps.
+            "burner_starts": 1200 + (3 if t >= at(12) else 0),
+            "burner_hours": round(3400 + i / 60, 2),
         }, "boiler_room"))
         exp.boiler_2_readings += 1
         gas2 += 1

@@ -52,3 +52,14 @@ def test_counting_goes_on_across_a_data_gap() -> None:
 )
 def test_rollover_of(type_name: str, scale: float, wrap: float | None) -> None:
     assert rollover_of(type_name, scale) == wrap
+
+
+@pytest.mark.parametrize(
+    ("resolution", "kinds"),
+    [(0.0, ["swap"]), (0.01, [])],
+)
+def test_a_coarse_register_is_not_a_swap(resolution: float, kinds: list[str]) -> None:
+    """Hours in 0.01 h steps read every minute: 0.02 after 0.0167 h is a rounding, not a swap."""
+    readings = [(0, 10.00), (60 * S, 10.02), (120 * S, 10.03)]
+    u = counter_usage(readings, max_rate_per_s=1.05 / 3600, resolution=resolution)
+    assert [n.kind for n in u.notes] == kinds
