@@ -25,7 +25,7 @@ from gateway.outbox import Event, Record, RecordKind
 from gateway.reports.schedule import RETRY_S, ReportScheduler
 from gateway.sinks.mqtt import MqttSink
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, free_port
-from tests.integration.receivers import smtp_on_loopback
+from tests.integration.receivers import WebhookReceiver, smtp_on_loopback
 from tests.integration.report_day import DAY, SITE, at, pdftotext, site_file, write_day
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,7 +47,7 @@ class RawMailbox:
 
 
 def scheduled_site(tmp: Path, db: InfluxDB1, broker: Mosquitto, smtp_port: int,
-                   influx_url: str | None = None) -> Path:
+                   influx_url: str | None = None, webhook_port: int | None = None) -> Path:
     path = site_file(tmp, db)
     doc: dict[str, Any] = yaml.safe_load(path.read_text())
     doc["sinks"]["mqtt"] = broker.sink_config()
@@ -59,6 +59,10 @@ def scheduled_site(tmp: Path, db: InfluxDB1, broker: Mosquitto, smtp_port: int,
                       "to": ["duty@heat.example"]}],
         "routes": [{"name": "daily-reports", "channels": ["office"]}],
     }
+    if webhook_port is not None:
+        doc["alerting"]["channels"].append(
+            {"name": "duty-chat", "type": "webhook", "url": f"http://127.0.0.1:{webhook_port}/"})
+        doc["alerting"]["routes"][0]["channels"].append("duty-chat")
     doc["reports"].update(at="07:30", dir=str(tmp / "reports"), formats=["pdf", "csv"],
                           route="daily-reports")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -73,13 +77,15 @@ async def announce(broker: Mosquitto, events: list[Event]) -> None:
 
 
 async def test_reports_are_written_published_and_mailed_at_the_configured_time(
-    influxdb1: InfluxDB1, mosquitto: Mosquitto, mqtt_collector: Any, tmp_path: Path
+    influxdb1: InfluxDB1, mosquitto: Mosquitto, mqtt_collector: Any, tmp_path: Path,
+    webhook: WebhookReceiver,
 ) -> None:
     exp = await write_day(influxdb1)
     box = RawMailbox()
     collector: MqttCollector = mqtt_collector(mosquitto, f"fsg/{SITE}/#")
     with smtp_on_loopback(box) as port:
-        site = load_site(scheduled_site(tmp_path, influxdb1, mosquitto, port))
+        site = load_site(scheduled_site(tmp_path, influxdb1, mosquitto, port,
+                                        webhook_port=webhook.port))
         clock = FakeClock(NEXT_MORNING_0729)
         events: list[Event] = []
         sched = ReportScheduler(site, clock, events.append)
@@ -106,6 +112,10 @@ async def test_reports_are_written_published_and_mailed_at_the_configured_time(
                     if p.get_filename()}
         assert sorted(attached) == sorted(n for n in names if n.endswith(".pdf"))
         assert attached[heating_pdf.name] == heating_pdf.read_bytes()
+        (post,) = webhook.posts  # the chat robot gets a short summary, no attachment
+        assert post["title"] == f"{SITE}: daily reports for {DAY.isoformat()}"
+        assert "INCOMPLETE: data missing for 2 of 6 sources" in post["text"]
+        assert heating_pdf.name in post["text"]
 
     await announce(mosquitto, events)
     msgs = await asyncio.to_thread(
