@@ -39,13 +39,12 @@ class CounterNote:
 
     def text(self, unit: str = "") -> str:
         u = f" {unit}" if unit else ""
+        b, a, n = (f"{v:.12g}" for v in (self.before, self.after, self.counted))
         if self.kind == "rollover":
-            return (f"totaliser rolled over ({self.before:g} -> {self.after:g});"
-                    f" {self.counted:g}{u} counted across it")
+            return f"totaliser rolled over ({b} -> {a}); {n}{u} counted across it"
         if self.kind == "reset":
-            return (f"totaliser reset ({self.before:g} -> {self.after:g});"
-                    f" {self.counted:g}{u} since the reset counted")
-        return (f"meter swap or implausible jump ({self.before:g} -> {self.after:g});"
+            return f"totaliser reset ({b} -> {a}); {n}{u} since the reset counted"
+        return (f"meter swap or implausible jump ({b} -> {a});"
                 " use between these readings not counted")
 
 

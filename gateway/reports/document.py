@@ -66,6 +66,8 @@ class Document:
     tables: list[Table]
     charts: list[Chart] = field(default_factory=list)
     complete: bool = True
+    # How many tables come before the charts (the key figures first).
+    tables_before_charts: int = 0
 
 
 def local(ns: int | None, tz: str, fmt: str = "%H:%M:%S") -> str:

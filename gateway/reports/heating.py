@@ -282,6 +282,7 @@ def heating_document(rep: HeatingReport) -> Document:
                 *completeness_tables(rep.coverages, rep.not_polled, tz)],
         charts=charts,
         complete=complete,
+        tables_before_charts=2,
     )
 
 

@@ -49,7 +49,7 @@ def _para(text: str, style: ParagraphStyle) -> Paragraph:
     return Paragraph(f'<font name="{CJK_FONT}">{escape(text)}</font>', style)
 
 
-def _chart(c: Chart, width: float, height: float = 55 * mm) -> Drawing:
+def _chart(c: Chart, width: float, height: float = 48 * mm) -> Drawing:
     pad = 28.0
     d = Drawing(width, height)
     pts = [p for s in c.series for p in s.points]
@@ -58,6 +58,9 @@ def _chart(c: Chart, width: float, height: float = 55 * mm) -> Drawing:
     hi = max(ys)
     if hi <= lo:
         hi = lo + 1.0
+    if c.kind == "line":
+        # A margin, so a flat series does not vanish into an axis.
+        lo, hi = lo - (hi - lo) * 0.05, hi + (hi - lo) * 0.05
     span = max(c.end_ns - c.start_ns, 1)
 
     def x(t: int) -> float:
@@ -92,7 +95,7 @@ def _chart(c: Chart, width: float, height: float = 55 * mm) -> Drawing:
                 flat: list[float] = []
                 for t, v in seg:
                     flat += [x(t), y(v)]
-                d.add(PolyLine(flat, strokeColor=colour, strokeWidth=0.8))
+                d.add(PolyLine(flat, strokeColor=colour, strokeWidth=1.4))
     return d
 
 
@@ -115,16 +118,21 @@ def render_pdf(doc: Document) -> bytes:
     for i, line in enumerate(doc.lines):
         story.append(_para(line, warn if i == 0 and not doc.complete else body))
     width = page[0] - 24 * mm
-    for c in doc.charts:
-        story += [Spacer(1, 3 * mm), _chart(c, width)]
-    for t in doc.tables:
+    for i, t in enumerate(doc.tables):
+        if i == doc.tables_before_charts:
+            for c in doc.charts:
+                story += [Spacer(1, 3 * mm), _chart(c, width)]
         story += [Spacer(1, 4 * mm), _para(t.title.capitalize(), h3)]
         if not t.rows:
             story.append(_para("(none)", body))
             continue
         data = [[_para(h, head) for h in t.header]]
         data += [[_para(v, cell) for v in r] for r in t.rows]
-        table = Table(data, repeatRows=1, hAlign="LEFT")
+        # Columns as wide as their text wants (long notes and messages wider), within the page.
+        wants = [min(max(len(r[i]) for r in [t.header, *t.rows]), 60) + 4
+                 for i in range(len(t.header))]
+        table = Table(data, repeatRows=1, hAlign="LEFT",
+                      colWidths=[width * w / sum(wants) for w in wants])
         style: list[Any] = [("GRID", (0, 0), (-1, -1), 0.3, colors.grey),
                  ("BACKGROUND", (0, 0), (-1, 0), colors.HexColor("#eeeeee")),
                  ("VALIGN", (0, 0), (-1, -1), "TOP")]

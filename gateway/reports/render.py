@@ -60,6 +60,9 @@ def svg_chart(chart: Chart) -> str:
     hi = max(ys)
     if hi <= lo:
         hi = lo + 1.0
+    if chart.kind == "line":
+        # A margin, so a flat series does not vanish into an axis.
+        lo, hi = lo - (hi - lo) * 0.05, hi + (hi - lo) * 0.05
 
     def x(t: int) -> float:
         return _PAD + (t - chart.start_ns) / span * (_W - 2 * _PAD)
@@ -118,9 +121,9 @@ def render_html(doc: Document) -> str:
     ]
     for i, line in enumerate(doc.lines):
         parts.append(f"<p{head_cls if i == 0 else ''}>{e(line)}</p>")
-    for c in doc.charts:
-        parts.append(f'<figure class="chart">{svg_chart(c)}</figure>')
-    for t in doc.tables:
+    for i, t in enumerate(doc.tables):
+        if i == doc.tables_before_charts:
+            parts += [f'<figure class="chart">{svg_chart(c)}</figure>' for c in doc.charts]
         parts.append(f"<h2>{e(t.title.capitalize())}</h2>")
         if not t.rows:
             parts.append("<p>(none)</p>")

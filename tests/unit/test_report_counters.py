@@ -36,7 +36,7 @@ def test_usage(values: list[float], rollover: float | None, used: float, kinds: 
     assert u.used == pytest.approx(used)
     assert [n.kind for n in u.notes] == kinds
     for n in u.notes:
-        assert str(n.before.__format__("g")) in n.text("m³")
+        assert f"({n.before:.12g} -> {n.after:.12g})" in n.text("m³")
 
 
 def test_counting_goes_on_across_a_data_gap() -> None:
