@@ -1,10 +1,11 @@
 """A ``Document`` as PDF with reportlab (pure Python; no browser, no network, no system fonts).
 
 Latin text uses the PDF base font Helvetica; any text with characters
-outside Latin-1 (Chinese names, areas, messages) is set in reportlab's
-built-in CID font STSong-Light, which PDF viewers supply (Adobe's Simplified
-Chinese font pack; poppler maps it to an installed CJK font such as
-fonts-noto-cjk or fonts-wqy-zenhei), so no font file ships with the gateway.
+outside Latin-1 (Chinese names, areas, messages) is set in a CJK font. The
+first of ``CJK_FONT_FILES`` that exists (Debian's fonts-wqy-zenhei, which
+the Makefile installs, or fonts-noto-cjk) is embedded (subset), so the PDF
+shows Chinese on any viewer; without one, reportlab's built-in CID font
+STSong-Light is named but not embedded, and the viewer must supply it.
 Charts are drawn with reportlab's vector graphics from the same ``Chart``
 data as the HTML's SVG.
 """
@@ -12,6 +13,7 @@ data as the HTML's SVG.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -22,21 +24,40 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.lib.units import mm
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.ttfonts import TTFError, TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from gateway.reports.document import Chart, Document
 
-CJK_FONT = "STSong-Light"
+CID_FONT = "STSong-Light"
+EMBEDDED_FONT = "CJK-Embedded"
+# (path, index in a collection): TrueType fonts that cover Simplified Chinese.
+CJK_FONT_FILES: list[tuple[str, int]] = [
+    ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 0),
+    ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),
+    ("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", 0),
+]
 _COLOURS = [colors.HexColor("#c0392b"), colors.HexColor("#2471a3")]
 _BAD = colors.HexColor("#fde8e8")
-_registered = False
+_cjk: str | None = None
 
 
-def _fonts() -> None:
-    global _registered
-    if not _registered:
-        pdfmetrics.registerFont(UnicodeCIDFont(CJK_FONT))
-        _registered = True
+def cjk_font() -> str:
+    """The registered CJK font's name: an embedded TrueType font if one is installed."""
+    global _cjk
+    if _cjk is None:
+        for path, index in CJK_FONT_FILES:
+            if Path(path).is_file():
+                try:
+                    pdfmetrics.registerFont(TTFont(EMBEDDED_FONT, path, subfontIndex=index))
+                except (TTFError, OSError):
+                    continue  # unreadable or not TrueType outlines: try the next
+                _cjk = EMBEDDED_FONT
+                break
+        else:
+            pdfmetrics.registerFont(UnicodeCIDFont(CID_FONT))
+            _cjk = CID_FONT
+    return _cjk
 
 
 def _latin1(text: str) -> bool:
@@ -46,7 +67,7 @@ def _latin1(text: str) -> bool:
 def _para(text: str, style: ParagraphStyle) -> Paragraph:
     if _latin1(text):
         return Paragraph(escape(text), style)
-    return Paragraph(f'<font name="{CJK_FONT}">{escape(text)}</font>', style)
+    return Paragraph(f'<font name="{cjk_font()}">{escape(text)}</font>', style)
 
 
 def _chart(c: Chart, width: float, height: float = 48 * mm) -> Drawing:
@@ -101,7 +122,7 @@ def _chart(c: Chart, width: float, height: float = 48 * mm) -> Drawing:
 
 def render_pdf(doc: Document) -> bytes:
     """The document as PDF bytes: head lines, charts, then every table (highlighted rows red)."""
-    _fonts()
+    cjk_font()
     buf = io.BytesIO()
     page = landscape(A4)
     pdf = SimpleDocTemplate(buf, pagesize=page, leftMargin=12 * mm, rightMargin=12 * mm,
@@ -144,4 +165,4 @@ def render_pdf(doc: Document) -> bytes:
     return buf.getvalue()
 
 
-__all__ = ["CJK_FONT", "render_pdf"]
+__all__ = ["CJK_FONT_FILES", "cjk_font", "render_pdf"]
