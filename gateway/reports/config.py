@@ -83,6 +83,8 @@ class ReportsConfig(Strict):
     formats: list[Format] = Field(default_factory=_default_formats, min_length=1)
     # An alerting route (alerting.routes[].name) whose channels get the reports.
     route: str | None = None
+    # Where ``dir`` is served (a file share or web server): webhook messages link the files.
+    link: str | None = Field(default=None, pattern=r"^(https?|file|smb)://")
     # A gap is longer than this many poll intervals without data.
     gap_polls: int = Field(default=3, ge=1, le=1000)
     # The most gas a boiler can burn: a totaliser rising faster is a meter swap.

@@ -7,9 +7,10 @@ is plenty; it does nothing until due). Once the site's local time has passed
 ``<prefix>/<site>/reports`` (an outbox event, so it is durable and survives
 a broker outage), and sent through the channels of ``reports.route``: an
 e-mail channel gets the PDFs as attachments, a webhook channel a short
-summary naming the files. A ``<day>.done`` marker beside them makes the run
-happen once per day, also across restarts; a gateway started after ``at``
-catches up at once (late, but not missed).
+summary with a link to each file (``reports.link``, where ``dir`` is
+served). A ``<day>.done`` marker beside them makes the run happen once per
+day, also across restarts; a gateway started after ``at`` catches up at once
+(late, but not missed).
 
 Anything that fails (InfluxDB unreachable, a format that cannot render, a
 channel refusing) keeps the day not done, is retried every ``RETRY_S``
@@ -163,7 +164,8 @@ class ReportScheduler:
             out.errors.append(f"route {self.cfg.route!r} is not in alerting.routes")
             return
         title = f"{self.site.config.site}: daily reports for {out.day.isoformat()}"
-        text = "\n".join([*out.summary, "", "files:", *(f.name for f in out.files)])
+        base = f"{self.cfg.link.rstrip('/')}/{out.day.isoformat()}/" if self.cfg.link else ""
+        text = "\n".join([*out.summary, "", "files:", *(base + f.name for f in out.files)])
         pdfs = [(f.name, f.read_bytes(), _MIME["pdf"]) for f in out.files if f.suffix == ".pdf"]
         async with httpx.AsyncClient() as client:
             for name in route.channels:

@@ -6,6 +6,7 @@ patrol simulation (tests/unit/test_patrol_report.py), never from the report.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from gateway.reports.day import read_day
 from gateway.reports.pdf import render_pdf
 from gateway.reports.render import render_text
 from gateway.reports.safety import collect_safety, excursions, safety_document
-from tests.fixtures.servers import InfluxDB1
+from tests.fixtures.servers import InfluxDB1, free_port
 from tests.integration.report_day import DAY, SITE, at, pdftotext, site_file, write_day
 from tests.integration.test_patrol_report import write_night
 from tests.unit.test_patrol_report import REPO
@@ -74,3 +75,28 @@ def test_excursions(values: list[float], expected: list[tuple[int, int, float]])
     readings = [(i * 60 * S, float(v)) for i, v in enumerate(values)]
     got = excursions("cold", readings, -30.0, 8.0, 60 * S)
     assert [(e.start_ns // S, e.end_ns // S, e.peak) for e in got] == expected
+
+
+async def test_the_gateway_command_writes_both_reports(
+    influxdb1: InfluxDB1, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``gateway report heating|safety`` through the real entry point (gateway.cli.main)."""
+    from gateway.cli import main
+
+    await write_day(influxdb1)
+    path = site_file(tmp_path, influxdb1)
+    out = tmp_path / "safety.html"
+    assert await asyncio.to_thread(
+        main, ["report", "safety", "--date", DAY.isoformat(), "--site", str(path),
+               "--format", "html", "-o", str(out)]) == 0
+    assert '<p class="incomplete">INCOMPLETE' in out.read_text()
+    assert await asyncio.to_thread(
+        main, ["report", "heating", "--date", DAY.isoformat(), "--site", str(path)]) == 0
+    assert capsys.readouterr().out.startswith(f"{SITE}: heating report for {DAY.isoformat()}")
+    # A bad date is refused by argparse; an unreachable InfluxDB is a clear error, exit 1.
+    (tmp_path / "dead").mkdir()
+    dead = site_file(tmp_path / "dead", influxdb1)
+    dead.write_text(dead.read_text().replace(influxdb1.url, f"http://127.0.0.1:{free_port()}"))
+    assert await asyncio.to_thread(
+        main, ["report", "heating", "--date", DAY.isoformat(), "--site", str(dead)]) != 0
+    assert "unreachable" in capsys.readouterr().err

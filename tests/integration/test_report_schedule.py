@@ -64,7 +64,7 @@ def scheduled_site(tmp: Path, db: InfluxDB1, broker: Mosquitto, smtp_port: int,
             {"name": "duty-chat", "type": "webhook", "url": f"http://127.0.0.1:{webhook_port}/"})
         doc["alerting"]["routes"][0]["channels"].append("duty-chat")
     doc["reports"].update(at="07:30", dir=str(tmp / "reports"), formats=["pdf", "csv"],
-                          route="daily-reports")
+                          route="daily-reports", link="https://reports.heat.example/fsg")
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -115,7 +115,8 @@ async def test_reports_are_written_published_and_mailed_at_the_configured_time(
         (post,) = webhook.posts  # the chat robot gets a short summary, no attachment
         assert post["title"] == f"{SITE}: daily reports for {DAY.isoformat()}"
         assert "INCOMPLETE: data missing for 2 of 6 sources" in post["text"]
-        assert heating_pdf.name in post["text"]
+        assert f"https://reports.heat.example/fsg/{DAY.isoformat()}/{heating_pdf.name}" in post[
+            "text"]
 
     await announce(mosquitto, events)
     msgs = await asyncio.to_thread(
@@ -146,3 +147,31 @@ async def test_a_report_that_cannot_be_generated_raises_the_late_report_alarm(
     clock.advance(RETRY_S)
     again = await sched.tick()
     assert again is not None and not again.ok
+
+
+async def test_the_gateway_turns_a_late_report_into_an_alarm(
+    influxdb1: InfluxDB1, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """The app wiring: the scheduler's signal is one of the gateway's health signals."""
+    from gateway.app import Gateway
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    path = scheduled_site(tmp_path, influxdb1, mosquitto, free_port(), dead)
+    doc = yaml.safe_load(path.read_text())
+    doc["outbox"] = {"path": str(tmp_path / "outbox.sqlite")}
+    doc["alerting"]["state_db"] = str(tmp_path / "alarms.sqlite")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    clock = FakeClock(NEXT_MORNING_0729 + 60 * S)
+    gw = Gateway(load_site(path), clock, state_dir=tmp_path)
+    assert gw.reports is not None and gw.alerts is not None
+    gw.alerts.open()
+    try:
+        assert ("report:late", True, "daily reports on time") in gw._health_signals()
+        out = await gw.reports.tick()
+        assert out is not None and not out.ok
+        (late,) = [s for s in gw._health_signals() if s[0] == "report:late"]
+        (event,) = gw.alerts.health(*late)
+        assert (event.alarm_id, event.action) == ("gateway:report:late", "activate")
+        assert event.message.startswith(f"gateway report:late: late report: {DAY.isoformat()}")
+    finally:
+        gw.alerts.close()
