@@ -20,9 +20,14 @@ from firmware_sim.rtu_server import RtuLine
 from firmware_sim.scenarios import ResolvedScenario
 from firmware_sim.tcp_server import TcpEndpoint
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.sim import MBusLineSim
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 
-Part = TcpEndpoint | RtuLine | RfidReader
+# plugin wiring: replaced by the registry (plugin-core)
+Part = TcpEndpoint | RtuLine | RfidReader | MBusLineSim
 
 
 @dataclass
@@ -79,8 +84,19 @@ class Simulator:
         return lines
 
     async def _start_source(
-        self, src: ModbusTcpSource | ModbusRtuSource | SerialLineSource
+        self, src: ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig
     ) -> str | None:
+        # plugin wiring: replaced by the registry (plugin-core)
+        if isinstance(src, MBusSourceConfig):
+            devs = self.site.devices_of(src.id)
+            if src.port is None or not devs:
+                return None
+            line = MBusLineSim.for_site(
+                src, devs, self.site.device_profiles, wire_time=self.wire_time
+            )
+            await line.start()
+            self.parts.append(line)
+            return f"serving {src.id} on {line.link_path} -> {line.pty.pty_path} (M-Bus)"
         if isinstance(src, SerialLineSource):
             return await self._start_serial(src)
         units = self._units(src.id)

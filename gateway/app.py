@@ -46,12 +46,17 @@ from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.source import MBusSource, build_meters
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import plaintext_secret_warnings
 from gateway.reports.schedule import ReportScheduler
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
+from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -124,7 +129,7 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[ModbusSource | SerialLineDevice] = []
+        self.sources: list[ModbusSource | SerialLineDevice | MBusSource] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
@@ -136,7 +141,11 @@ class Gateway:
             devs = site.devices_of(src.id)
             if not devs:
                 continue
-            if isinstance(src, ModbusTcpSource | ModbusRtuSource):
+            # plugin wiring: replaced by the registry (plugin-core)
+            if isinstance(src, MBusSourceConfig):
+                meters = build_meters(src, devs, site.device_profiles, site_tags, units)
+                self.sources.append(MBusSource(src, meters, self._emit, self.clock))
+            elif isinstance(src, ModbusTcpSource | ModbusRtuSource):
                 mdevs = []
                 for d in devs:
                     prof = site.device_profiles[d.id]
@@ -159,6 +168,7 @@ class Gateway:
             self.alerts = AlertEngine(
                 site, self.clock, publish=self._notify_mqtt, emit=self._append_alarms
             )
+        self.storage = StorageAlarms(self.alerts)
         self.patrol: PatrolEngine | None = None
         patrol_cfg = resolve_patrol(cfg.patrol, site.path)
         if patrol_cfg is not None:
@@ -180,7 +190,8 @@ class Gateway:
     def device_counters(self) -> dict[str, DeviceCounters]:
         out: dict[str, DeviceCounters] = {}
         for s in self.sources:
-            if isinstance(s, ModbusSource):
+            # plugin wiring: replaced by the registry (plugin-core)
+            if isinstance(s, ModbusSource | MBusSource):
                 out.update({d.id: d.counters for d in s.devices})
             else:
                 out[s.device.id] = s.counters
@@ -341,6 +352,8 @@ class Gateway:
             values["outbox_rows"] = stats.outbox.rows
             values["outbox_bytes"] = stats.outbox.bytes
             values["evictions"] = stats.outbox.evicted
+            values["outbox_quarantined"] = stats.outbox.quarantined
+            values["outbox_disk_full"] = stats.outbox.disk_full is not None
             for name, b in stats.outbox.sinks.items():
                 values[f"backlog_{name}"] = b.backlog
                 values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)
@@ -378,6 +391,7 @@ class Gateway:
             age = stats.oldest_undelivered_age_s
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
+        out += self.storage.signals(stats, self.patrol)
         if self.reports is not None:
             out.append(self.reports.signal())
         return out
@@ -401,6 +415,7 @@ class Gateway:
             # A step is a warning: timestamps shift, no duration does.
             step = self.clock_watch.signal()
             self._append_alarms(self.alerts.health(*step, severity=Severity.MEDIUM))
+            self._append_alarms(self.storage.check(self.delivery.stats()))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
             for src in self.sources:
@@ -461,6 +476,10 @@ class Gateway:
                 if replay:
                     log.warning("publishing %d alarm transitions saved before a stop", len(replay))
                 self._append_alarms(replay)
+            if self.patrol is not None:
+                # A clean stop checkpoints its WAL: one self-contained file is left.
+                stack.callback(self.patrol.store.close)
+            self._append_alarms(self.storage.opened(self.delivery, self.patrol))
             for s in self.sources:
                 await stack.enter_async_context(s)
             if self.freeze_gc:

@@ -18,7 +18,7 @@ import yaml
 from gateway.config import Site, load_site
 from gateway.errors import CommandError, ConfigError, GatewayError
 from gateway.profiles.registry import ProfileRegistry
-from gateway.profiles.schema import ModbusProfile
+from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import (
     install_log_redaction,
     plaintext_secret_warnings,
@@ -106,7 +106,8 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
     for name in reg.names():
         p = reg.get(name)
-        count = len(p.points) if isinstance(p, ModbusProfile) else len(p.fields)
+        # plugin wiring: replaced by the registry (plugin-core)
+        count = len(p.fields) if isinstance(p, SerialLineProfile) else len(p.points)
         print(f"{name:28} {p.protocol:12} {p.kind:14} {count:3} points  {p.description}")
     return 0
 

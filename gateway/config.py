@@ -20,8 +20,12 @@ from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
 from gateway.patrol.config import PatrolConfig
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.profile import MBusProfile
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
+from gateway.profiles.schema import SerialLineProfile, SimBehaviour
 from gateway.reports.config import ReportsConfig
 from gateway.validators import TimeZoneName, check_order
 from gateway.yamlfile import LinedData, explain, load_yaml
@@ -91,7 +95,9 @@ class SerialLineSource(_SerialSettings):
 
 
 Source = Annotated[
-    ModbusTcpSource | ModbusRtuSource | SerialLineSource, Field(discriminator="type")
+    # plugin wiring: replaced by the registry (plugin-core)
+    ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -213,6 +219,7 @@ class Sinks(Strict):
 class OutboxConfig(Strict):
     path: str = "gateway-outbox.sqlite"
     # Live rows past this size evict the oldest telemetry; alarm events are kept.
+    # Unset: 256 MB, or half the free space at start if less (gateway/disk_space.py).
     max_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     # full: fsync per commit, survives power loss; normal: survives kill -9 only.
     synchronous: Literal["normal", "full"] = "full"
@@ -319,7 +326,10 @@ class SiteConfig(Strict):
             seen.add(d.id)
         return self
 
-    def source(self, source_id: str) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource:
+    # plugin wiring: replaced by the registry (plugin-core)
+    def source(
+        self, source_id: str
+    ) -> ModbusTcpSource | ModbusRtuSource | SerialLineSource | MBusSourceConfig:
         for s in self.sources:
             if s.id == source_id:
                 return s
@@ -382,14 +392,18 @@ def _cross_check(
         for pname in dev.sim:
             names = (
                 {p.name for p in prof.points}
-                if isinstance(prof, ModbusProfile)
+                # plugin wiring: replaced by the registry (plugin-core)
+                if not isinstance(prof, SerialLineProfile)
                 else {f.name for f in prof.fields}
             )
             if pname not in names:
                 problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
         if src is None:
             continue
-        if isinstance(prof, SerialLineProfile) != isinstance(src, SerialLineSource):
+        if isinstance(prof, SerialLineProfile) != isinstance(src, SerialLineSource) or (
+            # plugin wiring: replaced by the registry (plugin-core)
+            isinstance(prof, MBusProfile) != isinstance(src, MBusSourceConfig)
+        ):
             problems.append(
                 f"{at('profile')}: device {dev.id!r}: profile {prof.name!r} speaks"
                 f" {prof.protocol} but source {src.id!r} is {src.type}"
@@ -404,6 +418,9 @@ def _cross_check(
             serial_users[src.id] = dev.id
             continue
         key = (src.id, dev.unit)
+        # plugin wiring: replaced by the registry (plugin-core)
+        if isinstance(src, MBusSourceConfig) and dev.id in src.secondary:
+            key = (src.id, -1 - len(units))  # read by secondary address: unit unused
         if key in units:
             problems.append(
                 f"{at('unit')}: device {dev.id!r}: unit {dev.unit} on {src.id!r} is already"
@@ -416,6 +433,10 @@ def _cross_check(
                 f"{at('interval_s')}: device {dev.id!r}: interval_s {dev.interval_s} must exceed"
                 f" the source's timeout_s x (retries + 1) = {worst:g}"
             )
+    # plugin wiring: replaced by the registry (plugin-core)
+    for src in cfg.sources:
+        if isinstance(src, MBusSourceConfig):
+            problems.extend(src.check_devices({d.id for d in cfg.devices if d.source == src.id}))
     return resolved, problems
 
 
@@ -442,7 +463,8 @@ def _check_rules_and_patrol(cfg: SiteConfig, path: Path, registry: ProfileRegist
                 prof = registry.get(name)
                 points[name] = (
                     {p.name for p in prof.points}
-                    if isinstance(prof, ModbusProfile)
+                    # plugin wiring: replaced by the registry (plugin-core)
+                    if not isinstance(prof, SerialLineProfile)
                     else {f.name for f in prof.fields}
                 )
             problems.extend(check_against_devices(ruleset, devices, points))

@@ -43,6 +43,7 @@ from gateway.outbox import Event, Item, Outbox, OutboxStats, Record, RecordKind
 from gateway.redact import redact_text
 from gateway.sinks.base import Sink, SinkRejected
 from gateway.sinks.console import ConsoleSink
+from gateway.sqlite_file import FileIncident
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class Delivery:
         units: Mapping[str, Mapping[str, str]] | None = None,
         stdout: TextIO | None = None,
         outbox_path: str | Path | None = None,
+        primary: bool = True,
     ) -> None:
         self.site = site
         self._clock = clock or SystemClock()
@@ -142,6 +144,7 @@ class Delivery:
                         clock,
                         extra_sinks=[lane_sink],
                         outbox_path=lane_outbox_path(main_path),
+                        primary=False,
                     ),
                     name="alarm-lane",
                 )
@@ -157,12 +160,14 @@ class Delivery:
             self._outbox = Outbox(
                 main_path,
                 [s.name for s in durable],
-                max_bytes=outbox.max_bytes,
+                # Unset: sized against the free space at open (gateway/disk_space.py).
+                max_bytes=outbox.max_bytes if "max_bytes" in outbox.model_fields_set else None,
                 clock=self._clock,
                 synchronous=outbox.synchronous,
                 flush_interval_s=outbox.flush_interval_s,
                 max_pending=outbox.max_pending,
                 lanes=lanes,
+                primary=primary,
             )
         self._states = {s.name: SinkState(s.name) for s in durable}
         self._healthy: dict[str, bool] = {s.name: False for s in durable}
@@ -192,6 +197,11 @@ class Delivery:
     @property
     def outbox(self) -> Outbox | None:
         return self._outbox
+
+    def file_incidents(self) -> list[FileIncident]:
+        """Outbox files (main and alarm lane) found damaged or emptied and replaced at open."""
+        lane = self._lane.delivery.outbox if self._lane is not None else None
+        return [ob.incident for ob in (self._outbox, lane) if ob is not None and ob.incident]
 
     async def __aenter__(self) -> Delivery:
         if self._outbox is not None:
@@ -267,6 +277,9 @@ class Delivery:
                     bytes=main.bytes + lane.bytes,
                     file_bytes=main.file_bytes + lane.file_bytes,
                     pending=main.pending + lane.pending + transit,
+                    quarantined=main.quarantined + lane.quarantined,
+                    quarantined_new=main.quarantined_new + lane.quarantined_new,
+                    disk_full=main.disk_full or lane.disk_full,
                     sinks={
                         **main.sinks,
                         **{

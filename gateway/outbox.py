@@ -8,6 +8,23 @@ restart. Rows every sink has delivered are pruned. Past ``max_bytes`` of live
 rows, telemetry (samples and generic events) is evicted oldest-first and every
 eviction is counted (persistently); alarm events are never evicted.
 
+A row that cannot be decoded (a damaged body, a kind this gateway does not
+know) would stop every sink at that row for good. It is moved to the
+``quarantine`` table instead (kept for a post-mortem, never delivered), logged
+and counted (``stats().quarantined``, persistent); the gateway raises an alarm
+saying how many.
+
+A damaged outbox file is moved aside and a fresh one started
+(gateway/sqlite_file.py); ``incident`` says so, and the gateway alarms.
+
+A full disk (gateway/disk_space.py): the budget is sized against the free
+space at open; when the free space falls below a floor, or a commit fails
+with "disk full", the budget is cut, the oldest telemetry evicted in a
+transaction of its own (never alarms), the WAL checkpointed and the freed
+pages handed back to the file system (incremental vacuum), and the commit
+retried. What cannot be committed stays in the in-memory batch (telemetry
+dropped first, counted). ``stats().disk_full`` says why, for the alarm.
+
 Durability. The database runs in WAL mode. A transaction is atomic whatever
 ``synchronous`` says, so ``kill -9`` at any moment leaves either the whole
 batch or none of it, never a torn row. With ``synchronous=NORMAL`` a commit is
@@ -32,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sqlite3
 from collections import OrderedDict, deque
@@ -44,16 +62,28 @@ from typing import Any, Literal, TypeVar
 
 import orjson
 
+from gateway.disk_space import DEFAULT_MAX_BYTES, SpaceGuard, is_disk_full
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.sqlite_file import FileIncident, open_sqlite
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+LOST = (
+    "the undelivered samples, events and alarm events it held"
+    " (what the saved copy still holds can be read with sqlite3)"
+)
+
 # Accounted per row on top of the JSON body: rowid, kind, ts, size and b-tree
 # overhead. It keeps ``max_bytes`` close to the real file size.
 ROW_OVERHEAD = 40
+# On a full disk the budget is cut to this fraction of the live rows, never below MIN_BUDGET.
+SHRINK = 0.7
+MIN_BUDGET = 64 * 1024
+# Rows evicted (and pages vacuumed x 4) per transaction on a full disk.
+ROOM_CHUNK = 64
 # Eviction frees down to this fraction of max_bytes, so a full outbox does not
 # run a DELETE on every flush.
 LOW_WATER = 0.9
@@ -164,6 +194,11 @@ class OutboxStats:
     evicted: int
     evicted_by_kind: dict[str, int]
     sinks: dict[str, SinkBacklog]
+    # Undecodable rows moved to the quarantine table: ever (persistent), and by this process.
+    quarantined: int = 0
+    quarantined_new: int = 0
+    # Why the outbox's disk counts as full (gateway/disk_space.py), or None.
+    disk_full: str | None = None
 
     @property
     def oldest_undelivered_age_s(self) -> float:
@@ -192,6 +227,15 @@ def _decode(kind: RecordKind, body: str | bytes) -> Item:
     return Event.from_json_dict(d)
 
 
+# What a damaged body or an unknown kind code raises on the way to an item.
+_UNDECODABLE = (ValueError, KeyError, TypeError, AttributeError)
+
+
+def _decode_row(code: int, body: str | bytes) -> tuple[RecordKind, Item]:
+    kind = _CODE_KIND[code]
+    return kind, _decode(kind, body)
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused after pruning
@@ -202,6 +246,13 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq   INTEGER PRIMARY KEY,
+    kind  INTEGER,
+    ts_ns INTEGER,
+    body  BLOB,
+    error TEXT NOT NULL
+);
 """
 
 
@@ -226,12 +277,14 @@ class Outbox:
         path: str | Path,
         sinks: Sequence[str],
         *,
-        max_bytes: int = 256 * 1024 * 1024,
+        max_bytes: int | None = None,
         clock: Clock | None = None,
         synchronous: Literal["normal", "full"] = "full",
         flush_interval_s: float = 0.05,
         max_pending: int = 100_000,
         lanes: Mapping[str, Iterable[RecordKind]] | None = None,
+        primary: bool = True,
+        space_guard: SpaceGuard | None = None,
     ) -> None:
         if len(set(sinks)) != len(sinks):
             raise OutboxError(f"duplicate sink names: {list(sinks)}")
@@ -244,13 +297,22 @@ class Outbox:
         self._lanes: dict[str, frozenset[RecordKind]] = {
             name: frozenset(kinds) for name, kinds in (lanes or {}).items()
         }
-        self.max_bytes = max_bytes
+        # None: the default, sized against the free space at open (gateway/disk_space.py).
+        # The budget in force is max_bytes; it is cut when the disk fills.
+        self._max_bytes_cfg = max_bytes
+        self.max_bytes = max_bytes or DEFAULT_MAX_BYTES
+        self._guard = space_guard or SpaceGuard(self.path, primary=primary)
+        # Worker thread: rows evicted to make room outside a commit, not yet reported.
+        self._room_evicted: list[tuple[int, int]] = []
+        self._room_freed = 0
         self._clock = clock or SystemClock()
         self._synchronous = synchronous
         self._flush_interval_s = flush_interval_s
         self._max_pending = max_pending
         self._executor: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None  # worker thread only
+        # Set by open() when the file was damaged or emptied and replaced.
+        self.incident: FileIncident | None = None
         self._checkpointer: ThreadPoolExecutor | None = None
         self._ckpt_db: sqlite3.Connection | None = None  # checkpointer thread only
         # In-memory batch waiting for the next commit: (kind, ts_ns, item). Items
@@ -285,6 +347,8 @@ class Outbox:
         # Evictions from the in-memory batch, written to the counters table at the next commit.
         self._evicted_unsaved: dict[str, int] = {}
         self._evict_logged = False
+        self._quarantined = 0
+        self._quarantined_new = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -303,6 +367,7 @@ class Outbox:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self.incident = st.incident
         self._cursors = st.cursors
         self._last_seq = st.last_seq
         self._rows, self._bytes = st.rows, st.bytes
@@ -310,12 +375,24 @@ class Outbox:
         self._head_ts = st.head_ts
         for kind_name, n in st.evicted.items():
             self._evicted[kind_name] = n
+        self._quarantined = st.quarantined
 
     async def aclose(self) -> None:
         if self._executor is None:
             return
         try:
             await self.flush()
+        except OutboxError as exc:
+            # A disk full to the last byte: said loudly, not a crash of the stop.
+            alarms = sum(1 for kind, _, _ in self._pending if kind is RecordKind.ALARM)
+            log.error(
+                "outbox %s: %d records (%d alarm events) could not be committed at stop"
+                " and are lost: %s",
+                self.path,
+                len(self._pending),
+                alarms,
+                exc,
+            )
         finally:
             if self._checkpointer is not None:
                 loop = asyncio.get_running_loop()
@@ -414,12 +491,7 @@ class Outbox:
             self._committing = len(batch)
             try:
                 res = await self._call(
-                    self._insert_sync,
-                    batch,
-                    dirty,
-                    prune_upto,
-                    unsaved,
-                    self._bytes,
+                    self._insert_sync, _Commit(batch, dirty, prune_upto, unsaved, self._bytes)
                 )
             except BaseException:
                 # Put the batch back in front so nothing is lost; the flusher retries.
@@ -519,7 +591,9 @@ class Outbox:
             out = [r for r in found if r is not None and (kinds is None or r.kind in kinds)]
             return out, end
         cached_from = next(iter(tail)) if tail else self._last_seq + 1
-        rows, scanned = await self._call(self._read_sync, cur, limit, kinds, cached_from)
+        rows, scanned, bad = await self._call(self._read_sync, cur, limit, kinds, cached_from)
+        if bad:
+            self._drop_quarantined(bad)
         out = []
         missing = []
         for seq, kind, ts, item in rows:
@@ -534,10 +608,30 @@ class Outbox:
                 out.append(Record(seq=seq, kind=kind, ts_ns=ts, item=item))
         if missing:
             # Trimmed while we read (the tail is bounded): read those bodies too.
-            extra = await self._call(self._read_bodies_sync, missing)
+            extra, bad = await self._call(self._read_bodies_sync, missing)
+            if bad:
+                self._drop_quarantined(bad)
             out.extend(Record(seq=q, kind=k, ts_ns=t, item=i) for q, k, t, i in extra)
             out.sort(key=lambda r: r.seq)
         return out, scanned
+
+    def _drop_quarantined(self, bad: list[_Quarantined]) -> None:
+        """Rows the worker moved to the quarantine table: out of the mirrors, logged."""
+        for q in bad:
+            log.error(
+                "outbox %s: row %d cannot be decoded (%s): moved to its quarantine table,"
+                " not delivered",
+                self.path,
+                q.seq,
+                q.error,
+            )
+            self._rows -= 1
+            self._bytes -= q.size
+            for name, cur in self._cursors.items():
+                if q.seq > cur:
+                    self._backlog[name] = max(0, self._backlog[name] - 1)
+        self._quarantined += len(bad)
+        self._quarantined_new += len(bad)
 
     async def ack(self, sink: str, seq: int) -> None:
         """``sink`` delivered everything up to ``seq``: advance its cursor.
@@ -635,6 +729,9 @@ class Outbox:
             evicted=sum(self._evicted.values()),
             evicted_by_kind=dict(self._evicted),
             sinks=sinks,
+            quarantined=self._quarantined,
+            quarantined_new=self._quarantined_new,
+            disk_full=self._guard.full,
         )
 
     # ------------------------------------------------------------------ worker thread
@@ -645,10 +742,21 @@ class Outbox:
         return self._db
 
     def _open_sync(self, sink_names: list[str]) -> _Opened:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
-        db = sqlite3.connect(self.path, isolation_level=None)
+        _, opened, incident = open_sqlite(
+            self.path,
+            "outbox",
+            LOST,
+            lambda db: self._prepare_sync(db, sink_names),
+            now_ns=self._clock.now_ns,
+            isolation_level=None,
+        )
+        return dataclasses.replace(opened, incident=incident)
+
+    def _prepare_sync(self, db: sqlite3.Connection, sink_names: list[str]) -> _Opened:
         self._db = db
+        # Lets a full disk get freed pages back (a no-op on files made before it).
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise OutboxError(f"outbox {self.path}: cannot enable WAL mode (got {mode})")
@@ -662,6 +770,7 @@ class Outbox:
         db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         db.executescript(_SCHEMA)
         evicted: dict[str, int] = {}
+        quarantined = 0
         db.execute("BEGIN IMMEDIATE")
         try:
             known = _saved_cursors(db)
@@ -674,14 +783,18 @@ class Outbox:
             for name, value in db.execute("SELECT name, value FROM counters"):
                 if name.startswith("evicted."):
                     evicted[name.removeprefix("evicted.")] = int(value)
+                elif name == "quarantined":
+                    quarantined = int(value)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         cursors = _saved_cursors(db)
         last_seq = _last_seq(db)
         self._prune_sync(min(cursors.values(), default=0))
         rows, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
+        in_use = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        self.max_bytes = self._guard.open(self._max_bytes_cfg, in_use)
         return _Opened(
             cursors=cursors,
             last_seq=last_seq,
@@ -690,6 +803,7 @@ class Outbox:
             backlog={name: self._count_sync(cursors[name], last_seq) for name in sink_names},
             head_ts={name: self._head_sync(cursors[name]) for name in sink_names},
             evicted=evicted,
+            quarantined=quarantined,
         )
 
     def _ckpt_sync(self) -> None:
@@ -707,15 +821,100 @@ class Outbox:
             self._db.close()
             self._db = None
 
-    def _insert_sync(
-        self,
-        batch: list[tuple[RecordKind, int, Item]],
-        cursors: dict[str, int],
-        prune_upto: int,
-        unsaved: dict[str, int],
-        bytes_before: int,
-    ) -> _Inserted:
+    def _insert_sync(self, job: _Commit) -> _Inserted:
+        """Commit (``_commit_sync``), making room first when the free space is low.
+
+        On a full disk: make room and retry once.
+        """
+        if self._guard.due():
+            why = self._guard.low()
+            if why is not None:
+                self._make_room_sync(why, failed=False)
+            else:
+                self._guard.recovered()
+        try:
+            res = self._commit_sync(job, job.bytes_before - self._room_freed)
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            self._make_room_sync(str(exc), failed=True)
+            # If this fails too, the batch waits in memory and the evictions
+            # are reported with the next commit that succeeds.
+            res = self._commit_sync(job, job.bytes_before - self._room_freed)
+        evicted, self._room_evicted, self._room_freed = self._room_evicted, [], 0
+        if not evicted:
+            return res
+        db = self._conn()
+        return dataclasses.replace(
+            res,
+            evicted=evicted + res.evicted,
+            heads={s: self._head_sync(c) for s, c in _saved_cursors(db).items()},
+        )
+
+    def _make_room_sync(self, why: str, *, failed: bool) -> None:
+        """The disk is full: cut the budget, evict the oldest telemetry, hand pages back.
+
+        Small transactions of their own, a checkpoint after each: every one
+        needs room in the WAL, and one big DELETE needed more than a full
+        disk had. The evicted rows and bytes wait in ``_room_evicted`` /
+        ``_room_freed`` for the next commit's report.
+        """
+        db = self._conn()
+        self._guard.went_full(why, failed=failed)
+        size = int(db.execute("SELECT COALESCE(SUM(size), 0) FROM records").fetchone()[0])
+        budget = max(MIN_BUDGET, int(size * SHRINK))
+        if self._guard.primary and budget < self.max_bytes:
+            log.warning(
+                "outbox %s: telemetry budget cut to %d kB (the disk is full)",
+                self.path,
+                budget // 1024,
+            )
+            self.max_bytes = budget
+        while size > self.max_bytes * LOW_WATER:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                evicted, freed = self._evict_sync(size, limit=ROOM_CHUNK)
+                self._save_evictions_sync(evicted, {})
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                _rollback(db)
+                log.error("outbox %s: cannot even evict on the full disk: %s", self.path, exc)
+                break
+            if not evicted:
+                break
+            self._room_evicted += evicted
+            self._room_freed += freed
+            size -= freed
+            try:
+                _checkpoint(db)
+            except sqlite3.Error as exc:
+                # The WAL's pages need room in the database file: nothing more to do now.
+                log.error("outbox %s: cannot checkpoint on the full disk: %s", self.path, exc)
+                break
+        # Give the freed pages back to the file system (the other files need them).
+        with contextlib.suppress(sqlite3.Error):
+            for _ in range(256):
+                if not db.execute("PRAGMA freelist_count").fetchone()[0]:
+                    break
+                db.execute(f"PRAGMA incremental_vacuum({ROOM_CHUNK // 4})").fetchall()
+                _checkpoint(db)
+
+    def _save_evictions_sync(self, evicted: list[tuple[int, int]], unsaved: dict[str, int]) -> None:
+        """Add evicted rows (and earlier unsaved evictions) to the counters (inside a txn)."""
+        to_save = dict(unsaved)
+        for _, code in evicted:
+            kind_name = _CODE_KIND[code].value
+            to_save[kind_name] = to_save.get(kind_name, 0) + 1
+        for kind_name, n in to_save.items():
+            self._conn().execute(
+                "INSERT INTO counters(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (f"evicted.{kind_name}", n),
+            )
+
+    def _commit_sync(self, job: _Commit, bytes_before: int) -> _Inserted:
         """One transaction: the new rows, moved cursors, pruning, eviction counters."""
+        batch, cursors, prune_upto, unsaved = job.batch, job.cursors, job.prune_upto, job.unsaved
         db = self._conn()
         payload = orjson.dumps([[_KIND_CODE[k], ts, item.to_json_dict()] for k, ts, item in batch])
         db.execute("BEGIN IMMEDIATE")
@@ -738,19 +937,10 @@ class Outbox:
             if size > self.max_bytes:
                 evicted, freed = self._evict_sync(size)
                 size -= freed
-            to_save = dict(unsaved)
-            for _, code in evicted:
-                kind_name = _CODE_KIND[code].value
-                to_save[kind_name] = to_save.get(kind_name, 0) + 1
-            for kind_name, n in to_save.items():
-                db.execute(
-                    "INSERT INTO counters(name, value) VALUES (?, ?) "
-                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                    (f"evicted.{kind_name}", n),
-                )
+            self._save_evictions_sync(evicted, unsaved)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         last = before + len(batch)
         heads = {}
@@ -767,18 +957,29 @@ class Outbox:
             heads=heads,
         )
 
-    def _evict_sync(self, size: int) -> tuple[list[tuple[int, int]], int]:
+    def _evict_sync(self, size: int, limit: int = 0) -> tuple[list[tuple[int, int]], int]:
         """Delete the oldest telemetry until below the low-water mark (inside a txn).
 
-        Returns the (seq, kind code) of every deleted row and the bytes freed.
+        At most ``limit`` rows when given. Returns the (seq, kind code) of
+        every deleted row and the bytes freed.
         """
         db = self._conn()
         out: list[tuple[int, int]] = []
         freed = 0
         target = int(self.max_bytes * LOW_WATER)
+        # Rows are ~200 B-2 kB: chunks are sized to the excess by the size of the
+        # oldest rows, so a small budget is not overshot (and emptied) by a chunk.
+        avg = db.execute(
+            "SELECT AVG(size) FROM"
+            " (SELECT size FROM records WHERE kind != ? ORDER BY seq LIMIT 64)",
+            (_ALARM_CODE,),
+        ).fetchone()[0]
         while size - freed > target:
-            # Rows are ~200 B-2 kB; delete in chunks sized to the excess.
-            chunk = max(16, min(5000, (size - freed - target) // 200 + 1))
+            chunk = max(16, min(5000, int((size - freed - target) / (avg or 200)) + 1))
+            if limit:
+                chunk = min(chunk, limit - len(out))
+                if chunk <= 0:
+                    break
             deleted = db.execute(
                 "DELETE FROM records WHERE seq IN ("
                 " SELECT seq FROM records WHERE kind != ? ORDER BY seq LIMIT ?"
@@ -794,34 +995,82 @@ class Outbox:
 
     def _read_sync(
         self, cur: int, limit: int, kinds: frozenset[RecordKind] | None, cached_from: int
-    ) -> tuple[list[tuple[int, RecordKind, int, Item | None]], int | None]:
-        """Rows after ``cur``; rows from ``cached_from`` on come without their item."""
+    ) -> tuple[list[tuple[int, RecordKind, int, Item | None]], int | None, list[_Quarantined]]:
+        """Rows after ``cur``; rows from ``cached_from`` on come without their item.
+
+        Undecodable rows are quarantined and returned apart.
+        """
         db = self._conn()
         scanned: int | None = None
         out: list[tuple[int, RecordKind, int, Item | None]] = []
+        bad: list[tuple[int, str]] = []
         # Rows of the tail need no body (saves copying ~1 kB a row out of SQLite).
         for seq, code, ts, body in db.execute(
             "SELECT seq, kind, ts_ns, CASE WHEN seq >= ? THEN NULL ELSE body END"
             " FROM records WHERE seq > ? ORDER BY seq LIMIT ?",
             (cached_from, cur, limit),
-        ):
+        ).fetchall():
             scanned = seq
-            kind = _CODE_KIND[code]
-            if kinds is not None and kind not in kinds:
+            try:
+                kind = _CODE_KIND[code]
+                if kinds is not None and kind not in kinds:
+                    continue
+                item = None if body is None else _decode(kind, body)
+            except _UNDECODABLE as exc:
+                bad.append((seq, f"{type(exc).__name__}: {exc}"))
                 continue
-            out.append((seq, kind, ts, None if body is None else _decode(kind, body)))
-        return out, scanned
+            out.append((seq, kind, ts, item))
+        return out, scanned, self._quarantine_sync(bad)
 
-    def _read_bodies_sync(self, seqs: list[int]) -> list[tuple[int, RecordKind, int, Item]]:
+    def _read_bodies_sync(
+        self, seqs: list[int]
+    ) -> tuple[list[tuple[int, RecordKind, int, Item]], list[_Quarantined]]:
         db = self._conn()
         out = []
+        bad: list[tuple[int, str]] = []
         for seq in seqs:
             row = db.execute(
                 "SELECT kind, ts_ns, body FROM records WHERE seq = ?", (seq,)
             ).fetchone()
             if row is not None:
-                kind = _CODE_KIND[row[0]]
-                out.append((seq, kind, int(row[1]), _decode(kind, row[2])))
+                try:
+                    kind, item = _decode_row(row[0], row[2])
+                except _UNDECODABLE as exc:
+                    bad.append((seq, f"{type(exc).__name__}: {exc}"))
+                    continue
+                out.append((seq, kind, int(row[1]), item))
+        return out, self._quarantine_sync(bad)
+
+    def _quarantine_sync(self, bad: list[tuple[int, str]]) -> list[_Quarantined]:
+        """Move undecodable rows (seq, error) to the quarantine table, in one transaction."""
+        if not bad:
+            return []
+        db = self._conn()
+        out = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for seq, error in bad:
+                row = db.execute(
+                    "DELETE FROM records WHERE seq = ? RETURNING kind, ts_ns, size, body", (seq,)
+                ).fetchone()
+                if row is None:
+                    continue
+                kind, ts, size, body = row
+                db.execute(
+                    "INSERT OR REPLACE INTO quarantine(seq, kind, ts_ns, body, error)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (seq, kind, ts, body, error[:500]),
+                )
+                out.append(_Quarantined(seq=seq, size=int(size), error=error))
+            db.execute(
+                "INSERT INTO counters(name, value) VALUES ('quarantined', ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (len(out),),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
         return out
 
     def _count_sync(self, after: int, upto: int) -> int:
@@ -850,6 +1099,17 @@ class Outbox:
         return int(n), int(size)
 
 
+def _checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the WAL in and start it over (it is reused, not grown: the disk is full)."""
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends some by itself (disk full)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 def _saved_cursors(db: sqlite3.Connection) -> dict[str, int]:
     return {str(k): int(v) for k, v in db.execute("SELECT sink, seq FROM cursors")}
 
@@ -871,6 +1131,28 @@ class _Opened:
     backlog: dict[str, int]
     head_ts: dict[str, int | None]
     evicted: dict[str, int]
+    quarantined: int
+    incident: FileIncident | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class _Commit:
+    """What one commit writes: the batch, moved cursors, pruning, unsaved evictions."""
+
+    batch: list[tuple[RecordKind, int, Item]]
+    cursors: dict[str, int]
+    prune_upto: int
+    unsaved: dict[str, int]
+    bytes_before: int
+
+
+@dataclass(slots=True, frozen=True)
+class _Quarantined:
+    """A row moved to the quarantine table."""
+
+    seq: int
+    size: int
+    error: str
 
 
 @dataclass(slots=True, frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -58,9 +59,10 @@ from gateway.alerting.rules import (
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig
 from gateway.crashpoints import crash_point
+from gateway.disk_space import is_disk_full
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
-from gateway.profiles.schema import ModbusProfile
+from gateway.profiles.schema import SerialLineProfile
 from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
@@ -138,7 +140,8 @@ class AlertEngine:
                 continue
             prof = profiles.get(dev.id)
             units: dict[str, str] = {}
-            if isinstance(prof, ModbusProfile):
+            # plugin wiring: replaced by the registry (plugin-core)
+            if prof is not None and not isinstance(prof, SerialLineProfile):
                 units = {p.name: p.unit for p in prof.points if p.unit}
                 point_names[prof.name] = {p.name for p in prof.points}
             elif prof is not None:
@@ -191,6 +194,10 @@ class AlertEngine:
         self._source_dets: dict[tuple[str, str], Detector] = {}
         self._started_mono = clock.mono_ns()
         self._later: list[AlarmEvent] = []
+        # A full disk: why the state cannot be saved, and the transitions not yet
+        # journaled and planned for notification (saved with the next change).
+        self.state_error: str | None = None
+        self._unsaved: list[AlarmEvent] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -664,28 +671,46 @@ class AlertEngine:
         store = self.store
         if store is None:
             return events
-        if not events and not self.book.dirty:
+        if not events and not self.book.dirty and not self._unsaved:
             return events
-        with store.transaction():
-            if self.book.dirty:
-                store.save_alarms(
-                    [self.book.alarms[i].to_json_dict() for i in sorted(self.book.dirty)]
-                )
-                store.set_meta("counters", self.book.counters)
-                store.set_meta(
-                    "flood",
-                    {
-                        "in_flood": self.book.in_flood,
-                        "recent": list(self.book.flood_recent)[-1000:],
-                    },
-                )
-                self.book.dirty.clear()
-            if events:
-                # With the state, not after it: a crash before the outbox commits
-                # leaves the transition here, and the restart publishes it.
-                store.journal([e.to_json_dict() for e in events])
-            if events and self.notifier is not None:
-                self.notifier.on_events(events)
+        todo = self._unsaved + events
+        try:
+            with store.transaction():
+                if self.book.dirty:
+                    store.save_alarms(
+                        [self.book.alarms[i].to_json_dict() for i in sorted(self.book.dirty)]
+                    )
+                    store.set_meta("counters", self.book.counters)
+                    store.set_meta(
+                        "flood",
+                        {
+                            "in_flood": self.book.in_flood,
+                            "recent": list(self.book.flood_recent)[-1000:],
+                        },
+                    )
+                if todo:
+                    # With the state, not after it: a crash before the outbox commits
+                    # leaves the transition here, and the restart publishes it.
+                    store.journal([e.to_json_dict() for e in todo])
+                if todo and self.notifier is not None:
+                    self.notifier.on_events(todo)
+        except sqlite3.OperationalError as exc:
+            if not is_disk_full(exc):
+                raise
+            # A full disk must not stop alarming: the transitions still go to the
+            # outboxes (the caller appends them); state, journal and notifications
+            # are written with the next change that fits (gateway/disk_space.py
+            # makes room).
+            if self.state_error is None:
+                log.error("alarm state %s cannot be saved: %s; kept in memory", store.path, exc)
+            self.state_error = f"alarm state {store.path} cannot be saved: {exc}"
+            self._unsaved = todo
+            return events
+        self.book.dirty.clear()
+        self._unsaved = []
+        if self.state_error is not None:
+            log.warning("alarm state %s saved again", store.path)
+            self.state_error = None
         if events:
             crash_point("alarm-state-saved")
         return events

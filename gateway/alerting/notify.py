@@ -36,6 +36,7 @@ import hmac
 import html
 import logging
 import smtplib
+import sqlite3
 import ssl
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -60,6 +61,7 @@ from gateway.alerting.config import (
 )
 from gateway.alerting.store import AlertStore, Escalation, QueuedNotification
 from gateway.crashpoints import crash_point
+from gateway.disk_space import is_disk_full
 from gateway.errors import GatewayError
 from gateway.model import AlarmEvent, AlarmState, Clock
 
@@ -724,6 +726,12 @@ class Notifier:
                     await self.deliver_due(client)
                 except GatewayError as exc:
                     log.error("notifier: %s", exc)
+                except sqlite3.OperationalError as exc:
+                    # A disk filled by another program: what is queued stays queued and
+                    # the next round tries again; only a full disk is survivable here.
+                    if not is_disk_full(exc):
+                        raise
+                    log.error("notifier: cannot record a send, the disk is full: %s", exc)
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=self.next_wake_s(poll_s))

@@ -13,7 +13,9 @@ forgetting an escalation. Notifications carry a unique ``dedupe`` key for
 the same reason, and a send is recorded before it starts (state ``sending``,
 attempts + 1): a row still ``sending`` at the next start may have reached
 its channel, so it is sent again marked ``possible_duplicate``. WAL mode
-lets ``gateway alarms list`` read while the gateway writes.
+lets ``gateway alarms list`` read while the gateway writes. A damaged file
+is moved aside and a fresh one started (gateway/sqlite_file.py);
+``incident`` says so, and the gateway alarms.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import AlarmError
+from gateway.sqlite_file import FileIncident, open_sqlite, small_wal
+
+LOST = (
+    "the state of every alarm (acknowledgements, latches, shelves, out of service),"
+    " pending escalations, queued notifications and the journal of alarm transitions"
+    " not yet in the outboxes; alarms whose condition is still present are raised"
+    " again by the next readings"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarms (
@@ -98,27 +108,23 @@ class AlertStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
+        # Set when the file was damaged or emptied and replaced by a fresh one.
+        self.incident: FileIncident | None = None
+        # The notifier and the engine share one event loop thread; SMTP runs in a
+        # worker thread but never touches the database.
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            # The notifier and the engine share one event loop thread; SMTP runs in a
-            # worker thread but never touches the database.
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA busy_timeout=5000")
-            self.db.executescript(_SCHEMA)
-            cols = {r[1] for r in self.db.execute("PRAGMA table_info(notifications)")}
-            if "possible_duplicate" not in cols:  # a state file of an older version
-                self.db.execute(
-                    "ALTER TABLE notifications"
-                    " ADD COLUMN possible_duplicate INTEGER NOT NULL DEFAULT 0"
+            if self.path == ":memory:":
+                self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                _prepare(self.db)
+            else:
+                self.db, _, self.incident = open_sqlite(
+                    Path(self.path),
+                    "alarm state",
+                    LOST,
+                    _prepare,
+                    isolation_level=None,
+                    check_same_thread=False,
                 )
-            # Sends cut short by a crash or a stop that could not wait: maybe sent.
-            self.db.execute(
-                "UPDATE notifications SET state='pending', possible_duplicate=1"
-                " WHERE state='sending'"
-            )
         except sqlite3.Error as exc:
             raise AlarmError(f"cannot open alarm state database {self.path}: {exc}") from exc
         self._depth = 0
@@ -355,6 +361,23 @@ class AlertStore:
             }
             for r in rows
         ]
+
+
+def _prepare(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    small_wal(db)
+    db.executescript(_SCHEMA)
+    cols = {r[1] for r in db.execute("PRAGMA table_info(notifications)")}
+    if "possible_duplicate" not in cols:  # a state file of an older version
+        db.execute(
+            "ALTER TABLE notifications ADD COLUMN possible_duplicate INTEGER NOT NULL DEFAULT 0"
+        )
+    # Sends cut short by a crash or a stop that could not wait: maybe sent.
+    db.execute(
+        "UPDATE notifications SET state='pending', possible_duplicate=1 WHERE state='sending'"
+    )
 
 
 def read_alarms(path: str | Path) -> list[dict[str, Any]]:

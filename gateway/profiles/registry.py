@@ -10,17 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from gateway.errors import ConfigError, ProfileError
+
+# plugin wiring: replaced by the registry (plugin-core)
+from gateway.plugins.mbus.profile import MBusProfile
 from gateway.profiles.schema import ModbusProfile, Profile, SerialLineProfile
 from gateway.yamlfile import explain, load_yaml
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-AnyProfile = ModbusProfile | SerialLineProfile
-_ADAPTER: TypeAdapter[AnyProfile] = TypeAdapter(Profile)
+# plugin wiring: replaced by the registry (plugin-core)
+AnyProfile = ModbusProfile | SerialLineProfile | MBusProfile
+_ADAPTER: TypeAdapter[AnyProfile] = TypeAdapter(
+    Annotated[Profile | MBusProfile, Field(discriminator="protocol")]
+)
 
 
 def _describe(data: Any) -> Any:

@@ -16,7 +16,8 @@ from typing import Any
 
 from gateway.config import DeviceConfig, Site
 from gateway.patrol.report import Query
-from gateway.profiles.schema import ModbusProfile
+from gateway.plugins.mbus.profile import MBusProfile
+from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.reports.alarms import Episode, episodes
 from gateway.reports.completeness import Coverage, coverage
 from gateway.reports.config import ReportsConfig
@@ -32,7 +33,7 @@ ALARM_LOOKBACK_NS = 2 * 86_400 * NS
 class DeviceDay:
     config: DeviceConfig
     kind: str
-    profile: ModbusProfile
+    profile: ModbusProfile | MBusProfile
     rows: list[dict[str, Any]]
     coverage: Coverage
 
@@ -81,7 +82,7 @@ def read_day(query: Query, site: Site, day: date, tz: str | None = None) -> DayD
         if not dev.enabled:
             continue
         prof = site.device_profiles.get(dev.id)
-        if not isinstance(prof, ModbusProfile):
+        if prof is None or isinstance(prof, SerialLineProfile):
             not_polled.append(dev.id)
             continue
         points = [p.name for p in prof.points]

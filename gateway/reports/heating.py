@@ -1,17 +1,19 @@
-"""The heating-season daily report: boilers, pipe networks, gas against plan, alarms.
+"""The heating-season daily report: boilers, pipe networks, heat meters, gas, alarms.
 
 Per boiler (devices of kind ``boiler``): running hours and burner starts
 from the controller's ``burner_hours`` / ``burner_starts`` counters, or,
-where a boiler has none, from ``burner_state`` (3 = firing); supply and return temperature
-min/mean/max, the pressure range, and gas used from the ``gas_total``
-totaliser (``counters.counter_usage``: resets, rollovers and meter swaps
-become notes). Per pipe network (kind ``pipe_network``): make-up water as a
-share of circulating flow, heat delivered from the ``heat_energy`` meter,
-and leak alarms. Then the site's gas use against the daily plan and the
-shortfall, and every alarm of the day. A figure whose stretch overlaps a gap
-in the device's data carries the gap note; running hours never count a
-stretch between two polls that are a gap apart (the burner's state there is
-unknown), while totalisers do (the meter kept counting).
+where a boiler has none, from ``burner_state`` (3 = firing); supply and
+return temperature min/mean/max, the pressure range, and gas used from the
+``gas_total`` totaliser (``counters.counter_usage``: resets, rollovers and
+meter swaps become notes). Per pipe network (kind ``pipe_network``):
+make-up water as a share of circulating flow, heat delivered from the
+``heat_energy`` meter, and leak alarms. Per heat meter (kind
+``heat_meter``, e.g. the M-Bus ``heat-meter-mbus``): heat delivered and
+volume from its totalisers. Then the site's gas use against the daily plan
+and the shortfall, and every alarm of the day. A figure whose stretch
+overlaps a gap in the device's data carries the gap note; running hours
+never count a stretch between two polls that are a gap apart (the burner's
+state there is unknown), while totalisers do (the meter kept counting).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import date
 
+from gateway.profiles.schema import ModbusPoint
 from gateway.reports.alarms import Episode
 from gateway.reports.completeness import Coverage, gap_note
 from gateway.reports.counters import counter_usage, rollover_of
@@ -81,6 +84,15 @@ class NetworkRow:
 
 
 @dataclass
+class HeatMeterRow:
+    device: str
+    area: str
+    heat_kwh: float | None
+    volume_m3: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
 class HeatingReport:
     site: str
     day: date
@@ -91,6 +103,7 @@ class HeatingReport:
     not_polled: list[str]
     boilers: list[BoilerRow]
     networks: list[NetworkRow]
+    heat_meters: list[HeatMeterRow]
     gas_m3: float
     gas_plan_m3: float | None
     alarms: list[Episode]
@@ -124,7 +137,9 @@ def burner(states: list[tuple[int, float]], gap_ns: float) -> tuple[float, int, 
 def _point_rollover(dev: DeviceDay, point: str) -> tuple[float | None, float]:
     """(where the point's register wraps, its resolution) in engineering units."""
     p = next((p for p in dev.profile.points if p.name == point), None)
-    return (None, 0.0) if p is None else (rollover_of(str(p.type), p.scale), abs(p.scale))
+    if not isinstance(p, ModbusPoint):  # an M-Bus record is a value, not a register
+        return None, 0.0
+    return rollover_of(str(p.type), p.scale), abs(p.scale)
 
 
 def totaliser(d: DeviceDay, point: str, max_per_h: float, what: str, unit: str,
@@ -192,6 +207,17 @@ def network_row(d: DeviceDay, leak_rules: list[str], alarms: list[Episode],
     return NetworkRow(d.id, d.config.area, makeup_pct, heat_kwh, leaks, notes)
 
 
+def heat_meter_row(d: DeviceDay, max_heat_kwh_h: float) -> HeatMeterRow:
+    notes: list[str] = []
+    heat = totaliser(d, "energy", max_heat_kwh_h, "heat", "kWh", notes)
+    # Volume: as plausible as the heat it carries (1 kWh per m³ at least, at ΔT ~1 K).
+    volume = totaliser(d, "volume", max_heat_kwh_h, "volume", "m³", notes)
+    note = gap_note(d.coverage.gaps, d.coverage.start_ns, d.coverage.end_ns)
+    if note and (heat is not None or volume is not None):
+        notes.append(f"meter readings span {note}; the totaliser counted on")
+    return HeatMeterRow(d.id, d.config.area, heat, volume, notes)
+
+
 def gas_per_hour(day: DayData, max_gas_m3_h: float) -> list[tuple[int, float]]:
     """The site's gas use per hour of the day (local hours, by the later reading of each pair)."""
     hours = list(range(day.start_ns, day.end_ns, 3600 * NS))
@@ -223,6 +249,7 @@ def collect_heating(day: DayData) -> HeatingReport:
         site=day.site, day=day.day, tz=day.tz, start_ns=day.start_ns, end_ns=day.end_ns,
         coverages=day.coverages, not_polled=day.not_polled,
         boilers=boilers, networks=networks,
+        heat_meters=[heat_meter_row(d, cfg.max_heat_kwh_h) for d in day.of_kind("heat_meter")],
         gas_m3=sum(b.gas_m3 or 0.0 for b in boilers),
         gas_plan_m3=cfg.gas_plan.daily_m3,
         alarms=day.alarms,
@@ -265,6 +292,12 @@ def heating_document(rep: HeatingReport) -> Document:
                           str(n.leak_alarms), "; ".join(n.notes) or "-"])
         nets.bad.append(bool(n.notes) or n.leak_alarms > 0)
     gaps = {c.name: c.gaps for c in rep.coverages}
+    meters = Table("heat meters", ["heat meter", "area", "heat delivered kWh", "volume m³",
+                                   "notes"], [])
+    for h in rep.heat_meters:
+        meters.rows.append([h.device, h.area, num(h.heat_kwh, 1), num(h.volume_m3, 2),
+                            "; ".join(h.notes) or "-"])
+        meters.bad.append(bool(h.notes))
     charts = [
         Chart(f"{dev}: supply and return temperature", "°C", "line", rep.start_ns, rep.end_ns,
               [Series("supply", [(t, s) for t, s, _ in pts]),
@@ -278,15 +311,15 @@ def heating_document(rep: HeatingReport) -> Document:
         title=f"{rep.site}: heating report for {rep.day.isoformat()} ({tz})",
         tz=tz,
         lines=lines,
-        tables=[boilers, nets, alarm_table(rep.alarms, tz),
+        tables=[boilers, nets, meters, alarm_table(rep.alarms, tz),
                 *completeness_tables(rep.coverages, rep.not_polled, tz)],
         charts=charts,
         complete=complete,
-        tables_before_charts=2,
+        tables_before_charts=3,
     )
 
 
 __all__ = [
-    "BoilerRow", "HeatingReport", "NetworkRow", "Stats", "burner", "collect_heating",
-    "heating_document",
+    "BoilerRow", "HeatMeterRow", "HeatingReport", "NetworkRow", "Stats", "burner",
+    "collect_heating", "heating_document",
 ]

@@ -17,6 +17,8 @@ report code:
 - ``boiler-1`` flame failure 07:00, never acknowledged; ``boiler-2`` gas
   pressure low 09:00, acknowledged by zhang at 09:50 (the route escalates
   after 900 s, so that acknowledgement is late).
+- ``hm-1`` (M-Bus heat meter, every 60 s): +50 kWh and +0.5 m³ a minute;
+  replaced at 16:00 by a meter starting at 500000 kWh / 3000 m³.
 - ``leak-1`` (leakage monitor, every 60 s, circuit ``north``): a leakage
   alarm 21:00, acknowledged by wang 21:05; ``cold-1`` (cold room, every
   60 s): 9.5 °C from 14:00 to 14:30, otherwise 3 °C.
@@ -78,6 +80,7 @@ class Expected:
     makeup: list[float] = field(default_factory=list)
     supply_flow: list[float] = field(default_factory=list)
     heat_readings: int = 0
+    heat_meter_readings: int = 0
     boiler_2_readings: int = 0
 
     # From the rules above, by hand.
@@ -96,6 +99,14 @@ class Expected:
     @property
     def running_h_2(self) -> float:  # fired between the first and the last reading
         return (self.boiler_2_readings - 1) / 60
+
+    @property
+    def meter_kwh(self) -> float:  # every minute but the one across the swap
+        return 50.0 * (self.heat_meter_readings - 2)
+
+    @property
+    def meter_m3(self) -> float:
+        return 0.5 * (self.heat_meter_readings - 2)
 
     @property
     def heat_kwh(self) -> float:
@@ -162,6 +173,15 @@ def build_day() -> tuple[list[Sample | AlarmEvent], Expected]:
         exp.supply_flow.append(200.0)
         exp.heat_readings += 1
         heat += 100
+    energy, volume = 1_250_000, 8_200.0
+    for t in minutes():
+        if t == at(16):
+            energy, volume = 500_000, 3_000.0  # a new meter, its own start values
+        items.append(_sample("hm-1", "heat_meter", t, {"energy": energy, "volume": volume},
+                             "substation"))
+        exp.heat_meter_readings += 1
+        energy += 50
+        volume += 0.5
     for t in minutes():
         items.append(_sample("leak-1", "leakage", t, {"leak_ch1": 120, "leak_ch2": 150}, "north"))
         temp = 9.5 if at(14) <= t < at(14, 30) else 3.0
@@ -215,13 +235,16 @@ def site_file(tmp: Path, db: InfluxDB1, *, patrol: Path | None = None, **extra: 
         ("net-1", "pipe-heat-meter", 3, "pipe_network"),
         ("leak-1", "leakage-monitor", 4, "north"),
         ("cold-1", "cold-room-thermometer", 5, "cold_store"),
+        ("hm-1", "heat-meter-mbus", 6, "substation"),
     ]
     doc: dict[str, Any] = {
         "site": SITE,
         "timezone": TZ,
-        "sources": [{"id": "plc", "type": "modbus_tcp", "host": "127.0.0.1", "port": 1502}],
-        "devices": [{"id": d, "profile": p, "source": "plc", "unit": u, "interval_s": 60,
-                     "tags": {"area": a}} for d, p, u, a in devices],
+        "sources": [{"id": "plc", "type": "modbus_tcp", "host": "127.0.0.1", "port": 1502},
+                    {"id": "mbus", "type": "mbus", "port": "/dev/null"}],
+        "devices": [{"id": d, "profile": p, "source": "mbus" if "mbus" in p else "plc",
+                     "unit": u, "interval_s": 60, "tags": {"area": a}}
+                    for d, p, u, a in devices],
         "sinks": {"influx": db.sink_config()},
         "alerting": {
             "channels": [{"name": "duty", "type": "webhook", "url": "http://127.0.0.1:9/hook"}],

@@ -23,6 +23,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from gateway.alerting.engine import AlertEngine
 from gateway.model import AlarmEvent, AlarmState, FakeClock
 from gateway.tasks import cancel_and_wait
+from tests.fixtures.disks import fill, small_disk  # noqa: F401 - a fixture
 from tests.fixtures.servers import free_port
 from tests.integration.receivers import smtp_on_loopback
 from tests.unit.test_rules import make_engine, sample, transitions
@@ -479,10 +480,10 @@ async def test_a_webhook_whose_answer_timed_out_is_retried_marked_possible_dupli
     tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
 ) -> None:
     cfg = alerting(webhook, smtp_server[1])
-    cfg["channels"][0]["timeout_s"] = 0.2
+    cfg["channels"][0]["timeout_s"] = 1.0  # the schema's lowest
     start, clock = restartable(tmp_path, cfg, ["chat"])
     eng = start()
-    webhook.delay_s = 2.0  # the robot took the message, its answer comes too late
+    webhook.delay_s = 2.5  # the robot took the message, its answer comes too late
     raise_leak(eng, clock)
     assert await deliver(eng) == 0
     webhook.delay_s = 0.0
@@ -493,3 +494,32 @@ async def test_a_webhook_whose_answer_timed_out_is_retried_marked_possible_dupli
     assert webhook.headers[1]["X-Gateway-Possible-Duplicate"] == "true"
     assert again["markdown"]["title"] == f"(possible duplicate) {first['markdown']['title']}"
     eng.close()
+
+
+async def test_notifier_outlives_a_disk_full_to_the_last_byte(
+    small_disk: Path,  # noqa: F811 - the fixture
+    webhook: Hook,
+    smtp_server: tuple[Mailbox, int],
+) -> None:
+    """Another program fills the disk under the alarm state: the notifier waits, never dies."""
+    cfg = alerting(webhook, smtp_server[1])
+    cfg["routes"][0]["channels"] = ["chat"]
+    clock = FakeClock()
+    eng = make_engine(small_disk, RULES, clock, **cfg)
+    raise_leak(eng, clock)  # queued while there is room
+    ballast = fill(small_disk)
+    task = asyncio.create_task(eng.run_notifier(poll_s=0.05))
+    try:
+        for _ in range(40):  # the notifier tries (and fails to record) its sends meanwhile
+            await asyncio.sleep(0.02)
+            assert not task.done(), task.exception()
+        ballast.unlink()
+        for _ in range(250):
+            if webhook.bodies:
+                break
+            assert not task.done(), task.exception()
+            await asyncio.sleep(0.02)
+        assert len(webhook.bodies) == 1
+    finally:
+        await cancel_and_wait([task])
+        eng.close()

@@ -73,6 +73,12 @@ async def test_heating_figures_match_the_day_written(influxdb1: InfluxDB1, tmp_p
     assert net.heat_kwh == pytest.approx(exp.heat_kwh)
     assert net.leak_alarms == 1
 
+    (meter,) = rep.heat_meters
+    assert meter.heat_kwh == pytest.approx(exp.meter_kwh)
+    assert meter.volume_m3 == pytest.approx(exp.meter_m3)
+    assert [n.split(":")[0] for n in meter.notes] == ["heat", "volume"]
+    assert all("meter swap" in n for n in meter.notes)
+
     # Completeness: the boiler outage and the gateway outage, each listed, nothing else.
     cov = {c.name: c for c in rep.coverages}
     assert [(g.start_ns, g.end_ns) for g in cov["boiler-1"].gaps] == [
@@ -83,7 +89,7 @@ async def test_heating_figures_match_the_day_written(influxdb1: InfluxDB1, tmp_p
         1 - (exp.outage_1[1] - exp.outage_1[0] + 60 * S) / (END - START))
     assert cov["boiler-1"].samples == len(exp.boiler_1_times)
     assert cov[GATEWAY].samples == len(exp.gateway_times)
-    assert all(cov[d].complete for d in ("boiler-2", "net-1", "leak-1", "cold-1"))
+    assert all(cov[d].complete for d in ("boiler-2", "net-1", "leak-1", "cold-1", "hm-1"))
 
     # Alarms: acknowledgement times, who, late per the route's escalation, unacknowledged.
     by_id = {a.alarm_id: a for a in rep.alarms}
@@ -98,7 +104,7 @@ async def test_heating_figures_match_the_day_written(influxdb1: InfluxDB1, tmp_p
                                       site, DAY))
     first = text.splitlines()
     assert first[0] == f"{SITE}: heating report for {DAY.isoformat()} (Asia/Shanghai)"
-    assert first[1].startswith("INCOMPLETE: data missing for 2 of 6 sources")
+    assert first[1].startswith("INCOMPLETE: data missing for 2 of 7 sources")
     assert f"shortfall {GAS_PLAN - exp.gas_1 - exp.gas_2:.1f} m³" in text
     assert "LATE ACK" in text and "UNACKNOWLEDGED" in text
     assert "! boiler-1  09:59:00" not in text  # gaps table rows are dated
@@ -113,7 +119,7 @@ async def test_formats_and_the_cli(
     site = load_site(path)
     doc = build_document("heating", influx_query(influxdb1.url, influxdb1.database), site, DAY)
     csv_text = render_csv(doc)
-    assert csv_text.splitlines()[1].startswith('"# INCOMPLETE: data missing for 2 of 6')
+    assert csv_text.splitlines()[1].startswith('"# INCOMPLETE: data missing for 2 of 7')
     assert f"boilers,boiler-1,boiler_room,{exp.running_h_1:.2f},{exp.starts_1}," in csv_text
     assert "gaps,gateway,01-01 02:59:50,01-01 03:20:00,20m10s,!" in csv_text
     html = render_html(doc)
@@ -159,7 +165,7 @@ async def test_pdf_holds_the_figures_and_the_charts(influxdb1: InfluxDB1, tmp_pa
                                  site, DAY, "pdf"))
     assert pdf.read_bytes().startswith(b"%PDF")
     text = _run("pdftotext", "-layout", str(pdf), "-")
-    assert "INCOMPLETE: data missing for 2 of 6 sources" in text
+    assert "INCOMPLETE: data missing for 2 of 7 sources" in text
     gas = exp.gas_1 + exp.gas_2
     assert f"gas used {gas:.1f} m³ against a plan of {GAS_PLAN:.1f} m³" in text
     assert f"shortfall {GAS_PLAN - gas:.1f} m³" in text

@@ -50,7 +50,7 @@ async def test_safety_log_matches_the_day_written(influxdb1: InfluxDB1, tmp_path
                                                 exp.gateway_outage[1])
 
     text = render_text(safety_document(rep))
-    assert text.splitlines()[1].startswith("INCOMPLETE: data missing for 2 of 6 sources")
+    assert text.splitlines()[1].startswith("INCOMPLETE: data missing for 2 of 7 sources")
     assert "4 complete round(s), 1 abandoned, 0 open" in text
     assert "02:30 activate -> 02:40 ack (li) -> 03:30 clear" in text
     assert "cold-1     14:00:00  14:30:00  30m00s    9.5" in text

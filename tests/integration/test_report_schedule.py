@@ -114,7 +114,7 @@ async def test_reports_are_written_published_and_mailed_at_the_configured_time(
         assert attached[heating_pdf.name] == heating_pdf.read_bytes()
         (post,) = webhook.posts  # the chat robot gets a short summary, no attachment
         assert post["title"] == f"{SITE}: daily reports for {DAY.isoformat()}"
-        assert "INCOMPLETE: data missing for 2 of 6 sources" in post["text"]
+        assert "INCOMPLETE: data missing for 2 of 7 sources" in post["text"]
         assert f"https://reports.heat.example/fsg/{DAY.isoformat()}/{heating_pdf.name}" in post[
             "text"]
 
@@ -125,7 +125,7 @@ async def test_reports_are_written_published_and_mailed_at_the_configured_time(
     (ann,) = [m for m in msgs if m.topic == f"fsg/{SITE}/reports"]
     body = ann.json()
     assert body["day"] == DAY.isoformat() and len(body["files"]) == 4
-    assert body["summary"][0].endswith("INCOMPLETE: data missing for 2 of 6 sources"
+    assert body["summary"][0].endswith("INCOMPLETE: data missing for 2 of 7 sources"
                                        " (boiler-1 91.6 %, gateway 98.6 %)")
 
 

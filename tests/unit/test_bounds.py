@@ -36,6 +36,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.patrol import config as patrol
+from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.profiles.registry import AnyProfile
 from gateway.profiles.schema import SimBehaviour
 from tests.unit.test_config_errors import GOOD_SITE
@@ -43,6 +44,7 @@ from tests.unit.test_config_errors import GOOD_SITE
 DAY = 86400.0
 RTU = {"id": "r", "type": "modbus_rtu", "port": "/dev/x"}
 LINE = {"id": "l", "type": "serial_line", "port": "/dev/x"}
+MBUS = {"id": "m", "type": "mbus", "port": "/dev/x"}
 DEVICE = {"id": "d", "profile": "p", "source": "s"}
 HOOK = {"name": "h", "type": "webhook", "url": "http://x"}
 MAIL = {"name": "m", "type": "email", "host": "h", "sender": "a@b"}
@@ -66,6 +68,10 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (_SourceBase, {"id": "s", "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
     (ModbusRtuSource, RTU, "dead_unit_backoff_s", 1, 3600),
     (SerialLineSource, LINE, "silence_s", 1, DAY),
+    (MBusSourceConfig, MBUS, "timeout_s", 0.1, 10),
+    (MBusSourceConfig, {**MBUS, "reconnect_max_s": 60}, "reconnect_min_s", 0.05, 60),
+    (MBusSourceConfig, {**MBUS, "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
+    (MBusSourceConfig, MBUS, "dead_meter_backoff_s", 1, 3600),
     # A rate, not a duration, but a tiny one would drop every tap just the same.
     (SerialLineSource, LINE, "max_lines_per_s", 0.1, 10_000),
     (DeviceConfig, DEVICE, "interval_s", 0.1, DAY),

@@ -316,3 +316,32 @@ async def test_a_batch_being_committed_still_counts_as_backlog(tmp_path: Path) -
         recs = await ob.read("a", 10)
         await ob.ack("a", recs[-1].seq)
         assert ob.stats().sinks["a"].backlog == 0
+
+
+async def test_undecodable_rows_are_quarantined_not_a_wall(tmp_path: Path) -> None:
+    path = tmp_path / "ob.sqlite"
+    async with Outbox(path, ["a", "b"]) as ob:
+        ob.append_sample(sample(0))
+        await ob.flush()
+    db = sqlite3.connect(path)
+    db.execute("INSERT INTO records(kind, ts_ns, size, body) VALUES (1, 1, 50, '{not json')")
+    db.execute("INSERT INTO records(kind, ts_ns, size, body) VALUES (9, 2, 50, '{}')")
+    db.commit()
+    db.close()
+    async with Outbox(path, ["a", "b"]) as ob:
+        ob.append_sample(sample(3))
+        await ob.flush()
+        assert ob.stats().sinks["a"].backlog == 4
+        recs = await ob.read("a", 100)
+        assert [r.item for r in recs] == [sample(0), sample(3)]
+        st = ob.stats()
+        assert (st.quarantined, st.quarantined_new, st.rows) == (2, 2, 2)
+        assert st.sinks["a"].backlog == st.sinks["b"].backlog == 2
+        assert [r.item for r in await ob.read("b", 100)] == [sample(0), sample(3)]
+    async with Outbox(path, ["a", "b"]) as ob:
+        assert (ob.stats().quarantined, ob.stats().quarantined_new) == (2, 0)
+    db = sqlite3.connect(path)
+    kept = db.execute("SELECT seq, kind, body, error FROM quarantine ORDER BY seq").fetchall()
+    db.close()
+    assert [(k[1], k[2]) for k in kept] == [(1, "{not json"), (9, "{}")]
+    assert "JSONDecodeError" in kept[0][3] and "KeyError" in kept[1][3]
