@@ -54,6 +54,7 @@ from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import plaintext_secret_warnings
+from gateway.reports.schedule import ReportScheduler
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.modbus import ModbusSource
 from gateway.sources.serial_lines import SerialLineDevice
@@ -189,6 +190,9 @@ class Gateway:
         if patrol_cfg is not None:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
+        self.reports: ReportScheduler | None = None
+        if cfg.reports is not None:
+            self.reports = ReportScheduler(site, self.clock, self.delivery.append_event)
         self.commands_handled = 0
         self._alarms_appended = asyncio.Event()
         self._confirm_failing = False
@@ -404,6 +408,8 @@ class Gateway:
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
         out += self.storage.signals(stats, self.patrol)
+        if self.reports is not None:
+            out.append(self.reports.signal())
         return out
 
     def _check_clock(self) -> None:
@@ -506,6 +512,8 @@ class Gateway:
                     tasks.append(tg.create_task(self._health()))
                     tasks.append(tg.create_task(self._ticker()))
                     tasks.append(tg.create_task(self._lag_probe()))
+                    if self.reports is not None:
+                        tasks.append(tg.create_task(self.reports.run_forever()))
                     tasks.append(tg.create_task(self.delivery.run()))
                     if self.alerts is not None:
                         tasks.append(tg.create_task(self.alerts.run_notifier()))

@@ -28,6 +28,7 @@ from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import SerialLineProfile, SimBehaviour
+from gateway.reports.config import ReportsConfig
 from gateway.validators import TimeZoneName, check_order
 from gateway.yamlfile import LinedData, explain, load_yaml
 
@@ -310,6 +311,8 @@ class SiteConfig(Strict):
     # Night patrol: inline, or the path of its YAML file relative to the site
     # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
     patrol: str | PatrolConfig | None = None
+    # Daily reports (gateway/reports/config.py): schedule, gas plan, shedding order.
+    reports: ReportsConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SiteConfig:
@@ -496,6 +499,9 @@ def load_site(path: str | Path) -> Site:
     resolved, more = _cross_check(cfg, doc, registry)
     problems.extend(more)
     problems.extend(_check_rules_and_patrol(cfg, path, registry))
+    if cfg.reports is not None:
+        routes = {r.name for r in cfg.alerting.routes} if cfg.alerting else set()
+        problems.extend(cfg.reports.problems({d.id for d in cfg.devices}, routes, str(path)))
     if problems:
         raise ConfigError(problems[0], problems)
     return Site(config=cfg, path=path, profiles=registry, device_profiles=resolved)

@@ -63,6 +63,7 @@ from gateway.disk_space import is_disk_full
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
 from gateway.profiles.schema import SerialLineProfile
+from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 60.0
@@ -156,6 +157,8 @@ class AlertEngine:
             )
         if rules is None:
             rules = load_rules([base / p for p in self.config.rules])
+        if self.config.reports is not None:
+            rules = with_shedding_advice(rules, self.config.reports.gas_plan)
         self.rules = rules
         problems = check_against_devices(
             rules,

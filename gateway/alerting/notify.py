@@ -162,6 +162,8 @@ class Message:
     items: list[dict[str, Any]]
     people: list[tuple[str, Person]] = field(default_factory=list)
     possible_duplicate: bool = False
+    # (file name, content, MIME type "maintype/subtype"): e-mail only (the daily reports' PDF).
+    attachments: list[tuple[str, bytes, str]] = field(default_factory=list)
 
     @property
     def phones(self) -> list[str]:
@@ -326,6 +328,9 @@ def send_email_sync(ch: EmailChannel, msg: Message) -> None:
     if msg.possible_duplicate:
         em[DUPLICATE_HEADER] = "true"
     em.set_content(msg.text)
+    for name, data, mime in msg.attachments:
+        main, _, sub = mime.partition("/")
+        em.add_attachment(data, maintype=main, subtype=sub, filename=name)
     try:
         smtp: smtplib.SMTP
         if ch.security == "ssl":

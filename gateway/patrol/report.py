@@ -535,6 +535,15 @@ def register_cli(subparsers: Any) -> None:
     p.set_defaults(func=cmd_report_patrol)
 
 
+def site_influx(site: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """(url, database, username, password) of a ``Site``'s influx sink (all None without one)."""
+    sink = site.config.sinks.influx
+    if sink is None:
+        return None, None, None, None
+    database = sink.database or (sink.bucket or "").split("/")[0] or None
+    return sink.url, database, sink.username, sink.password
+
+
 def cmd_report_patrol(args: argparse.Namespace) -> int:
     config: PatrolConfig | None = None
     site_name: str | None = None
@@ -548,12 +557,9 @@ def cmd_report_patrol(args: argparse.Namespace) -> int:
         site = load_site(args.site)
         site_name = site.config.site
         config = resolve_patrol(site.config.patrol, site.path)
-        sink = site.config.sinks.influx
-        if sink is not None:
-            url = url or sink.url
-            database = database or sink.database or (sink.bucket or "").split("/")[0] or None
-            username = username or sink.username
-            password = password or sink.password
+        s_url, s_db, s_user, s_pw = site_influx(site)
+        url, database = url or s_url, database or s_db
+        username, password = username or s_user, password or s_pw
     if not url or not database:
         raise ReportError("give --influx-url and --database, or a --site with an influx sink")
     text = build_patrol_report(
@@ -584,4 +590,5 @@ __all__ = [
     "night_window",
     "parse_influx_response",
     "register_cli",
+    "site_influx",
 ]
