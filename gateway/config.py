@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
+from gateway.local_http import LocalHttpConfig
 from gateway.patrol.config import PatrolConfig
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
@@ -292,6 +293,8 @@ class SiteConfig(Strict):
     sinks: Sinks = Field(default_factory=Sinks)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    # The gateway's own /healthz and /metrics (gateway/local_http.py).
+    local_http: LocalHttpConfig = Field(default_factory=LocalHttpConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     # Alert rule files (rules/*.yaml), relative to the site file.
     rules: list[str] = Field(default_factory=list)

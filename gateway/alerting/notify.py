@@ -375,6 +375,9 @@ class Notifier:
         self.alarmed: set[str] = set()
         self.wake = asyncio.Event()
         self.sent_messages = 0
+        # Per channel, this run (the /metrics counters).
+        self.sent_by_channel: dict[str, int] = {}
+        self.failed_by_channel: dict[str, int] = {}
         # Timers (grouping window, escalation, repeat, retry back-off, give-up) run on
         # timer time: the wall clock at start plus monotonic time since, so a wall-clock
         # step moves none of them. Stored in SQLite, they read as wall-clock times after
@@ -604,6 +607,7 @@ class Notifier:
     def _sent(self, name: str, ids: list[int]) -> None:
         self.store.mark_sent(ids, self.clock.now_ns())
         self.sent_messages += 1
+        self.sent_by_channel[name] = self.sent_by_channel.get(name, 0) + 1
         if self.failures.get(name):
             self.failures[name] = 0
         if name in self.alarmed:
@@ -660,6 +664,7 @@ class Notifier:
         maybe_sent: bool = False,
     ) -> None:
         attempts = max(q.attempts for q in items) + 1
+        self.failed_by_channel[name] = self.failed_by_channel.get(name, 0) + 1
         give_up = int(self.cfg.retry.give_up_s * 1e9)
         dead = [q.id for q in items if now - q.created_ns >= give_up]
         live = [q.id for q in items if q.id not in dead]
