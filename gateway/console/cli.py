@@ -149,6 +149,10 @@ async def serve(args: argparse.Namespace) -> int:
     console = Console(
         state, store, Auth(store, clock), link, clock, args.secure_cookies, args.heartbeat
     )
+    # Acknowledgement links: the key the gateways sign them with (alerting.link_key).
+    if cfg.alerting is not None and cfg.alerting.link_key is not None:
+        console.link_key = cfg.alerting.link_key.get_secret_value()
+    console.link_without_login = cfg.console.link_ack_without_login
     host, port = args.listen
     server = _Server(
         uvicorn.Config(
