@@ -24,11 +24,13 @@ import uvicorn
 from gateway.config import load_site
 from gateway.console.auth import Auth, add_user
 from gateway.console.mqtt_link import MqttLink, Signer
+from gateway.console.patrol_board import PatrolBoard, SitePlan
 from gateway.console.state import ConsoleState
 from gateway.console.store import ROLES, ConsoleStore
 from gateway.console.web import Console, create_app
 from gateway.errors import ConfigError, ConsoleError
 from gateway.model import SystemClock
+from gateway.patrol import resolve_patrol
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,13 @@ async def serve(args: argparse.Namespace) -> int:
     clock = SystemClock()
     areas = {cfg.site: {d.id: d.tags["area"] for d in cfg.devices if "area" in d.tags}}
     state = ConsoleState(mqtt.prefix, clock, areas)
+    patrol = resolve_patrol(cfg.patrol, site.path)
+    if patrol is not None:  # its checkpoints show before their first tap
+        plan = SitePlan(
+            {c.id: c.place for c in patrol.checkpoints},
+            {r.id: list(r.checkpoints) for r in patrol.routes},
+        )
+        state.patrol = PatrolBoard({cfg.site: plan})
     link = MqttLink(
         mqtt,
         state,

@@ -395,6 +395,24 @@ def create_app(c: Console) -> FastAPI:
             request, s, "devices", by_area=c.state.devices_by_area(site or None), site=site or ""
         )
 
+    def patrol_view(site: str | None) -> dict[str, Any]:
+        board = c.state.patrol.view(site or None)
+        # Overdue also from the retained alarms: they survive a console restart, events do not.
+        for a in c.state.active_alarms(site or None):
+            if a.last.get("rule") == "patrol_overdue" and a.last.get("active"):
+                entry = board.setdefault(a.site, c.state.patrol.view(a.site)[a.site])
+                entry["overdue_alarm"] = a.as_json()
+        return board
+
+    @app.get("/patrol", response_class=HTMLResponse, include_in_schema=False)
+    async def patrol_page(request: Request, s: PageUser, site: str | None = None) -> HTMLResponse:
+        return render(request, s, "patrol", board=patrol_view(site), site=site or "")
+
+    @app.get("/api/patrol", tags=["sites"])
+    async def api_patrol(s: ApiUser, site: str | None = None) -> dict[str, Any]:
+        """Per site: rounds in progress, the last tap per checkpoint, overdue."""
+        return patrol_view(site)
+
     @app.get("/gateways", response_class=HTMLResponse, include_in_schema=False)
     async def gateways_page(request: Request, s: PageUser) -> HTMLResponse:
         return render(
