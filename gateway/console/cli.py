@@ -57,6 +57,20 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("FSG_CONSOLE_USER", "console"),
         help="the console's command user on the gateways",
     )
+    # The console's own broker account (not the gateway's): on a broker with the deploy/
+    # ACL it may read the site and publish only its command topic. Password from the
+    # environment only (FSG_CONSOLE_MQTT_PASSWORD), never on a command line.
+    ap.add_argument(
+        "--mqtt-user",
+        default=os.environ.get("FSG_CONSOLE_MQTT_USER"),
+        help="broker user instead of the site file's (FSG_CONSOLE_MQTT_USER)",
+    )
+    ap.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=int(os.environ.get("FSG_CONSOLE_MQTT_PORT") or 0) or None,
+        help="broker port instead of the site file's (FSG_CONSOLE_MQTT_PORT)",
+    )
     ap.add_argument("--secure-cookies", action="store_true", help="behind HTTPS: Secure cookies")
     ap.add_argument("--reply-timeout", type=float, default=10.0, metavar="S")
     ap.add_argument(
@@ -126,6 +140,11 @@ async def serve(args: argparse.Namespace) -> int:
     mqtt = cfg.sinks.mqtt
     if mqtt is None:
         raise ConfigError(f"{args.site}: no sinks.mqtt: the console reads the broker from it")
+    if args.mqtt_user:
+        password = os.environ.get("FSG_CONSOLE_MQTT_PASSWORD")
+        mqtt = mqtt.model_copy(update={"username": args.mqtt_user, "password": password})
+    if args.mqtt_port:
+        mqtt = mqtt.model_copy(update={"port": args.mqtt_port})
     key = os.environ.get("FSG_CONSOLE_KEY")
     known = cfg.commands.users.get(args.as_user)
     if not key and known is not None:
