@@ -103,7 +103,9 @@ class HealthWatch:
         if polls != self._polls:
             self._polls, self._polls_moved = polls, now
         out = self.gw.delivery.stats().outbox
-        if out is not None and (out.last_seq != self._seq or out.pending == 0):
+        if out is None:
+            self._committed = now  # no outbox (no sink needs one): nothing can stall
+        elif out.last_seq != self._seq or out.pending == 0:
             # Nothing waiting is as good as a commit: an idle outbox is not stuck.
             self._seq, self._committed = out.last_seq, now
 
