@@ -500,13 +500,26 @@ def create_app(c: Console) -> FastAPI:
 
     @app.get("/ack", response_class=HTMLResponse, include_in_schema=False)
     async def link_open(
-        request: Request, t: Annotated[str, Query(max_length=ack_link.MAX_TOKEN_CHARS)] = ""
+        request: Request,
+        t: Annotated[str, Query(max_length=ack_link.MAX_TOKEN_CHARS)] = "",
+        hop: int = 0,
     ) -> Response:
         """A notification's link: the alarm and one Acknowledge button (a GET changes nothing:
         chat apps fetch links to preview them)."""
         claims = link_claims(t)
         s = _who(request)
         if s is None and not c.link_without_login:
+            if not hop:
+                # A tap in a chat app is a cross-site navigation, which carries no
+                # SameSite=Strict session cookie; one same-site hop does, so a phone
+                # that is logged in goes straight to the button.
+                again = "/ack?" + urlencode({"t": t, "hop": 1})
+                return HTMLResponse(
+                    Markup(
+                        '<!doctype html><meta http-equiv="refresh" content="0;url={}">'
+                        '<a href="{}">Open the alarm</a>'
+                    ).format(again, again)
+                )
             raise LoginNeeded()
         used = c.store.link_spent(claims.nonce)
         return link_page(request, s, claims, t, err="this link was used already" if used else None)
