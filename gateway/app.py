@@ -42,6 +42,7 @@ from gateway.clockwatch import WallStepWatch
 from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
+from gateway.local_http import serve_local_http
 from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
@@ -515,6 +516,7 @@ class Gateway:
                     if self.reports is not None:
                         tasks.append(tg.create_task(self.reports.run_forever()))
                     tasks.append(tg.create_task(self.delivery.run()))
+                    tasks.append(tg.create_task(serve_local_http(self)))
                     if self.alerts is not None:
                         tasks.append(tg.create_task(self.alerts.run_notifier()))
                         tasks.append(tg.create_task(self._confirm_alarms()))

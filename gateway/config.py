@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.alerting.ack_link import ConsoleSiteConfig
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
 from gateway.errors import ConfigError
+from gateway.local_http import LocalHttpConfig
 from gateway.patrol.config import PatrolConfig
 
 # plugin wiring: replaced by the registry (plugin-core)
@@ -302,6 +304,10 @@ class SiteConfig(Strict):
     sinks: Sinks = Field(default_factory=Sinks)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    # The gateway's own /healthz and /metrics (gateway/local_http.py).
+    local_http: LocalHttpConfig = Field(default_factory=LocalHttpConfig)
+    # What `gateway console` allows for this site (one-tap acknowledgement links).
+    console: ConsoleSiteConfig = Field(default_factory=ConsoleSiteConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     # Alert rule files (rules/*.yaml), relative to the site file.
     rules: list[str] = Field(default_factory=list)

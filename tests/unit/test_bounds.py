@@ -35,6 +35,7 @@ from gateway.config import (
     load_site,
 )
 from gateway.errors import ConfigError
+from gateway.local_http import LocalHttpConfig
 from gateway.patrol import config as patrol
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.opcua.config import OpcUaSourceConfig
@@ -109,6 +110,8 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (alerting.AlertingConfig, {}, "realarm_s", 60, 7 * DAY),
     (alerting.AlertingConfig, {}, "max_shelve_s", 60, 30 * DAY),
     (alerting.AlertingConfig, {}, "max_out_of_service_s", 60, 365 * DAY),
+    (alerting.AlertingConfig, {}, "link_ttl_s", 60, 7 * DAY),
+    (LocalHttpConfig, {}, "stall_s", 2, 3600),
     (CommandsConfig, {}, "max_age_s", 1, 3600),
     (CommandsConfig, {}, "max_future_s", 0, 600),
     (CommandRates, {}, "summary_every_s", 1, DAY),
