@@ -17,6 +17,7 @@ from typing import Any
 from gateway.config import DeviceConfig, Site
 from gateway.patrol.report import Query
 from gateway.plugins.mbus.profile import MBusProfile
+from gateway.plugins.opcua.profile import OpcUaProfile
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.reports.alarms import Episode, episodes
 from gateway.reports.completeness import Coverage, coverage
@@ -33,7 +34,7 @@ ALARM_LOOKBACK_NS = 2 * 86_400 * NS
 class DeviceDay:
     config: DeviceConfig
     kind: str
-    profile: ModbusProfile | MBusProfile
+    profile: ModbusProfile | MBusProfile | OpcUaProfile
     rows: list[dict[str, Any]]
     coverage: Coverage
 
