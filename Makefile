@@ -5,15 +5,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEBS := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics socat openssl \
-	chromium chromium-driver
+	chromium chromium-driver poppler-utils fonts-wqy-zenhei
 STAMP := $(VENV)/.installed
 
 .PHONY: setup system-deps demo test lint bench clean
 
 system-deps:
 	@missing=""; for b in mosquitto mosquitto_pub influxd influx victoria-metrics socat openssl \
-	  chromium chromedriver; do \
+	  chromium chromedriver pdftotext; do \
 	  command -v $$b >/dev/null 2>&1 || missing="$$missing $$b"; done; \
+	[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || missing="$$missing fonts-wqy-zenhei"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (missing:$$missing)"; \
 	  if [ "$$(id -u)" != 0 ]; then echo "run as root, or: sudo apt-get install -y $(DEBS)"; exit 1; fi; \

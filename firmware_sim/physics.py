@@ -5,7 +5,8 @@ supply set-point (off → purge → ignition → firing), supply temperature ris
 while firing and falling under the load otherwise, return temperature lagging
 supply minus the network's ΔT, pressure following temperature (thermal
 expansion in a closed system), gas flow while the burner is lit and a gas
-totaliser integrating it. Crossing the over-temperature or over-pressure
+totaliser integrating it, and the controller's burner-start and firing-hour
+counters. Crossing the over-temperature or over-pressure
 limit locks the burner out (latched, like a real safety chain).
 
 ``LeakageLogic``: a residual-current monitor's own decisions, per channel
@@ -36,6 +37,8 @@ BOILER_FIELDS = (
     "over_temp",
     "over_pressure",
     "flame_failure",
+    "burner_starts",
+    "burner_hours",
 )
 # Interlock bits of the boiler profile the model drives although they carry no sim block.
 BOILER_INTERLOCK_POINTS = ("over_temp", "over_pressure", "flame_failure")
@@ -73,6 +76,9 @@ class BoilerModel:
     over_temp: bool = False
     over_pressure: bool = False
     flame_failure: bool = False
+    # The controller's own counters: ignitions that reached firing, and hours fired.
+    burner_starts: int = 1_200
+    burner_hours: float = 3_400.0
     _phase_s: float = 0.0
     _t: float | None = None
 
@@ -112,10 +118,13 @@ class BoilerModel:
             self.burner_state, self._phase_s = IGNITION, 0.0
         elif self.burner_state == IGNITION and self._phase_s >= p.ignition_s:
             self.burner_state, self._phase_s = FIRING, 0.0
+            self.burner_starts += 1
         elif self.burner_state == FIRING and self.supply_temp > setpoint + p.band_high_c:
             self.burner_state, self._phase_s = OFF, 0.0
 
         self.gas_total += self.gas_flow * dt / 3600.0
+        if self.burner_state == FIRING:
+            self.burner_hours += dt / 3600.0
         rate = p.heat_rate_c_per_s if self.burner_state == FIRING else -p.load_rate_c_per_s
         self.supply_temp = max(p.ambient_c, self.supply_temp + rate * dt)
         target_return = max(p.ambient_c, self.supply_temp - p.return_delta_c)

@@ -42,6 +42,7 @@ from gateway.clockwatch import WallStepWatch
 from gateway.config import Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
+from gateway.local_http import serve_local_http
 from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
@@ -49,6 +50,7 @@ from gateway.patrol.engine import PatrolOutput
 from gateway.plugins import BoundDevice, Source, SourceContext, registry
 from gateway.plugins.base import CommandContext
 from gateway.redact import plaintext_secret_warnings
+from gateway.reports.schedule import ReportScheduler
 from gateway.sources.device_poll import DeviceCounters
 from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait
@@ -126,6 +128,8 @@ class Gateway:
         self.sources: list[Source] = []
         # Sources whose devices are patrol readers (their garbage and floods are findings).
         self._patrol_readers: list[Source] = []
+        # Sources that poll devices by unit on an interval (the /healthz poll-stall check).
+        self.polled_sources: list[Source] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
@@ -146,6 +150,8 @@ class Gateway:
             self.sources.append(source)
             if plugin.patrol_reader:
                 self._patrol_readers.append(source)
+            if plugin.unit_addressed:
+                self.polled_sources.append(source)
         # State files live beside the outbox unless told otherwise.
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
         self.delivery = Delivery.from_config(cfg, self.clock, units=units, stdout=self.out)
@@ -160,6 +166,9 @@ class Gateway:
         if patrol_cfg is not None:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
+        self.reports: ReportScheduler | None = None
+        if cfg.reports is not None:
+            self.reports = ReportScheduler(site, self.clock, self.delivery.append_event)
         self.commands_handled = 0
         self._alarms_appended = asyncio.Event()
         self._confirm_failing = False
@@ -371,6 +380,8 @@ class Gateway:
             limit = self.site.config.pipeline.max_delivery_age_s
             out.append(("outbox:backlog", age <= limit, f"oldest undelivered {age:.0f} s"))
         out += self.storage.signals(stats, self.patrol)
+        if self.reports is not None:
+            out.append(self.reports.signal())
         return out
 
     def _check_clock(self) -> None:
@@ -471,7 +482,10 @@ class Gateway:
                     tasks.append(tg.create_task(self._health()))
                     tasks.append(tg.create_task(self._ticker()))
                     tasks.append(tg.create_task(self._lag_probe()))
+                    if self.reports is not None:
+                        tasks.append(tg.create_task(self.reports.run_forever()))
                     tasks.append(tg.create_task(self.delivery.run()))
+                    tasks.append(tg.create_task(serve_local_http(self)))
                     if self.alerts is not None:
                         tasks.append(tg.create_task(self.alerts.run_notifier()))
                         tasks.append(tg.create_task(self._confirm_alarms()))

@@ -161,9 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gateway.alarms_cli import register_cli as register_alarms
     from gateway.patrol_cli import register_cli as register_report
+    from gateway.reports.cli import register_cli as register_daily_reports
 
     register_alarms(sub)
     register_report(sub)
+    register_daily_reports(sub)
     try:
         from gateway.console.cli import register_cli as register_console
     except ImportError:  # the console's web packages not installed: the rest still works

@@ -23,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.alerting.ack_link import ConsoleSiteConfig
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
+from gateway.local_http import LocalHttpConfig
 from gateway.patrol.config import PatrolConfig
 from gateway.plugins import registry as plugin_registry
 from gateway.plugins import validate_source
@@ -38,6 +40,7 @@ from gateway.plugins.mqtt.config import MqttSinkConfig, MqttTls
 from gateway.plugins.serial_line.config import SerialLineSource
 from gateway.profiles.registry import AnyProfile, ProfileRegistry
 from gateway.profiles.schema import SimBehaviour
+from gateway.reports.config import ReportsConfig
 from gateway.validators import TimeZoneName
 
 if TYPE_CHECKING:
@@ -189,6 +192,10 @@ class SiteConfig(Strict):
     sinks: Sinks = Field(default_factory=Sinks)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    # The gateway's own /healthz and /metrics (gateway/local_http.py).
+    local_http: LocalHttpConfig = Field(default_factory=LocalHttpConfig)
+    # What `gateway console` allows for this site (one-tap acknowledgement links).
+    console: ConsoleSiteConfig = Field(default_factory=ConsoleSiteConfig)
     # The simulator's section (scenarios, wire time): firmware_sim.schema validates it;
     # the gateway does not read it.
     simulation: dict[str, Any] = Field(default_factory=dict)
@@ -200,6 +207,8 @@ class SiteConfig(Strict):
     # Night patrol: inline, or the path of its YAML file relative to the site
     # file (rules/patrol.yaml); gateway.patrol.resolve_patrol reads either.
     patrol: str | PatrolConfig | None = None
+    # Daily reports (gateway/reports/config.py): schedule, gas plan, shedding order.
+    reports: ReportsConfig | None = None
 
     @model_validator(mode="after")
     def _unique_ids(self) -> SiteConfig:

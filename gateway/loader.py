@@ -91,7 +91,7 @@ def _cross_check(
             serial_users[src.id] = dev.id
         if not plugin.unit_addressed:
             continue
-        key = (src.id, dev.unit)
+        key = (src.id, dev.unit) if src.addresses_by_unit(dev.id) else (src.id, -1 - i)
         if key in units:
             problems.append(
                 f"{at('unit')}: device {dev.id!r}: unit {dev.unit} on {src.id!r} is already"
@@ -104,6 +104,8 @@ def _cross_check(
                 f"{at('interval_s')}: device {dev.id!r}: interval_s {dev.interval_s} must exceed"
                 f" the source's timeout_s x (retries + 1) = {worst:g}"
             )
+    for src in cfg.sources:
+        problems.extend(src.check_devices({d.id for d in cfg.devices if d.source == src.id}))
     return resolved, problems
 
 
@@ -154,6 +156,9 @@ def load_site(path: str | Path) -> Site:
     problems.extend(more)
     ruleset, more = _check_rules_and_patrol(cfg, path, registry)
     problems.extend(more)
+    if cfg.reports is not None:
+        routes = {r.name for r in cfg.alerting.routes} if cfg.alerting else set()
+        problems.extend(cfg.reports.problems({d.id for d in cfg.devices}, routes, str(path)))
     if problems:
         raise ConfigError(problems[0], problems)
     return Site(config=cfg, path=path, profiles=registry, device_profiles=resolved, rules=ruleset)

@@ -58,12 +58,16 @@ class Sample:
     tags: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     mono_ns: int = 0
+    # The device's own timestamp per point in ns (OPC UA SourceTimestamp), when
+    # it sends one; ``ts_ns`` stays the gateway's read time. None, not {}: no
+    # allocation per sample for the sources that have none.
+    source_ts_ns: dict[str, int] | None = None
 
     def is_good(self, point: str) -> bool:
         return point in self.values and self.quality.get(point, Quality.GOOD) is Quality.GOOD
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "device": self.device,
             "kind": self.kind,
             "ts_ns": self.ts_ns,
@@ -72,6 +76,9 @@ class Sample:
             "tags": self.tags,
             "error": self.error,
         }
+        if self.source_ts_ns:
+            d["source_ts_ns"] = self.source_ts_ns
+        return d
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any]) -> Sample:
@@ -83,6 +90,7 @@ class Sample:
             quality={k: Quality(v) for k, v in d.get("quality", {}).items()},
             tags=dict(d.get("tags", {})),
             error=d.get("error"),
+            source_ts_ns=d.get("source_ts_ns"),
         )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.loader import load_site
 from gateway.patrol.config import PatrolConfig, resolve_patrol
-from gateway.patrol.report import ReportError, build_patrol_report, influx_query
+from gateway.patrol.report import ReportError, build_patrol_report, influx_query, site_influx
 
 __all__ = ["cmd_report_patrol", "register_cli"]
 
@@ -54,12 +54,9 @@ def cmd_report_patrol(args: argparse.Namespace) -> int:
         site = load_site(args.site)
         site_name = site.config.site
         config = resolve_patrol(site.config.patrol, site.path)
-        sink = site.config.sinks.influx
-        if sink is not None:
-            url = url or sink.url
-            database = database or sink.database or (sink.bucket or "").split("/")[0] or None
-            username = username or sink.username
-            password = password or sink.password
+        s_url, s_db, s_user, s_pw = site_influx(site)
+        url, database = url or s_url, database or s_db
+        username, password = username or s_user, password or s_pw
     if not url or not database:
         raise ReportError("give --influx-url and --database, or a --site with an influx sink")
     text = build_patrol_report(

@@ -11,11 +11,12 @@ places where a password or token would cross the network without TLS.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from gateway.validators import is_local_host
 
 if TYPE_CHECKING:
     from gateway.config import SiteConfig
@@ -94,14 +95,7 @@ def install_log_redaction() -> None:
             handler.addFilter(RedactingFilter())
 
 
-def _local(host: str | None) -> bool:
-    """Traffic to the machine itself never crosses a network."""
-    if not host or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+_local = is_local_host
 
 
 def plaintext_secret_warnings(cfg: SiteConfig) -> list[str]:
@@ -140,4 +134,6 @@ def plaintext_secret_warnings(cfg: SiteConfig) -> list[str]:
                 f"{where}: a password is sent to {ch.host}:{ch.port} without TLS"
                 " (security: starttls or ssl)"
             )
+    for src in cfg.sources:
+        out.extend(src.secret_warnings())
     return out

@@ -3,7 +3,8 @@
 Starts what the demo needs and is not already there: a local Mosquitto on
 1883 and a local InfluxDB 1.x on 8086 (or uses ones already listening on
 those ports), then the device simulators (`gateway-sim`) and the gateway
-(`gateway run`) on deploy/demo/site.yaml. Ctrl-C stops everything it started,
+(`gateway run`) on deploy/demo/site.yaml, and the on-call console
+(`gateway console`, a demo login printed at start). Ctrl-C stops everything it started,
 in reverse order, and removes nothing but its own run folder's sockets.
 """
 
@@ -24,6 +25,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RUN_DIR = Path(os.environ.get("FSG_RUN_DIR", "/tmp/fsg-demo"))
 BIN = Path(sys.executable).parent
+# The demo console's login (a supervisor: acknowledge, shelve, reset). Demo only.
+DEMO_USER, DEMO_PASSWORD = "demo", "demo-console"
+CONSOLE_PORT = int(os.environ.get("FSG_DEMO_CONSOLE_PORT", "8080"))
 
 
 def listening(port: int) -> bool:
@@ -97,6 +101,49 @@ def start_influxd(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     print("demo: warning: could not create database fsg on 127.0.0.1:8086", file=sys.stderr)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_console(procs: list[tuple[str, subprocess.Popen[bytes]]], site: str) -> str:
+    """The console on the demo site, with the demo login; returns its URL."""
+    db = RUN_DIR / "console.sqlite"
+    gateway = str(BIN / "gateway")
+    if not db.exists():
+        subprocess.run(
+            [
+                gateway,
+                "console",
+                "users",
+                "add",
+                DEMO_USER,
+                "--role",
+                "supervisor",
+                "--db",
+                str(db),
+            ],
+            input=f"{DEMO_PASSWORD}\n".encode(),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+    port = CONSOLE_PORT if not listening(CONSOLE_PORT) else free_port()
+    log = open(RUN_DIR / "console.log", "wb")  # noqa: SIM115 - lives as long as the process
+    p = subprocess.Popen(
+        [gateway, "console", site, "--listen", f"127.0.0.1:{port}", "--db", str(db)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    procs.append(("gateway-console", p))
+    wait_port(port, p, "the console")
+    url = f"http://127.0.0.1:{port}/"
+    print(f"demo: console on {url} (log in as {DEMO_USER} / {DEMO_PASSWORD})", flush=True)
+    return url
+
+
 def main() -> int:
     RUN_DIR.mkdir(parents=True, exist_ok=True)
     os.environ["FSG_RUN_DIR"] = str(RUN_DIR)
@@ -126,6 +173,7 @@ def main() -> int:
             raise SystemExit("gateway-sim stopped before it was ready")
         gw = subprocess.Popen([str(BIN / "gateway"), "run", site], start_new_session=True)
         procs.append(("gateway", gw))
+        start_console(procs, site)
         print("demo: gateway running; Ctrl-C stops everything", flush=True)
         while not stop and gw.poll() is None and sim.poll() is None:
             time.sleep(0.3)

@@ -50,8 +50,13 @@ class AlarmSpec:
     # Alarm-id glob patterns whose activity suppresses this alarm (suppression by design).
     inhibited_by: tuple[str, ...] = ()
     unit: str = ""
+    advice: str = ""
 
     def render(self, value: Value | None, detail: str = "") -> str:
+        text = self._render(value, detail)
+        return f"{text}; {self.advice}" if self.advice else text
+
+    def _render(self, value: Value | None, detail: str) -> str:
         fields = {
             "device": self.device,
             "point": self.point or "",
@@ -227,6 +232,7 @@ class Check:
                     lim.suppressed_by if lim else rule.suppressed_by, self.info.device
                 ),
                 unit=self.info.units.get(point or "", ""),
+                advice=self.lr.advice,
             )
             det = Detector(spec, on, off)
             self.detectors[key] = det

@@ -14,8 +14,9 @@ from datetime import time
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from gateway.alerting.ack_link import check_key
 from gateway.validators import TimeZoneName, check_order
 
 NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
@@ -260,9 +261,22 @@ class AlertingConfig(Strict):
     retry: RetryConfig = Field(default_factory=RetryConfig)
     # Severity of the gateway's own health alarms when no health rule says otherwise.
     health_severity: Severity = Severity.HIGH
+    # One-tap acknowledgement: each notification links to the alarm in this console,
+    # signed with link_key (the console's site file has the same key) and valid link_ttl_s.
+    console_url: str | None = Field(default=None, max_length=300, pattern=r"^https?://[^\s]+$")
+    link_key: SecretStr | None = None
+    link_ttl_s: float = Field(default=3600.0, ge=60, le=7 * 86400)
+
+    @field_validator("link_key")
+    @classmethod
+    def _link_key(cls, v: SecretStr | None) -> SecretStr | None:
+        check_key(None if v is None else v.get_secret_value())
+        return v
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:
+        if self.console_url is not None and self.link_key is None:
+            raise ValueError("console_url needs link_key (the key the console verifies links with)")
         names = [c.name for c in self.channels]
         dup = {n for n in names if names.count(n) > 1}
         if dup:

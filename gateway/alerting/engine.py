@@ -64,6 +64,7 @@ from gateway.crashpoints import crash_point
 from gateway.disk_space import is_disk_full
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
+from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 60.0
@@ -164,6 +165,8 @@ class AlertEngine:
             )
             if problems:
                 raise ConfigError(problems[0], problems)
+        if self.config.reports is not None:
+            rules = with_shedding_advice(rules, self.config.reports.gas_plan)
         self.rules = rules
         state = state_path if state_path is not None else self.cfg.state_db
         self.state_path = str(state) if str(state) == ":memory:" else str(base / Path(state))

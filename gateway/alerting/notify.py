@@ -48,6 +48,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from gateway.alerting import ack_link
 from gateway.alerting.config import (
     WEEKDAYS,
     AlertingConfig,
@@ -162,6 +163,8 @@ class Message:
     items: list[dict[str, Any]]
     people: list[tuple[str, Person]] = field(default_factory=list)
     possible_duplicate: bool = False
+    # (file name, content, MIME type "maintype/subtype"): e-mail only (the daily reports' PDF).
+    attachments: list[tuple[str, bytes, str]] = field(default_factory=list)
 
     @property
     def phones(self) -> list[str]:
@@ -181,14 +184,21 @@ _WHAT = {
 }
 
 
+LinkFor = Callable[[dict[str, Any], list[str]], str | None]
+
+
 def compose(
     site: str,
     items: list[dict[str, Any]],
     roster: Roster,
     people: list[str],
     possible_duplicate: bool = False,
+    link_for: LinkFor | None = None,
 ) -> Message:
-    """One message for a group of queued items (highest severity first)."""
+    """One message for a group of queued items (highest severity first).
+
+    ``link_for(item, people)``: the item's signed acknowledgement link, if the site has a console.
+    """
     order = {s.value: s.rank for s in Severity}
     items = sorted(
         items, key=lambda i: (-order.get(i.get("severity", ""), 0), i.get("raised_ns", 0))
@@ -211,9 +221,19 @@ def compose(
             f"- {str(i.get('severity', '')).upper()} {_WHAT.get(i['what'], i['what'])} {when}"
             f" [{i.get('area') or '-'}] {i['message']} ({i['state']}{lvl}) id={i['alarm_id']}"
         )
+        url = link_for(i, people) if link_for is not None and i["what"] != "rtn" else None
+        if url:
+            lines.append(f"  acknowledge: {url}")
+        if i.get("escalates_ns"):
+            at = roster.local(int(i["escalates_ns"])).strftime("%H:%M")
+            nxt = i.get("escalates_level")
+            to = f"to level {nxt}" if nxt else "again (repeat)"
+            lines.append(f"  escalates {to} at {at} unless acknowledged")
     if len(items) > MAX_LINES:
         lines.append(f"... and {len(items) - MAX_LINES} more; see `gateway alarms list`")
     lines.append("")
+    if people:
+        lines.append(f"On duty: {', '.join(people)}")
     lines.append("Acknowledge: gateway alarms ack <id>  (or the MQTT command topic)")
     if possible_duplicate:
         title = f"(possible duplicate) {title}"
@@ -326,6 +346,9 @@ def send_email_sync(ch: EmailChannel, msg: Message) -> None:
     if msg.possible_duplicate:
         em[DUPLICATE_HEADER] = "true"
     em.set_content(msg.text)
+    for name, data, mime in msg.attachments:
+        main, _, sub = mime.partition("/")
+        em.add_attachment(data, maintype=main, subtype=sub, filename=name)
     try:
         smtp: smtplib.SMTP
         if ch.security == "ssl":
@@ -377,6 +400,12 @@ class Notifier:
         self.alarmed: set[str] = set()
         self.wake = asyncio.Event()
         self.sent_messages = 0
+        self.link_for: LinkFor | None = None
+        if cfg.console_url is not None and cfg.link_key is not None:
+            self.link_for = self._link(cfg.console_url, cfg.link_key.get_secret_value())
+        # Per channel, this run (the /metrics counters).
+        self.sent_by_channel: dict[str, int] = {}
+        self.failed_by_channel: dict[str, int] = {}
         # Timers (grouping window, escalation, repeat, retry back-off, give-up) run on
         # timer time: the wall clock at start plus monotonic time since, so a wall-clock
         # step moves none of them. Stored in SQLite, they read as wall-clock times after
@@ -387,6 +416,24 @@ class Notifier:
         # Last message sent in this run per (channel, recipients), in timer time (the
         # stored sent_ns is a wall-clock timestamp): the grouping window counts from it.
         self._last_sent: dict[tuple[str, tuple[str, ...]], int] = {}
+
+    def _link(self, base: str, key: str) -> LinkFor:
+        ttl = self.cfg.link_ttl_s
+
+        def link_for(item: dict[str, Any], people: list[str]) -> str:
+            raised = item.get("raised_ns")
+            token = ack_link.sign(
+                key,
+                self.site,
+                str(item["alarm_id"]),
+                raised_ns=raised if isinstance(raised, int) else None,
+                to=people,
+                now_s=self.clock.now_ns() / 1e9,
+                ttl_s=ttl,
+            )
+            return ack_link.link(base, token)
+
+        return link_for
 
     def _timer_ns(self) -> int:
         return self._epoch_ns + self.clock.mono_ns()
@@ -452,7 +499,9 @@ class Notifier:
         now: int,
         key: str,
         raised_ns: int | None = None,
+        escalates: tuple[int, int | None] | None = None,
     ) -> int:
+        """Queue one item per channel; ``escalates``: (when, next level or None for a repeat)."""
         lvl = route.escalation[min(level, len(route.escalation) - 1)]
         roster_level = lvl.roster_level if lvl.roster_level is not None else level
         people = self.roster.on_call(self.clock.now_ns(), roster_level)  # wall: shifts
@@ -474,6 +523,8 @@ class Notifier:
             "route": route.name,
             "level": level,
         }
+        if escalates is not None:
+            item["escalates_ns"], item["escalates_level"] = escalates
         window = int(self.cfg.group_window_s * 1e9)
         n = 0
         for ch in lvl.channels or route.channels:
@@ -511,21 +562,29 @@ class Notifier:
                     what = "alarm" if esc.level == 0 else "escalation"
                     level = esc.level
                 key = f"{esc.raised_ns}|{esc.level}|{esc.repeats}"
-                self._queue(ev, route, level, what, now, key, raised_ns=esc.raised_ns)
-                fired += 1
                 nxt = esc.level + 1
+                # The next step is known now, so the message can say when it comes.
+                escalates: tuple[int, int | None] | None = None
                 if nxt < len(levels):
                     start = self._starts.get((esc.alarm_id, esc.raised_ns), esc.raised_ns)
-                    due = start + int(levels[nxt].after_s * 1e9)
+                    escalates = (max(start + int(levels[nxt].after_s * 1e9), now), nxt + 1)
+                elif route.repeat_s is not None:
+                    escalates = (now + int(route.repeat_s * 1e9), None)
+                self._queue(
+                    ev, route, level, what, now, key, raised_ns=esc.raised_ns, escalates=escalates
+                )
+                fired += 1
+                if nxt < len(levels):
+                    assert escalates is not None
                     self.store.put_escalation(
                         Escalation(
-                            esc.alarm_id, esc.route, nxt, max(due, now), esc.raised_ns, esc.repeats
+                            esc.alarm_id, esc.route, nxt, escalates[0], esc.raised_ns, esc.repeats
                         )
                     )
-                elif route.repeat_s is not None:
+                elif escalates is not None:
                     self.store.put_escalation(
                         Escalation(
-                            esc.alarm_id, esc.route, len(levels), now + int(route.repeat_s * 1e9),
+                            esc.alarm_id, esc.route, len(levels), escalates[0],
                             esc.raised_ns, esc.repeats + 1,
                         )
                     )  # fmt: skip
@@ -590,6 +649,7 @@ class Notifier:
             self.roster,
             list(items[0].recipients),
             possible_duplicate=any(q.possible_duplicate for q in items),
+            link_for=self.link_for,
         )
         self.store.mark_sending(ids)
         stopping, error = await self._send_through_stop(client, ch, msg)
@@ -606,6 +666,7 @@ class Notifier:
     def _sent(self, name: str, ids: list[int]) -> None:
         self.store.mark_sent(ids, self.clock.now_ns())
         self.sent_messages += 1
+        self.sent_by_channel[name] = self.sent_by_channel.get(name, 0) + 1
         if self.failures.get(name):
             self.failures[name] = 0
         if name in self.alarmed:
@@ -662,6 +723,7 @@ class Notifier:
         maybe_sent: bool = False,
     ) -> None:
         attempts = max(q.attempts for q in items) + 1
+        self.failed_by_channel[name] = self.failed_by_channel.get(name, 0) + 1
         give_up = int(self.cfg.retry.give_up_s * 1e9)
         dead = [q.id for q in items if now - q.created_ns >= give_up]
         live = [q.id for q in items if q.id not in dead]

@@ -302,6 +302,8 @@ class LoadedRule:
     area: str | None  # the file's default area
     path: Path
     line: int | None
+    # Appended to every message of this rule's alarms (the gas-shortfall shedding order).
+    advice: str = ""
 
     @property
     def where(self) -> str:

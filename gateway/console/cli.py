@@ -23,12 +23,14 @@ import uvicorn
 
 from gateway.console.auth import Auth, add_user
 from gateway.console.mqtt_link import MqttLink, Signer
+from gateway.console.patrol_board import PatrolBoard, SitePlan
 from gateway.console.state import ConsoleState
 from gateway.console.store import ROLES, ConsoleStore
 from gateway.console.web import Console, create_app
 from gateway.errors import ConfigError, ConsoleError
 from gateway.loader import load_site
 from gateway.model import SystemClock
+from gateway.patrol import resolve_patrol
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
         dest="as_user",
         default=os.environ.get("FSG_CONSOLE_USER", "console"),
         help="the console's command user on the gateways",
+    )
+    # The console's own broker account (not the gateway's): on a broker with the deploy/
+    # ACL it may read the site and publish only its command topic. Password from the
+    # environment only (FSG_CONSOLE_MQTT_PASSWORD), never on a command line.
+    ap.add_argument(
+        "--mqtt-user",
+        default=os.environ.get("FSG_CONSOLE_MQTT_USER"),
+        help="broker user instead of the site file's (FSG_CONSOLE_MQTT_USER)",
+    )
+    ap.add_argument(
+        "--mqtt-port",
+        type=int,
+        default=int(os.environ.get("FSG_CONSOLE_MQTT_PORT") or 0) or None,
+        help="broker port instead of the site file's (FSG_CONSOLE_MQTT_PORT)",
     )
     ap.add_argument("--secure-cookies", action="store_true", help="behind HTTPS: Secure cookies")
     ap.add_argument("--reply-timeout", type=float, default=10.0, metavar="S")
@@ -124,6 +140,11 @@ async def serve(args: argparse.Namespace) -> int:
     mqtt = cfg.sinks.mqtt
     if mqtt is None:
         raise ConfigError(f"{args.site}: no sinks.mqtt: the console reads the broker from it")
+    if args.mqtt_user:
+        password = os.environ.get("FSG_CONSOLE_MQTT_PASSWORD")
+        mqtt = mqtt.model_copy(update={"username": args.mqtt_user, "password": password})
+    if args.mqtt_port:
+        mqtt = mqtt.model_copy(update={"port": args.mqtt_port})
     key = os.environ.get("FSG_CONSOLE_KEY")
     known = cfg.commands.users.get(args.as_user)
     if not key and known is not None:
@@ -136,6 +157,13 @@ async def serve(args: argparse.Namespace) -> int:
     clock = SystemClock()
     areas = {cfg.site: {d.id: d.tags["area"] for d in cfg.devices if "area" in d.tags}}
     state = ConsoleState(mqtt.prefix, clock, areas)
+    patrol = resolve_patrol(cfg.patrol, site.path)
+    if patrol is not None:  # its checkpoints show before their first tap
+        plan = SitePlan(
+            {c.id: c.place for c in patrol.checkpoints},
+            {r.id: list(r.checkpoints) for r in patrol.routes},
+        )
+        state.patrol = PatrolBoard({cfg.site: plan})
     link = MqttLink(
         mqtt,
         state,
@@ -149,6 +177,10 @@ async def serve(args: argparse.Namespace) -> int:
     console = Console(
         state, store, Auth(store, clock), link, clock, args.secure_cookies, args.heartbeat
     )
+    # Acknowledgement links: the key the gateways sign them with (alerting.link_key).
+    if cfg.alerting is not None and cfg.alerting.link_key is not None:
+        console.link_key = cfg.alerting.link_key.get_secret_value()
+    console.link_without_login = cfg.console.link_ack_without_login
     host, port = args.listen
     server = _Server(
         uvicorn.Config(

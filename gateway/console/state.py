@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.console.patrol_board import PatrolBoard
 from gateway.model import Clock
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
@@ -119,6 +120,7 @@ class ConsoleState:
         self.gateways: dict[str, GatewayView] = {}
         # Areas known from site files (device -> area), for devices no alarm has named yet.
         self.site_areas = site_areas or {}
+        self.patrol = PatrolBoard()
         self.version = 0
         self.ignored = 0
         self.broker_connected = False
@@ -270,6 +272,8 @@ class ConsoleState:
             self._append(site, d["alarm_id"], entry)
             # The events stream also refreshes the alarm itself (same transition).
             return self._alarm(site, payload) or True
+        if d.get("type") == "event" and str(d.get("kind")).startswith("patrol."):
+            return self.patrol.apply(site, d)
         if d.get("type") == "event" and d.get("kind") == "notification":
             data = d.get("data") if isinstance(d.get("data"), dict) else {}
             assert isinstance(data, dict)

@@ -37,6 +37,7 @@ CREATE INDEX IF NOT EXISTS login_failures_who ON login_failures (who, ts_ns);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts_ns INTEGER NOT NULL, user TEXT NOT NULL,
     action TEXT NOT NULL, site TEXT, alarm_id TEXT, ok INTEGER NOT NULL, detail TEXT);
+CREATE TABLE IF NOT EXISTS spent_links (nonce TEXT PRIMARY KEY, expires_s INTEGER NOT NULL);
 """
 
 
@@ -163,6 +164,26 @@ class ConsoleStore:
         if user is None or user.disabled:
             return None
         return Session(user, csrf, via_token)
+
+    # ------------------------------------------------------------------ acknowledgement links
+
+    def spend_link(self, nonce: str, expires_s: int, now_s: float) -> bool:
+        """Mark a link's nonce used; False if it was used already (a replay).
+
+        Kept until the link expires: past that the signature check refuses it anyway."""
+        with self.lock:
+            self.db.execute("DELETE FROM spent_links WHERE expires_s < ?", (int(now_s),))
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO spent_links VALUES (?, ?)", (nonce, expires_s)
+            )
+            return cur.rowcount == 1
+
+    def link_spent(self, nonce: str) -> bool:
+        return bool(self._q("SELECT 1 FROM spent_links WHERE nonce = ?", (nonce,)))
+
+    def unspend_link(self, nonce: str) -> None:
+        """The acknowledgement never reached a gateway (broker down, no reply): may try again."""
+        self._q("DELETE FROM spent_links WHERE nonce = ?", (nonce,))
 
     # ------------------------------------------------------------------ login limits
 

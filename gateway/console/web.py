@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import (
     HTMLResponse,
     JSONResponse,
@@ -39,8 +39,9 @@ from fastapi.responses import (
 )
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.alerting import ack_link
 from gateway.console.auth import (
     COMMAND_ROLE,
     SESSION_COOKIE,
@@ -52,7 +53,7 @@ from gateway.console.auth import (
 )
 from gateway.console.mqtt_link import MqttLink, NoReply, Unavailable
 from gateway.console.state import ConsoleState
-from gateway.console.store import ROLES, ConsoleStore, Session
+from gateway.console.store import ROLES, ConsoleStore, Session, User
 from gateway.errors import CommandError, ConsoleError
 from gateway.model import Clock
 
@@ -60,6 +61,8 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 Action = Literal["ack", "shelve", "unshelve", "reset", "out_of_service", "in_service"]
 CONFIRM = ("reset", "out_of_service")
 RESULTS_KEPT = 1000
+# Who an acknowledgement by link without a login is recorded as (``<this> via console``).
+LINK_ACTOR = "signed-link"
 
 
 @dataclass
@@ -74,6 +77,10 @@ class Console:
     # The outcome of a page's action, shown once after the redirect. Kept here, not in
     # the URL, so a crafted link cannot make the console "say" something (bounded).
     results: OrderedDict[str, tuple[str, bool, str]] = field(default_factory=OrderedDict)
+    # Acknowledgement links in notifications: the gateways' alerting.link_key, and
+    # whether a valid link acknowledges without a login (the site's console settings).
+    link_key: str | None = None
+    link_without_login: bool = False
 
     def remember(self, user: str, ok: bool, text: str) -> str:
         token = secrets.token_urlsafe(12)
@@ -388,6 +395,24 @@ def create_app(c: Console) -> FastAPI:
             request, s, "devices", by_area=c.state.devices_by_area(site or None), site=site or ""
         )
 
+    def patrol_view(site: str | None) -> dict[str, Any]:
+        board = c.state.patrol.view(site or None)
+        # Overdue also from the retained alarms: they survive a console restart, events do not.
+        for a in c.state.active_alarms(site or None):
+            if a.last.get("rule") == "patrol_overdue" and a.last.get("active"):
+                entry = board.setdefault(a.site, c.state.patrol.view(a.site)[a.site])
+                entry["overdue_alarm"] = a.as_json()
+        return board
+
+    @app.get("/patrol", response_class=HTMLResponse, include_in_schema=False)
+    async def patrol_page(request: Request, s: PageUser, site: str | None = None) -> HTMLResponse:
+        return render(request, s, "patrol", board=patrol_view(site), site=site or "")
+
+    @app.get("/api/patrol", tags=["sites"])
+    async def api_patrol(s: ApiUser, site: str | None = None) -> dict[str, Any]:
+        """Per site: rounds in progress, the last tap per checkpoint, overdue."""
+        return patrol_view(site)
+
     @app.get("/gateways", response_class=HTMLResponse, include_in_schema=False)
     async def gateways_page(request: Request, s: PageUser) -> HTMLResponse:
         return render(
@@ -447,6 +472,97 @@ def create_app(c: Console) -> FastAPI:
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+
+    # ------------------------------------------------------------------ acknowledgement links
+
+    def link_claims(t: str) -> ack_link.LinkClaims:
+        if c.link_key is None:
+            raise HTTPException(404, "acknowledgement links are not set up on this console")
+        try:
+            return ack_link.verify(c.link_key, t, c.clock.now_ns() / 1e9)
+        except ack_link.LinkError as exc:
+            raise HTTPException(403, str(exc)) from None
+
+    def link_page(
+        request: Request,
+        s: Session | None,
+        claims: ack_link.LinkClaims,
+        t: str,
+        *,
+        msg: str | None = None,
+        err: str | None = None,
+        code: int = 200,
+    ) -> HTMLResponse:
+        a = c.state.alarm(claims.site, claims.alarm_id)
+        ctx = {"me": s, "a": a, "claims": claims, "t": t, "msg": msg, "err": err}
+        ctx["expires"] = when(claims.expires_s * 1_000_000_000)
+        return TEMPLATES.TemplateResponse(request, "ack.html", ctx, status_code=code)
+
+    @app.get("/ack", response_class=HTMLResponse, include_in_schema=False)
+    async def link_open(
+        request: Request,
+        t: Annotated[str, Query(max_length=ack_link.MAX_TOKEN_CHARS)] = "",
+        hop: int = 0,
+    ) -> Response:
+        """A notification's link: the alarm and one Acknowledge button (a GET changes nothing:
+        chat apps fetch links to preview them)."""
+        claims = link_claims(t)
+        s = _who(request)
+        if s is None and not c.link_without_login:
+            if not hop:
+                # A tap in a chat app is a cross-site navigation, which carries no
+                # SameSite=Strict session cookie; one same-site hop does, so a phone
+                # that is logged in goes straight to the button.
+                again = "/ack?" + urlencode({"t": t, "hop": 1})
+                return HTMLResponse(
+                    Markup(
+                        '<!doctype html><meta http-equiv="refresh" content="0;url={}">'
+                        '<a href="{}">Open the alarm</a>'
+                    ).format(again, again)
+                )
+            raise LoginNeeded()
+        used = c.store.link_spent(claims.nonce)
+        return link_page(request, s, claims, t, err="this link was used already" if used else None)
+
+    @app.post("/ack", response_class=HTMLResponse, include_in_schema=False)
+    async def link_ack(
+        request: Request,
+        t: Annotated[str, Form(max_length=ack_link.MAX_TOKEN_CHARS)],
+        csrf_token: Annotated[str, Form(alias="csrf")] = "",
+    ) -> Response:
+        claims = link_claims(t)
+        s = _who(request)
+        if s is not None:
+            csrf(s, csrf_token)
+        elif c.link_without_login:
+            s = Session(User(LINK_ACTOR, "operator", ""), "", via_token=True)
+        else:
+            raise HTTPException(401, "log in first, then open the link again")
+        a = c.state.alarm(claims.site, claims.alarm_id)
+        raised = None if a is None else a.raised_ns
+        if None not in (claims.raised_ns, raised) and raised != claims.raised_ns:
+            why = "this link is for an earlier activation of the alarm: open the alarm itself"
+            return link_page(request, s, claims, t, err=why, code=409)
+        to = ", ".join(claims.to)
+        try:
+            body = ActionIn(
+                site=claims.site,
+                alarm_id=claims.alarm_id,
+                action="ack",
+                comment=f"notification link to {to}" if to else "notification link",
+            )
+        except ValidationError:
+            raise HTTPException(403, "not an acknowledgement link") from None
+        if not c.store.spend_link(claims.nonce, claims.expires_s, c.clock.now_ns() / 1e9):
+            return link_page(request, s, claims, t, err="this link was used already", code=409)
+        try:
+            reply = await act(s, body)
+        except HTTPException as exc:
+            if exc.status_code in (503, 504):
+                c.store.unspend_link(claims.nonce)  # nothing reached a gateway: may try again
+            return link_page(request, s, claims, t, err=str(exc.detail), code=exc.status_code)
+        done = f"acknowledged by {reply.get('actor') or s.user.name}"
+        return link_page(request, s, claims, t, msg=done)
 
     # ------------------------------------------------------------------ JSON API
 

@@ -746,7 +746,7 @@ class PatrolEngine:
                         )
                     )
         r.visits.append(Visit(cp.id, ts, device))
-        out.append(tap_event("ok", round=r.id, step=len(r.visits)))
+        out.append(tap_event("ok", round=r.id, step=len(r.visits), route=r.route))
         out.extend(findings)
         if len(r.visits) == len(route.checkpoints):
             out.extend(self._close(r, ts, "complete", ""))

@@ -499,6 +499,15 @@ def build_patrol_report(
     raise ReportError(f"unknown report format {fmt!r} (text, csv, html)")
 
 
+def site_influx(site: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """(url, database, username, password) of a ``Site``'s influx sink (all None without one)."""
+    sink = site.config.sinks.influx
+    if sink is None:
+        return None, None, None, None
+    database = sink.database or (sink.bucket or "").split("/")[0] or None
+    return sink.url, database, sink.username, sink.password
+
+
 __all__ = [
     "CheckpointRow",
     "FindingRow",
@@ -510,4 +519,5 @@ __all__ = [
     "influx_query",
     "night_window",
     "parse_influx_response",
+    "site_influx",
 ]

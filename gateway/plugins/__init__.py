@@ -48,6 +48,8 @@ ENTRY_POINT_GROUP = "facility_safety_gateway.plugins"
 BUILTIN: tuple[str, ...] = (
     "gateway.plugins.modbus",
     "gateway.plugins.serial_line",
+    "gateway.plugins.opcua",
+    "gateway.plugins.mbus",
     "gateway.plugins.console",
     "gateway.plugins.mqtt",
     "gateway.plugins.influx",

@@ -75,6 +75,18 @@ class SourceConfig(Strict):
         check_order(self, "reconnect_min_s", "reconnect_max_s")
         return self
 
+    def check_devices(self, device_ids: set[str]) -> list[str]:
+        """Problems between this source's settings and its devices (ids), for the loader."""
+        return []
+
+    def secret_warnings(self) -> list[str]:
+        """Secrets this source would send in the clear (``gateway check``, start-up log)."""
+        return []
+
+    def addresses_by_unit(self, device_id: str) -> bool:
+        """Whether the device is addressed by its ``unit`` (unique per source) here."""
+        return True
+
 
 @runtime_checkable
 class Source(Protocol):

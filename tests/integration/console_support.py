@@ -90,9 +90,9 @@ def add_user(db: Path, name: str, role: str, password: str = PASSWORD) -> None:
 
 
 @contextmanager
-def running_console(site: Path, db: Path, *args: str) -> Iterator[str]:
-    """Start ``gateway console SITE`` on a free port; yield its base URL once it listens."""
-    port = free_port()
+def running_console(site: Path, db: Path, *args: str, port: int | None = None) -> Iterator[str]:
+    """Start ``gateway console SITE`` on ``port`` (else a free one); yield its base URL."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [bin_path("gateway"), "console", str(site), "--listen", f"127.0.0.1:{port}",
          "--db", str(db), *args],

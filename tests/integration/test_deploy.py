@@ -42,6 +42,7 @@ DEPLOY = ROOT / "deploy"
 MOSQ = DEPLOY / "mosquitto"
 COMPOSE = DEPLOY / "compose.yaml"
 UNIT = DEPLOY / "systemd" / "facility-safety-gateway.service"
+CONSOLE_UNIT = DEPLOY / "systemd" / "facility-safety-console.service"
 
 # Every file under deploy/ (but the demo runner, which has its own tests) must
 # be named here with the test that checks it, so a new file cannot go unchecked.
@@ -57,6 +58,7 @@ CHECKED = {
     "grafana/provisioning/datasources/influxdb.yaml": "test_grafana_provisioning",
     "grafana/provisioning/dashboards/fsg.yaml": "test_grafana_provisioning",
     "systemd/facility-safety-gateway.service": "test_systemd_unit",
+    "systemd/facility-safety-console.service": "test_systemd_console_unit",
     "INSTALL.md": "test_docs_name_real_files",
     "site.example.yaml": "test_site_files_pass_gateway_check",
     "sim/site.yaml": "test_site_files_pass_gateway_check",
@@ -96,9 +98,9 @@ def _bind_source(spec: str) -> str | None:
 def test_compose_structure() -> None:
     c = _compose()
     services = c["services"]
-    assert {"mosquitto", "influxdb", "grafana", "gateway", "sim"} <= set(services)
+    assert {"mosquitto", "influxdb", "grafana", "gateway", "console", "sim"} <= set(services)
     # The gateway is built from this repository with deploy/Dockerfile.
-    for name in ("gateway", "sim"):
+    for name in ("gateway", "console", "sim"):
         build = services[name]["build"]
         context = (DEPLOY / build["context"]).resolve()
         assert context == ROOT
@@ -126,6 +128,20 @@ def test_compose_structure() -> None:
     assert f"mosquitto_passwd -c -b {gw_pw} fsg-gateway" in entry
     assert f"mosquitto_passwd -c -b {people_pw} oncall" in entry
     assert f"mosquitto_passwd -b {people_pw} viewer" in entry
+    assert f"mosquitto_passwd -b {people_pw} console" in entry
+    # The console: its own account on the people's listener, its first admin from .env.
+    console = services["console"]
+    env = console["environment"]
+    assert (env["FSG_CONSOLE_MQTT_USER"], env["FSG_CONSOLE_MQTT_PORT"]) == ("console", "1884")
+    assert "1884" in re.findall(r"^listener (\d+)", conf, re.M)
+    assert "gateway console /etc/facility-safety-gateway/site.yaml" in "\n".join(
+        console["entrypoint"]
+    )
+    example = (DEPLOY / "env.example").read_text()
+    for var in ("MQTT_CONSOLE_PASSWORD", "CONSOLE_ADMIN_PASSWORD"):
+        assert f"{var}=" in example and var in str(c), var
+    # The gateway's container health is its own /healthz.
+    assert "/healthz" in str(services["gateway"]["healthcheck"]["test"])
     listeners = re.findall(r"^listener (\d+)", conf, re.M)
     assert {f":{port}" for port in listeners} <= {p[p.rindex(":"):] for p in mq["ports"]}
     # InfluxDB 2: initial setup and the DBRP init script.
@@ -206,7 +222,7 @@ class Broker:
 
 
 GATEWAY_USER = ("fsg-gateway", "gw-secret")
-USERS = {"oncall": "oncall-secret", "viewer": "viewer-secret"}
+USERS = {"oncall": "oncall-secret", "viewer": "viewer-secret", "console": "console-secret"}
 # A read-everything account added to the test's copy of the ACL only, so the
 # test can see whether a refused publish outside fsg/ reached the broker's clients.
 OBSERVER = ("fsg-test-observer", "observer-secret")
@@ -423,6 +439,21 @@ def test_acl_enforced_by_the_real_broker(clients: Callable[..., Client]) -> None
     assert "homeassistant/sensor/x/config" not in observer.topics()
     assert "other/telemetry" not in observer.topics()
 
+    # The console: like on-call, its site's commands and nothing else.
+    console = clients("console")
+    assert console.wait_connected()
+    console.publish(f"{SITE_T}/alarms/y", "forged by the console")
+    console.publish(f"{SITE_T}/commands", '{"cmd":"ack","alarm_id":"y","by":"console"}')
+    observer.wait_for(f"{SITE_T}/commands")
+    gateway.wait_for(f"{SITE_T}/commands")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any(
+        b'"by":"console"' in p for _t, p, _r in observer.messages
+    ):
+        time.sleep(0.05)
+    assert any(b'"by":"console"' in p for _t, p, _r in observer.messages)
+    assert f"{SITE_T}/alarms/y" not in observer.topics()
+
     # Nobody gets in without a password, nor with a wrong one.
     assert not clients(None, None).wait_connected()
     assert not clients("oncall", "wrong").wait_connected()
@@ -513,17 +544,41 @@ def test_systemd_unit(tmp_path: Path) -> None:
     assert "dialout" in svc["SupplementaryGroups"]
     assert svc["NoNewPrivileges"] == "yes"
     assert ini["Install"]["WantedBy"] == "multi-user.target"
+    systemd_verify(UNIT, tmp_path)
+
+
+def unit_ini(path: Path) -> configparser.ConfigParser:
+    ini = configparser.ConfigParser(strict=False, interpolation=None)
+    ini.optionxform = str  # type: ignore[assignment,method-assign]  # keys are case-sensitive
+    ini.read_string(path.read_text())
+    return ini
+
+
+def systemd_verify(path: Path, tmp_path: Path) -> None:
+    """``systemd-analyze verify`` on a unit, where this machine has it."""
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        return  # the INI checks above are all this machine can do
+        return  # the INI checks are all this machine can do
     # verify checks that ExecStart exists: point it at this checkout's gateway.
-    unit = tmp_path / UNIT.name
-    unit.write_text(text.replace("/opt/facility-safety-gateway/venv/bin/gateway",
-                                 bin_path("gateway")))
+    unit = tmp_path / path.name
+    unit.write_text(path.read_text().replace("/opt/facility-safety-gateway/venv/bin/gateway",
+                                             bin_path("gateway")))
     res = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True,
                          text=True, timeout=60)
-    problems = [ln for ln in (res.stdout + res.stderr).splitlines() if UNIT.name in ln]
+    problems = [ln for ln in (res.stdout + res.stderr).splitlines() if path.name in ln]
     assert res.returncode == 0 and not problems, res.stdout + res.stderr
+
+
+def test_systemd_console_unit(tmp_path: Path) -> None:
+    ini = unit_ini(CONSOLE_UNIT)
+    svc = ini["Service"]
+    assert "gateway console /etc/facility-safety-gateway/site.yaml" in svc["ExecStart"]
+    assert "--listen 127.0.0.1:" in svc["ExecStart"]  # behind a TLS proxy, never bare
+    assert svc["StateDirectory"] in svc["ExecStart"]  # the database in the state directory
+    assert svc["Restart"] == "always" and svc["DynamicUser"] == "yes"
+    assert svc["PrivateDevices"] == "yes" and svc["NoNewPrivileges"] == "yes"
+    assert ini["Install"]["WantedBy"] == "multi-user.target"
+    systemd_verify(CONSOLE_UNIT, tmp_path)
 
 
 # --------------------------------------------------------------------------- site files and docs

@@ -98,7 +98,7 @@ def write_site(tmp: Path, sinks: dict[str, Any]) -> Path:
         ],
         "sinks": sinks,
         "outbox": {"path": str(tmp / "outbox.sqlite")},
-        "pipeline": {"health_interval_s": 0.5},
+        "pipeline": {"health_interval_s": 1.0},  # the schema's lowest
         "rules": ["rules.yaml"],
         "alerting": {"state_db": str(tmp / "alarms.sqlite")},
     }

@@ -31,6 +31,7 @@ def demo_env(tmp_path: Path) -> dict[str, str]:
     return {
         "FSG_RUN_DIR": str(tmp_path / "run"),
         "FSG_SIM_TCP_PORT": str(free_port()),
+        "FSG_SIM_OPCUA_PORT": str(free_port()),
         "FSG_MQTT": "false",
         "FSG_INFLUX": "false",
     }

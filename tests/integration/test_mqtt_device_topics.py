@@ -27,7 +27,7 @@ from tests.integration.test_alerting_e2e import start_gateway, stop
 from tests.simproc import free_port, running_sim
 
 DEVICE = "cold-1"
-HEALTH_INTERVAL_S = 0.5
+HEALTH_INTERVAL_S = 1.0  # the schema's lowest
 DEAD_AFTER_S = 4
 DEAD_FOR_S = 8
 

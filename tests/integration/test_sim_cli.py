@@ -26,6 +26,7 @@ def sim_env(tmp_path: Path) -> dict[str, str]:
         **os.environ,
         "FSG_RUN_DIR": str(tmp_path / "run"),
         "FSG_SIM_TCP_PORT": str(free_port()),
+        "FSG_SIM_OPCUA_PORT": str(free_port()),
     }
 
 
@@ -94,6 +95,8 @@ async def test_serves_the_demo_site_and_stops_cleanly(tmp_path: Path) -> None:
         rtu_line = next(line for line in lines if line.startswith("serving rs485-park on "))
         assert f"{run}/rs485-park -> /dev/pts/" in rtu_line and rtu_line.endswith("units 1,2,3")
         assert any(line.startswith(f"serving rfid-gate on {run}/rfid-gate -> ") for line in lines)
+        opcua = f"opc.tcp://127.0.0.1:{env['FSG_SIM_OPCUA_PORT']}/fsg/sim"
+        assert f"serving plc-opcua on {opcua} (OPC UA, no security)" in lines
         assert (run / "rs485-park").is_symlink() and (run / "rfid-gate").is_symlink()
         setpoint, total = await _read_demo(int(port), str(run / "rs485-park"))
         assert setpoint == 75.0

@@ -33,9 +33,12 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.loader import load_site
+from gateway.local_http import LocalHttpConfig
 from gateway.patrol import config as patrol
 from gateway.plugins.base import DeliverySettings as _DeliverySettings
 from gateway.plugins.base import SourceConfig as _SourceBase
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.profiles.registry import AnyProfile
 from gateway.profiles.schema import SimBehaviour
 from tests.unit.test_config_errors import GOOD_SITE
@@ -43,6 +46,8 @@ from tests.unit.test_config_errors import GOOD_SITE
 DAY = 86400.0
 RTU = {"id": "r", "type": "modbus_rtu", "port": "/dev/x"}
 LINE = {"id": "l", "type": "serial_line", "port": "/dev/x"}
+MBUS = {"id": "m", "type": "mbus", "port": "/dev/x"}
+OPCUA = {"id": "o", "type": "opcua", "endpoint": "opc.tcp://127.0.0.1:4840"}
 DEVICE = {"id": "d", "profile": "p", "source": "s"}
 HOOK = {"name": "h", "type": "webhook", "url": "http://x"}
 MAIL = {"name": "m", "type": "email", "host": "h", "sender": "a@b"}
@@ -66,6 +71,17 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (_SourceBase, {"id": "s", "type": "t", "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
     (ModbusRtuSource, RTU, "dead_unit_backoff_s", 1, 3600),
     (SerialLineSource, LINE, "silence_s", 1, DAY),
+    (MBusSourceConfig, MBUS, "timeout_s", 0.1, 10),
+    (MBusSourceConfig, {**MBUS, "reconnect_max_s": 60}, "reconnect_min_s", 0.05, 60),
+    (MBusSourceConfig, {**MBUS, "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
+    (MBusSourceConfig, MBUS, "dead_meter_backoff_s", 1, 3600),
+    (OpcUaSourceConfig, OPCUA, "publishing_interval_s", 0.05, 3600),
+    (OpcUaSourceConfig, OPCUA, "sampling_interval_s", 0, 3600),
+    (OpcUaSourceConfig, OPCUA, "timeout_s", 0.1, 120),
+    (OpcUaSourceConfig, OPCUA, "watchdog_s", 0.1, 60),
+    (OpcUaSourceConfig, OPCUA, "session_timeout_s", 1, 86400),
+    (OpcUaSourceConfig, {**OPCUA, "reconnect_max_s": 60}, "reconnect_min_s", 0.05, 60),
+    (OpcUaSourceConfig, {**OPCUA, "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
     # A rate, not a duration, but a tiny one would drop every tap just the same.
     (SerialLineSource, LINE, "max_lines_per_s", 0.1, 10_000),
     (DeviceConfig, DEVICE, "interval_s", 0.1, DAY),
@@ -94,6 +110,8 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (alerting.AlertingConfig, {}, "realarm_s", 60, 7 * DAY),
     (alerting.AlertingConfig, {}, "max_shelve_s", 60, 30 * DAY),
     (alerting.AlertingConfig, {}, "max_out_of_service_s", 60, 365 * DAY),
+    (alerting.AlertingConfig, {}, "link_ttl_s", 60, 7 * DAY),
+    (LocalHttpConfig, {}, "stall_s", 2, 3600),
     (CommandsConfig, {}, "max_age_s", 1, 3600),
     (CommandsConfig, {}, "max_future_s", 0, 600),
     (CommandRates, {}, "summary_every_s", 1, DAY),

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import urllib.parse
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -114,6 +115,29 @@ def test_compose_groups_a_burst_into_one_message() -> None:
     assert many.title == "[CRITICAL] 30 alarms at park (park)"
     assert many.text.count("id=leak:") == 25 and "and 5 more" in many.text
     assert many.phones == ["13800000001"] and many.emails == ["wang@park.example"]
+
+
+def test_a_message_says_who_is_on_duty_when_it_escalates_and_links_each_alarm() -> None:
+    items = _items(2)
+    items[0].update(escalates_ns=ns("2026-01-05 03:10"), escalates_level=2)
+    items[1].update(escalates_ns=ns("2026-01-05 03:30"), escalates_level=None)
+    rtn = {**_items(1)[0], "what": "rtn", "alarm_id": "back:normal"}
+
+    def link(i: dict[str, Any], people: list[str]) -> str:
+        return f"https://c.example/ack?t={i['alarm_id']}|{people}"
+
+    msg = compose("park", [*items, rtn], Roster(CFG), ["wang", "chief"], link_for=link)
+    lines = msg.text.splitlines()
+    assert "On duty: wang, chief" in lines
+    first = lines.index(next(ln for ln in lines if "id=leak:lk-0" in ln))
+    assert (
+        lines[first + 1]
+        == "  acknowledge: https://c.example/ack?t=leak:lk-0:leak_ch1:hihi|['wang', 'chief']"
+    )
+    assert lines[first + 2].startswith("  escalates to level 2 at ")
+    assert any(ln.startswith("  escalates again (repeat) at ") for ln in lines)
+    assert "ack?t=back:normal" not in msg.text  # nothing to acknowledge in a return to normal
+    assert "acknowledge:" not in compose("park", _items(1), Roster(CFG), ["wang"]).text
 
 
 @pytest.mark.parametrize("preset", ["generic", "dingtalk", "wecom", "feishu", "slack"])

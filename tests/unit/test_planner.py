@@ -18,7 +18,7 @@ def _registry() -> ProfileRegistry:
 # profile -> (points, planned requests). One request per point is the baseline.
 EXPECTED = {
     "leakage-monitor": (22, 4),
-    "boiler-controller": (14, 2),
+    "boiler-controller": (16, 2),
     "ultrasonic-flow-meter": (5, 3),
     "pipe-heat-meter": (9, 1),
     "cold-room-thermometer": (5, 2),

@@ -433,7 +433,7 @@ def test_gateway_health_alarm_with_on_delay(tmp_path: Path) -> None:
 def test_shipped_rule_files_load_and_match_builtin_profiles() -> None:
     from gateway.alerting.rules import check_against_devices
     from gateway.profiles.registry import ProfileRegistry
-    from gateway.profiles.schema import ModbusProfile
+    from gateway.profiles.schema import SerialLineProfile
 
     root = Path(__file__).resolve().parents[2] / "rules"
     names = ("park_lighting.yaml", "boilers.yaml", "pipe_network.yaml", "cold_storage.yaml")
@@ -448,9 +448,9 @@ def test_shipped_rule_files_load_and_match_builtin_profiles() -> None:
         devices[f"dev-{name}"] = (name, prof.kind, {})
         devices[f"dev-{name}-p"] = (name, prof.kind, {"protection": "personal"})
         points[name] = (
-            {p.name for p in prof.points}
-            if isinstance(prof, ModbusProfile)
-            else {f.name for f in prof.fields}
+            {f.name for f in prof.fields}
+            if isinstance(prof, SerialLineProfile)
+            else {p.name for p in prof.points}
         )
     assert check_against_devices(rs, devices, points) == []
     kinds = {lr.rule.kind for lr in rs.rules}

@@ -164,3 +164,21 @@ def test_leakage_fault_reads_zero_and_never_alarms() -> None:
         logic.apply(t, v)
         assert v["leak_ch1"] == 0 and v["prealarm_ch1"] == 0 and v["alarm_ch1"] == 0
     assert math.isclose(v["fault_ch1"], 1.0)
+
+
+def test_boiler_counts_burner_starts_and_firing_hours() -> None:
+    """The controller's own counters: starts (ignition to firing) and firing hours."""
+    m = BoilerModel()
+    m.advance(0, 75)
+    starts0, hours0 = m.burner_starts, m.burner_hours
+    starts, firing_s, prev, t = 0, 0.0, m.burner_state, 0.0
+    while t < 7200:
+        t += 0.5
+        m.advance(t, 75)
+        if m.burner_state == FIRING:
+            firing_s += 0.5
+            starts += prev != FIRING
+        prev = m.burner_state
+    assert starts >= 2
+    assert m.output("burner_starts") - starts0 == starts
+    assert m.output("burner_hours") - hours0 == pytest.approx(firing_s / 3600, abs=0.5 / 3600)

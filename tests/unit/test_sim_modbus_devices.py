@@ -139,7 +139,7 @@ def test_readable_ranges_leave_out_unreadable_gaps() -> None:
     assert leak.readable_ranges(Table.DISCRETE_INPUT) == [(0, 19)]
     assert leak.readable_ranges(Table.COIL) == []
     boiler = _model("boiler-controller", ManualClock())
-    assert boiler.readable_ranges(Table.HOLDING_REGISTER) == [(100, 111), (120, 120)]
+    assert boiler.readable_ranges(Table.HOLDING_REGISTER) == [(100, 111), (120, 125)]
 
 
 def test_a_write_holds_the_written_value() -> None:

@@ -92,6 +92,8 @@ def telemetry_payload(sample: Sample, units: Mapping[str, str] | None = None) ->
         d["tags"] = sample.tags
     if sample.error is not None:
         d["error"] = sample.error
+    if sample.source_ts_ns:
+        d["source_ts_ns"] = sample.source_ts_ns
     return d
 
 

@@ -1,0 +1,284 @@
+"""The M-Bus source: every meter on one M-Bus line, read in turn on its own interval.
+
+One ``MBusSource`` owns one line (serial port or TCP transparent converter)
+and serialises every exchange on it: M-Bus is half duplex and a master talks
+to one meter at a time. A read is: SND_NKE (primary addressing, when
+``reset_before_read``) or the secondary-address selection (CI 0x52 to 253),
+each acknowledged by E5; then REQ_UD2 until a telegram no longer ends with
+DIF 0x1F ("more records follow"), toggling the FCB per new telegram and
+repeating it unchanged on a retry, so the meter resends rather than skips.
+A converter's echo of the master's own frame is skipped.
+
+A meter that does not answer costs the line ``timeout_s x (retries + 1)``
+once per read; after ``dead_after`` failed reads in a row it is only retried
+every ``dead_meter_backoff_s`` (its points stay bad meanwhile), so a dead
+meter cannot stall its neighbours. Bytes that form no valid frame are
+counted (``garbage_bytes``, and per meter as frame errors), never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+
+from gateway.config import DeviceConfig
+from gateway.errors import CodecError, ConnectError, DeviceTimeout, FrameError, SourceError
+from gateway.model import Clock, Sample
+from gateway.plugins.base import BoundDevice, Source, SourceContext
+from gateway.plugins.mbus.codec import (
+    C_RSP_UD,
+    Ack,
+    Frame,
+    FrameReader,
+    LongFrame,
+    parse_frame,
+    req_ud2,
+    select_frame,
+    snd_nke,
+)
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.link import Link
+from gateway.plugins.mbus.meter import MBusMeter
+from gateway.plugins.mbus.profile import MBusProfile
+from gateway.plugins.mbus.records import Record, decode_telegram
+from gateway.sources.device_poll import DeviceCounters
+
+log = logging.getLogger(__name__)
+Emit = Callable[[Sample], Awaitable[None]]
+MAX_FRAME = 261  # 68 L L 68 + 255 + CS 16
+
+
+class MBusSource:
+    """Reads every meter behind one M-Bus line (see module docstring)."""
+
+    def __init__(
+        self,
+        cfg: MBusSourceConfig,
+        devices: Sequence[MBusMeter],
+        emit: Emit,
+        clock: Clock,
+    ) -> None:
+        self.cfg = cfg
+        self.devices = list(devices)
+        self._emit = emit
+        self._clock = clock
+        self._link = Link(cfg)
+        self._frames = FrameReader()
+        self._backoff = cfg.reconnect_min_s
+        self._next_open = 0.0
+        self._dead_until: dict[str, float] = {}
+        self.garbage_bytes = 0
+        self.connected = False
+        self.link_ok: bool | None = None
+        self.link_error = ""
+
+    async def __aenter__(self) -> MBusSource:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._link.close()
+
+    # ------------------------------------------------------------------ schedule
+
+    async def run(self) -> None:
+        """Read until cancelled. Never raises for meter or line trouble."""
+        if not self.devices:
+            return
+        now = self._clock.monotonic()
+        due = {m.id: now for m in self.devices}
+        while True:
+            meter = min(self.devices, key=lambda m: due[m.id])
+            delay = due[meter.id] - self._clock.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await self.poll_meter(meter)
+            interval = meter.config.interval_s
+            nxt = due[meter.id] + interval
+            now = self._clock.monotonic()
+            if nxt < now:
+                # Behind by a whole interval (slow line): skip, don't burst, and count it.
+                meter.counters.overruns += 1
+                nxt += (int((now - nxt) // interval) + 1) * interval
+            due[meter.id] = nxt
+
+    async def _ensure_open(self) -> bool:
+        if self._link.connected:
+            return True
+        now = self._clock.monotonic()
+        if now < self._next_open:
+            return False
+        try:
+            await self._link.open()
+        except ConnectError as exc:
+            if self.link_ok is not False:
+                log.warning("%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s)
+            self.connected, self.link_ok, self.link_error = False, False, str(exc)
+            self._next_open = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.cfg.reconnect_max_s)
+            return False
+        if self.link_ok is False:
+            log.warning("%s: line %s open again", self.cfg.id, self._link.where)
+        self._backoff = self.cfg.reconnect_min_s
+        self.connected, self.link_ok, self.link_error = True, True, ""
+        return True
+
+    # ------------------------------------------------------------------ one meter
+
+    async def poll_meter(self, meter: MBusMeter) -> None:
+        """Read one meter once and emit its Sample (all bad when it could not be read)."""
+        c = meter.counters
+        c.polls += 1
+        now = self._clock.monotonic()
+        if not await self._ensure_open():
+            c.connect_errors += 1
+            c.consecutive_failures += 1
+            await self._emit(meter.all_bad(self._clock.now_ns(), f"{self.cfg.id}: not connected"))
+            return
+        if self._dead_until.get(meter.id, 0.0) > now:
+            await self._emit(meter.all_bad(self._clock.now_ns(), c.last_error or "no answer"))
+            return
+        start = self._clock.monotonic()
+        try:
+            records, note = await self._read(meter)
+        except (SourceError, CodecError) as exc:
+            if isinstance(exc, CodecError):
+                c.decode_errors += 1
+            else:
+                c.count_error(exc)
+            if isinstance(exc, ConnectError):
+                self._link.close()
+                self.connected, self.link_ok, self.link_error = False, False, str(exc)
+            await self._failed(meter, exc, now)
+            return
+        c.last_latency_s = self._clock.monotonic() - start
+        c.latency_sum_s += c.last_latency_s
+        c.good_polls += 1
+        if c.last_error is not None:
+            log.warning("%s/%s: answering again", self.cfg.id, meter.id)
+        c.last_error = None
+        c.consecutive_failures = 0
+        self._dead_until.pop(meter.id, None)
+        await self._emit(meter.build_sample(records, self._clock.now_ns(), note))
+
+    async def _failed(self, meter: MBusMeter, exc: Exception, now: float) -> None:
+        c = meter.counters
+        c.consecutive_failures += 1
+        if c.last_error is None:
+            log.warning("%s/%s: %s", self.cfg.id, meter.id, exc)
+        c.last_error = str(exc)
+        if c.consecutive_failures >= self.cfg.dead_after:
+            self._dead_until[meter.id] = now + self.cfg.dead_meter_backoff_s
+        await self._emit(meter.all_bad(self._clock.now_ns(), str(exc)))
+
+    async def _read(self, meter: MBusMeter) -> tuple[list[Record], str | None]:
+        """Every record of one meter (all telegrams), and a note when the read was cut short."""
+        addr = meter.address
+        if meter.secondary is not None:
+            await self._expect_ack(meter, select_frame(meter.secondary))
+            meter.fcb = True
+        elif self.cfg.reset_before_read:
+            await self._expect_ack(meter, snd_nke(addr))
+            meter.fcb = True
+        records: list[Record] = []
+        for _ in range(self.cfg.max_telegrams):
+            frame = await self._exchange(meter, req_ud2(addr, meter.fcb))
+            meter.fcb = not meter.fcb
+            if not isinstance(frame, LongFrame) or frame.c & 0x0F != C_RSP_UD:
+                raise FrameError(f"expected RSP_UD, got {frame}")
+            if meter.secondary is None and frame.a != addr:
+                # Another meter on this address, or a late answer: not this meter's data.
+                raise FrameError(f"RSP_UD from address {frame.a}, asked {addr}")
+            tg = decode_telegram(frame.ci, frame.data)
+            if meter.secondary is not None and tg.ident != meter.secondary.ident:
+                raise FrameError(f"answer from meter {tg.ident}, not the one selected")
+            base = len(records)
+            records.extend(replace(r, index=base + r.index) for r in tg.records)
+            if not tg.more_follow:
+                return records, None
+        return records, f"more than max_telegrams={self.cfg.max_telegrams} telegrams; rest unread"
+
+    async def _expect_ack(self, meter: MBusMeter, request: bytes) -> None:
+        frame = await self._exchange(meter, request)
+        if not isinstance(frame, Ack):
+            raise FrameError(f"expected E5, got {frame}")
+
+    async def _exchange(self, meter: MBusMeter, request: bytes) -> Frame:
+        """The answer to ``request``, asked up to ``retries`` more times on silence or garbage."""
+        last: SourceError | None = None
+        for _attempt in range(self.cfg.retries + 1):
+            meter.counters.requests += 1
+            try:
+                return await self._transact(meter, request)
+            except (DeviceTimeout, FrameError) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def _transact(self, meter: MBusMeter, request: bytes) -> Frame:
+        stale = self._link.take()
+        self._frames.reset()
+        if stale:
+            self._count_garbage(len(stale))
+        await self._link.send(request)
+        # The request's own wire time, then the answer's first byte within timeout_s.
+        clock = self._clock
+        deadline = clock.monotonic() + self.cfg.wire_time_s(len(request)) + self.cfg.timeout_s
+        echo = parse_frame(request)
+        started = False
+        g0 = self._frames.garbage
+        while True:
+            data = await self._link.recv(deadline - clock.monotonic())
+            if data:
+                if not started:
+                    # A frame has begun: give the longest frame its wire time from here.
+                    started = True
+                    deadline = clock.monotonic() + self.cfg.wire_time_s(MAX_FRAME) + 0.05
+                before = self._frames.garbage
+                # Some level converters echo the master's own frame: that is no answer.
+                frames = [f for f in self._frames.feed(data) if f != echo]
+                self._count_garbage(self._frames.garbage - before)
+                if frames:
+                    return frames[0]
+            if clock.monotonic() >= deadline:
+                break
+        if started:
+            junk = self._frames.garbage - g0 + self._frames.pending
+            self._count_garbage(self._frames.pending)
+            raise FrameError(f"garbage answer ({junk} bytes, no valid frame)")
+        raise DeviceTimeout(f"no answer within {self.cfg.timeout_s:g} s")
+
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {d.id: d.counters for d in self.devices}
+    def _count_garbage(self, n: int) -> None:
+        self.garbage_bytes += n
+
+
+def build_meters(
+    cfg: MBusSourceConfig,
+    devices: Sequence[DeviceConfig],
+    profiles: Mapping[str, object],
+    site_tags: dict[str, str],
+    units: dict[str, dict[str, str]],
+) -> list[MBusMeter]:
+    """The meters of one source from the site's devices (profiles already cross-checked),
+    recording each point's unit in ``units`` for the sinks."""
+    meters = []
+    for d in devices:
+        prof = profiles[d.id]
+        assert isinstance(prof, MBusProfile)
+        meters.append(MBusMeter(d, prof, cfg.address_of(d.id), site_tags))
+        units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
+    return meters
+
+
+def build(cfg: MBusSourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
+    """The plugin's factory (gateway.plugins): one source per M-Bus line."""
+    tags = dict(ctx.site_tags)
+    meters = [MBusMeter(d.config, d.profile, cfg.address_of(d.config.id), tags) for d in devices]
+    return MBusSource(cfg, meters, ctx.emit, ctx.clock)

@@ -1,0 +1,172 @@
+"""End to end: simulated heat meters on a pty -> the real Gateway -> Mosquitto and InfluxDB.
+
+The gateway runs in-process from a site file (the built-in heat-meter-mbus
+profile); the broker and the database are the real servers of
+tests/fixtures/servers.py. Two meters answer, one by primary and one by
+secondary address, and a third on the same line is dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.errors import ConfigError
+from gateway.loader import load_site
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.sim import MBusLineSim
+from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, Received
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def write_site(tmp: Path, mq: Mosquitto, influx: InfluxDB1) -> Path:
+    path = tmp / "site.yaml"
+    path.write_text(
+        f"""
+site: heat-net
+sources:
+  - id: mbus-1
+    type: mbus
+    port: {tmp}/ttyMBUS
+    baudrate: 38400
+    timeout_s: 0.2
+    retries: 0
+    dead_after: 1
+    dead_meter_backoff_s: 600
+    secondary: {{heat-2: "20000002"}}
+devices:
+  - {{id: heat-1, profile: heat-meter-mbus, source: mbus-1, unit: 1, interval_s: 0.5}}
+  - {{id: heat-2, profile: heat-meter-mbus, source: mbus-1, unit: 0, interval_s: 0.5}}
+  - {{id: heat-dead, profile: heat-meter-mbus, source: mbus-1, unit: 3, interval_s: 0.5}}
+sinks:
+  mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
+  influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
+outbox: {{path: {tmp}/outbox.sqlite}}
+"""
+    )
+    return path
+
+
+def telemetry(msgs: list[Received], device: str) -> list[dict[str, object]]:
+    return [m.json() for m in msgs if m.topic == f"fsg/heat-net/{device}/telemetry"]
+
+
+def influx_wait(influx: InfluxDB1, within_s: float) -> list[dict[str, Any]]:
+    """The heat_meter rows once both live meters have some (InfluxDB sinks batch)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        rows = influx.rows('SELECT energy, supply_temp FROM heat_meter GROUP BY "device"')
+        if {"heat-1", "heat-2"} <= {r["device"] for r in rows} or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def good(payload: dict[str, object]) -> bool:
+    return not payload.get("quality") and bool(payload.get("values"))
+
+
+async def test_two_meters_to_mqtt_and_influxdb_with_a_dead_neighbour(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    influxdb1: InfluxDB1,
+    mqtt_collector: Callable[..., MqttCollector],
+) -> None:
+    site = load_site(write_site(tmp_path, mosquitto, influxdb1))
+    src = site.config.sources[0]
+    assert isinstance(src, MBusSourceConfig)
+    sim = MBusLineSim.for_site(
+        src, site.devices_of(src.id), site.device_profiles, wire_time=True
+    )
+    sim.meters[2].no_answer = True
+    col = mqtt_collector(mosquitto, "fsg/heat-net/#")
+
+    def done(msgs: list[Received]) -> bool:
+        return all(sum(good(p) for p in telemetry(msgs, d)) >= 3 for d in ("heat-1", "heat-2"))
+
+    async with sim:
+        gw = Gateway(site, out=io.StringIO())
+        stop = asyncio.Event()
+        run = asyncio.create_task(gw.run(stop, duration=60))
+        try:
+            await asyncio.to_thread(col.wait_for, done, 45, "3 good samples of each meter")
+            influx_rows = await asyncio.to_thread(influx_wait, influxdb1, 30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 30)
+
+    msgs = col.snapshot()
+    for dev in ("heat-1", "heat-2"):
+        last = [p for p in telemetry(msgs, dev) if good(p)][-1]
+        values = last["values"]
+        assert isinstance(values, dict)
+        assert set(values) == {
+            "energy", "volume", "power", "flow", "supply_temp", "return_temp", "temp_diff",
+            "error_flags",
+        }  # fmt: skip
+        assert 1_250_000 <= float(values["energy"]) < 1_260_000
+        assert 70 < float(values["supply_temp"]) < 80 and 45 < float(values["return_temp"]) < 55
+        assert values["temp_diff"] == 25.0 and values["error_flags"] == 0
+    dead = telemetry(msgs, "heat-dead")
+    assert dead, "the dead meter is still reported"
+    for p in dead:
+        quality = p["quality"]
+        assert not p["values"] and isinstance(quality, dict)
+        assert set(quality.values()) == {"bad"}
+
+    by_dev = {r["device"] for r in influx_rows if r.get("energy") is not None}
+    assert {"heat-1", "heat-2"} <= by_dev
+    assert "heat-dead" not in by_dev
+    assert all(70 < r["supply_temp"] < 80 for r in influx_rows if r["device"] != "heat-dead")
+
+
+def test_site_errors_name_the_problem(tmp_path: Path) -> None:
+    """An M-Bus profile on a Modbus source, and a secondary address for a foreign device."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"""
+site: bad
+sources:
+  - {{id: rtu, type: modbus_rtu, port: {tmp_path}/rtu}}
+  - {{id: mbus-1, type: mbus, port: {tmp_path}/mbus, secondary: {{ghost: "12345678"}}}}
+devices:
+  - {{id: heat-1, profile: heat-meter-mbus, source: rtu, unit: 1, interval_s: 5}}
+"""
+    )
+    with pytest.raises(ConfigError) as err:
+        load_site(path)
+    text = "\n".join(err.value.problems)
+    assert "profile 'heat-meter-mbus' speaks mbus but source 'rtu' is modbus_rtu" in text
+    assert "secondary: device 'ghost' is not a device of this source" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        ("host: 10.0.0.5", "either 'port'"),
+        ("baudrate: 2401", "baudrate"),
+        ("timeout_s: 0.01", "timeout_s"),
+        ('secondary: {heat-1: "1234"}', "secondary address"),
+        ("parity: X", "parity"),
+    ],
+)
+def test_bad_source_config_is_refused(tmp_path: Path, extra: str, why: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"""
+site: bad
+sources:
+  - {{id: mbus-1, type: mbus, port: {tmp_path}/mbus, {extra}}}
+devices:
+  - {{id: heat-1, profile: heat-meter-mbus, source: mbus-1, unit: 1, interval_s: 5}}
+"""
+    )
+    with pytest.raises(ConfigError, match=why):
+        load_site(path)
