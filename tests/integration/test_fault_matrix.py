@@ -641,7 +641,7 @@ def final_accounting(
 # --------------------------------------------------------------------------- the test
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_fault_matrix(
     tmp_path: Path,
     state_tmpfs: Path,
