@@ -295,7 +295,7 @@ def received(hook: WebhookReceiver, first: int = 0) -> list[tuple[tuple[Any, ...
 
     (identity, marked possible duplicate) each.
     """
-    out = []
+    out: list[tuple[tuple[Any, ...], bool]] = []
     for body, headers in zip(hook.posts[first:], hook.headers[first:], strict=False):
         marked = headers.get(DUPLICATE_HEADER) == "true"
         assert marked == bool(body.get("possible_duplicate")), (headers, body)
