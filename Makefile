@@ -8,7 +8,7 @@ DEBS := mosquitto mosquitto-clients influxdb influxdb-client victoria-metrics so
 	chromium chromium-driver poppler-utils fonts-wqy-zenhei
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test lint bench clean
+.PHONY: setup system-deps demo test test-quick lint bench clean
 
 system-deps:
 	@missing=""; for b in mosquitto mosquitto_pub influxd influx victoria-metrics socat openssl \
@@ -35,8 +35,16 @@ setup: system-deps $(STAMP)
 demo: setup
 	$(BIN)/python deploy/demo/run.py $(ARGS)
 
+# Most tests wait on real servers and subprocesses, so three workers share two cores
+# well; --dist loadfile keeps a file's tests (and their fixtures) on one worker.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider -n $(or $(WORKERS),3) --dist loadfile
+
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(PYTEST)
+
+# The quick loop: everything but the long end-to-end runs marked slow.
+test-quick: setup
+	$(PYTEST) -m 'not slow'
 
 lint: setup
 	$(BIN)/ruff check gateway firmware_sim tests bench dashboards deploy

@@ -53,13 +53,15 @@ from gateway.redact import plaintext_secret_warnings
 from gateway.reports.schedule import ReportScheduler
 from gateway.sources.device_poll import DeviceCounters
 from gateway.storage_alarms import StorageAlarms
-from gateway.tasks import cancel_and_wait
+from gateway.tasks import cancel_and_wait, supervise
 
 log = logging.getLogger(__name__)
 
 # A clean stop flushes the outbox and closes every connection in well under
 # this; past it something is stuck and systemd/an operator would wait forever.
 SHUTDOWN_LIMIT_S = 20.0
+# A source that crashed (and was restarted) holds its source-lost alarm this long.
+CRASH_SIGNAL_S = 60.0
 
 
 class ShutdownWatchdog:
@@ -134,6 +136,8 @@ class Gateway:
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
         self.clock_watch = WallStepWatch(self.clock)
+        # source id -> (monotonic time, error) of its last crash: a source-lost alarm.
+        self._source_crashes: dict[str, tuple[float, str]] = {}
         self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
         # Plugins are looked up here, at wiring time; samples never go through the registry.
         plugins = registry()
@@ -364,12 +368,22 @@ class Gateway:
                 if i % PIPELINE_RUN == 0:
                     await asyncio.sleep(0)  # a large site: thousands, not in one go
 
+    def _crashed(self, source_id: str) -> Callable[[BaseException], None]:
+        def note(exc: BaseException) -> None:
+            why = f"{type(exc).__name__}: {exc}"
+            self._source_crashes[source_id] = (self.clock.monotonic(), why)
+
+        return note
+
     def _health_signals(self) -> list[tuple[str, bool, str]]:
         """(signal, ok, detail) for every health alarm the gateway raises on itself."""
         out: list[tuple[str, bool, str]] = []
         for src in self.sources:
-            if src.link_ok is not None:
-                sid = src.cfg.id
+            sid = src.cfg.id
+            crash = self._source_crashes.get(sid)
+            if crash is not None and self.clock.monotonic() - crash[0] < CRASH_SIGNAL_S:
+                out.append((f"source:{sid}", False, f"crashed and restarted: {crash[1]}"))
+            elif src.link_ok is not None:
                 out.append((f"source:{sid}", src.link_ok, src.link_error or "link up"))
         stats = self.delivery.stats()
         for name, st in stats.sinks.items():
@@ -477,7 +491,12 @@ class Gateway:
                 gc.freeze()
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tasks = [tg.create_task(s.run()) for s in self.sources]
+                    tasks = [
+                        tg.create_task(
+                            supervise(f"source {s.cfg.id}", s.run, on_crash=self._crashed(s.cfg.id))
+                        )
+                        for s in self.sources
+                    ]
                     tasks.append(tg.create_task(self._pipeline()))
                     tasks.append(tg.create_task(self._health()))
                     tasks.append(tg.create_task(self._ticker()))

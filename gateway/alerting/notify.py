@@ -531,6 +531,10 @@ class Notifier:
             last = self._last_sent.get((ch, tuple(people)))
             if last is None:
                 last = self.store.last_sent_ns(ch, tuple(people))
+            if last is not None and last > now:
+                # Stamped before the clock was set back (while stopped): how long ago it
+                # really was is unknown, and a page is never held on a guess.
+                last = None
             due = now if last is None else max(now, last + window)
             dedupe = f"{ev.alarm_id}|{route.name}|{key}|{ch}"
             if self.store.enqueue(dedupe, ch, tuple(people), item, now, due):

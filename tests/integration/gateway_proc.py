@@ -53,7 +53,11 @@ def outbox_rows(path: Path) -> int:
 
 
 def demo_env(tmp: Path) -> dict[str, str]:
-    return {"FSG_RUN_DIR": str(tmp / "run"), "FSG_SIM_TCP_PORT": str(free_port())}
+    return {
+        "FSG_RUN_DIR": str(tmp / "run"),
+        "FSG_SIM_TCP_PORT": str(free_port()),
+        "FSG_SIM_OPCUA_PORT": str(free_port()),
+    }
 
 
 class GatewayProcess:

@@ -8,6 +8,7 @@ the sockets, the SMTP dialogue (STARTTLS, login) and the HTTP requests are real.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -523,3 +524,27 @@ async def test_notifier_outlives_a_disk_full_to_the_last_byte(
     finally:
         await cancel_and_wait([task])
         eng.close()
+
+
+async def test_a_clock_set_back_while_stopped_does_not_hold_the_next_page(
+    tmp_path: Path, webhook: Hook, smtp_server: tuple[Mailbox, int]
+) -> None:
+    """The grouping window counts from the last page; a stored page time 'in the future'
+    (the clock was set back an hour while the gateway was down) must not hold the next one."""
+    cfg = alerting(webhook, smtp_server[1], group_window_s=30)
+    cfg["routes"][0]["channels"] = ["chat"]
+    devices = [
+        {"id": f"lk-{i}", "profile": "leakage-monitor", "source": "rtu-1", "unit": i}
+        for i in (1, 2)
+    ]
+    clock = FakeClock()
+    eng = make_engine(tmp_path, RULES, clock, state=None, devices=devices, **cfg)
+    raise_leak(eng, clock, "lk-1")
+    assert await deliver(eng) == 1
+    eng.close()
+    later = FakeClock(clock.now_ns() + 120 * 10**9 - 3600 * 10**9)  # restarted, clock set back 1 h
+    eng = make_engine(tmp_path, RULES, later, state=None, devices=devices, **cfg)
+    raise_leak(eng, later, "lk-2")
+    assert await deliver(eng) == 1, "the page waits for a window stamped an hour ahead"
+    assert "lk-2" in json.dumps(webhook.bodies[-1])
+    eng.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import termios
 
 import serial
 
@@ -60,7 +61,9 @@ class Link:
                     asyncio.open_connection(cfg.host, cfg.tcp_port), cfg.timeout_s * 4
                 )
                 self._reader_task = asyncio.create_task(self._read_tcp(reader))
-        except (serial.SerialException, OSError, ValueError, TimeoutError) as exc:
+        except (serial.SerialException, OSError, ValueError, TimeoutError, termios.error) as exc:
+            # termios.error is no OSError: a pty whose other side was just killed refuses
+            # tcsetattr (EINVAL) for a moment; that is a failed open, retried with back-off.
             self.close()
             raise ConnectError(f"{cfg.id}: cannot open {self.where}: {exc}") from exc
 

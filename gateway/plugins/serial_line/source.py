@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import termios
 from collections.abc import Awaitable, Callable, Sequence
 
 import serial
@@ -97,7 +98,8 @@ class SerialLineDevice:
                 stopbits=self.cfg.stopbits,
                 timeout=0,
             )
-        except (serial.SerialException, OSError, ValueError) as exc:
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error is no OSError (pyserial lets tcsetattr's escape): a failed open.
             raise ConnectError(f"{self.cfg.id}: cannot open {self.cfg.port}: {exc}") from exc
         self._port = port
         self.splitter.reset()
