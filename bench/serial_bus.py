@@ -30,11 +30,12 @@ import yaml
 
 from bench.fleet_sim import write_profile
 from bench.procs import Children, python_argv
-from gateway.config import ModbusRtuSource, load_site
+from gateway.config import ModbusRtuSource
+from gateway.loader import load_site
 from gateway.model import Sample, SystemClock
+from gateway.plugins.modbus.source import ModbusSource
 from gateway.profiles.schema import ModbusProfile
 from gateway.sources.device_poll import ModbusDevice
-from gateway.sources.modbus import ModbusSource
 
 PROFILE = "bench-device"
 GAP_CHARS = 3.5

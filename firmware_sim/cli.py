@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from firmware_sim.ptylink import PtyError
 from firmware_sim.runner import Options, Simulator
 from firmware_sim.scenarios import describe, resolve
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 
 log = logging.getLogger("firmware_sim")
 

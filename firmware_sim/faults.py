@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 
 from firmware_sim.clock import Clock
-from gateway.config import FaultSpec
+from firmware_sim.schema import FaultSpec
 
 # Exception codes a Modbus slave may send (9 is not assigned by the standard).
 VALID_EXCEPTION_CODES = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 10, 11})

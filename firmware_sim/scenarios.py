@@ -1,6 +1,6 @@
 """Named scenarios: resolving what the simulator does for one run, with clear errors.
 
-A site's ``simulation.scenarios`` maps names to ``Scenario`` (gateway.config).
+A site's ``simulation.scenarios`` maps names to ``Scenario`` (firmware_sim.schema).
 The scenario named ``default``, when the site has one, applies to every run
 (the demo's patrol, for instance); the scenario chosen on the command line
 applies on top of it: per device, its point behaviours are added to the
@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pydantic import ValidationError
 
 from firmware_sim.rfid import LineBuilder, RfidScript
-from gateway.config import FaultSpec, Scenario, Site
+from firmware_sim.schema import FaultSpec, Scenario, simulation_of
+from gateway.config import Site
 from gateway.errors import ConfigError
 from gateway.profiles.schema import ModbusProfile, SerialLineProfile, SimBehaviour
 
@@ -45,12 +46,12 @@ class ResolvedScenario:
 
 
 def scenario_names(site: Site) -> list[str]:
-    return sorted(site.config.simulation.scenarios)
+    return sorted(simulation_of(site).scenarios)
 
 
 def describe(site: Site) -> list[str]:
     """One line per scenario: name and description."""
-    scenarios = site.config.simulation.scenarios
+    scenarios = simulation_of(site).scenarios
     if not scenarios:
         return [f"{site.path}: no scenarios defined"]
     width = max(len(n) for n in scenarios)
@@ -105,7 +106,7 @@ def _check(
 
 def resolve(site: Site, name: str | None) -> ResolvedScenario:
     """The default scenario plus ``name`` (if given), checked against the site."""
-    scenarios = site.config.simulation.scenarios
+    scenarios = simulation_of(site).scenarios
     if name is not None and name not in scenarios:
         known = ", ".join(sorted(scenarios)) or "none defined"
         raise ConfigError(f"{site.path}: unknown scenario {name!r} (known: {known})")

@@ -30,10 +30,11 @@ from gateway.alerting.command_gate import sign_command
 from gateway.alerting.commands import build_command, printable_json
 from gateway.alerting.engine import AlertEngine
 from gateway.alerting.store import read_alarms
-from gateway.config import Site, load_site
+from gateway.config import Site
 from gateway.errors import AlarmError, CommandError
+from gateway.loader import load_site
 from gateway.model import AlarmState
-from gateway.sinks.mqtt_commands import command_client, command_topic, reply_topic
+from gateway.plugins.mqtt.commands import command_client, command_topic, reply_topic
 
 
 def state_db_path(site: Site) -> Path:

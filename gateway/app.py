@@ -34,12 +34,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
 from gateway.clockwatch import WallStepWatch
-from gateway.config import ModbusRtuSource, ModbusTcpSource, SerialLineSource, Site
+from gateway.config import Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
 from gateway.local_http import serve_local_http
@@ -47,23 +47,13 @@ from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
-
-# plugin wiring: replaced by the registry (plugin-core)
-from gateway.plugins.mbus.config import MBusSourceConfig
-from gateway.plugins.mbus.source import MBusSource, build_meters
-from gateway.plugins.opcua.config import OpcUaSourceConfig
-from gateway.plugins.opcua.profile import OpcUaProfile
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.plugins import BoundDevice, Source, SourceContext, registry
+from gateway.plugins.base import CommandContext
 from gateway.redact import plaintext_secret_warnings
 from gateway.reports.schedule import ReportScheduler
-from gateway.sources.device_poll import DeviceCounters, ModbusDevice
-from gateway.sources.modbus import ModbusSource
-from gateway.sources.serial_lines import SerialLineDevice
+from gateway.sources.device_poll import DeviceCounters
 from gateway.storage_alarms import StorageAlarms
 from gateway.tasks import cancel_and_wait, supervise
-
-if TYPE_CHECKING:
-    from gateway.plugins.opcua.source import OpcUaSource
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +127,11 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[ModbusSource | SerialLineDevice | MBusSource | OpcUaSource] = []
+        self.sources: list[Source] = []
+        # Sources whose devices are patrol readers (their garbage and floods are findings).
+        self._patrol_readers: list[Source] = []
+        # Sources that poll devices by unit on an interval (the /healthz poll-stall check).
+        self.polled_sources: list[Source] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
@@ -145,42 +139,23 @@ class Gateway:
         # source id -> (monotonic time, error) of its last crash: a source-lost alarm.
         self._source_crashes: dict[str, tuple[float, str]] = {}
         self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
-        site_tags = {"site": cfg.site}
+        # Plugins are looked up here, at wiring time; samples never go through the registry.
+        plugins = registry()
+        ctx = SourceContext(emit=self._emit, clock=self.clock, site_tags={"site": cfg.site})
         units: dict[str, dict[str, str]] = {}
         for src in cfg.sources:
             devs = site.devices_of(src.id)
             if not devs:
                 continue
-            # plugin wiring: replaced by the registry (plugin-core)
-            if isinstance(src, MBusSourceConfig):
-                meters = build_meters(src, devs, site.device_profiles, site_tags, units)
-                self.sources.append(MBusSource(src, meters, self._emit, self.clock))
-            elif isinstance(src, ModbusTcpSource | ModbusRtuSource):
-                mdevs = []
-                for d in devs:
-                    prof = site.device_profiles[d.id]
-                    assert isinstance(prof, ModbusProfile)
-                    mdevs.append(ModbusDevice(d, prof, site_tags))
-                    units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
-                self.sources.append(ModbusSource(src, mdevs, self._emit, self.clock))
-            elif isinstance(src, OpcUaSourceConfig):  # plugin wiring: replaced by the registry
-                # Imported here: asyncua costs every other site's start-up ~0.4 s.
-                from gateway.plugins.opcua.source import OpcUaDevice, OpcUaSource
-
-                odevs = []
-                for d in devs:
-                    oprof = site.device_profiles[d.id]
-                    assert isinstance(oprof, OpcUaProfile)
-                    odevs.append(OpcUaDevice(d, oprof, site_tags))
-                    units[d.id] = {p.name: p.unit for p in oprof.points if p.unit}
-                self.sources.append(OpcUaSource(src, odevs, self._emit, self.clock))
-            else:
-                assert isinstance(src, SerialLineSource)
-                sprof = site.device_profiles[devs[0].id]
-                assert isinstance(sprof, SerialLineProfile)
-                self.sources.append(
-                    SerialLineDevice(src, devs[0], sprof, self._emit, self.clock, site_tags)
-                )
+            bound = [BoundDevice(d, site.device_profiles[d.id]) for d in devs]
+            units.update({d.id: site.device_profiles[d.id].point_units() for d in devs})
+            plugin = plugins.source(src.type)
+            source = plugin.make(src, bound, ctx)
+            self.sources.append(source)
+            if plugin.patrol_reader:
+                self._patrol_readers.append(source)
+            if plugin.unit_addressed:
+                self.polled_sources.append(source)
         # State files live beside the outbox unless told otherwise.
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
         self.delivery = Delivery.from_config(cfg, self.clock, units=units, stdout=self.out)
@@ -211,11 +186,7 @@ class Gateway:
     def device_counters(self) -> dict[str, DeviceCounters]:
         out: dict[str, DeviceCounters] = {}
         for s in self.sources:
-            # plugin wiring: replaced by the registry (plugin-core)
-            if isinstance(s, SerialLineDevice):
-                out[s.device.id] = s.counters
-            else:  # Modbus and plugin sources: several devices each
-                out.update({d.id: d.counters for d in s.devices})
+            out.update(s.device_counters())
         return out
 
     async def _emit(self, sample: Sample) -> None:
@@ -449,14 +420,12 @@ class Gateway:
             self._append_alarms(self.storage.check(self.delivery.stats()))
         if self.patrol is not None:
             self._patrol_outputs(self.patrol.tick())
-            for src in self.sources:
-                if isinstance(src, SerialLineDevice):
+            for src in self._patrol_readers:
+                for dev_id, counters in src.device_counters().items():
                     self._patrol_outputs(
-                        self.patrol.reader_frame_errors(src.device.id, src.counters.frame_errors)
+                        self.patrol.reader_frame_errors(dev_id, counters.frame_errors)
                     )
-                    self._patrol_outputs(
-                        self.patrol.reader_overflow(src.device.id, src.counters.overruns)
-                    )
+                    self._patrol_outputs(self.patrol.reader_overflow(dev_id, counters.overruns))
 
     async def _lag_probe(self) -> None:
         """Measure how late the event loop runs a timer (wall time, not the site clock)."""
@@ -560,21 +529,27 @@ class Gateway:
             await asyncio.wait_for(self.queue.join(), limit_s)
 
     def _extra_tasks(self) -> list[Any]:
-        """The MQTT command listener, when MQTT and alerting are both configured."""
-        mqtt = self.site.config.sinks.mqtt
+        """The sinks' command channels (MQTT's), when alerting and commands are on."""
         commands = self.site.config.commands
-        if mqtt is None or not mqtt.enabled or self.alerts is None or not commands.enabled:
+        if self.alerts is None or not commands.enabled:
+            return []
+        sinks = registry().sinks
+        channels = [
+            (sinks[name], cfg)
+            for name, cfg in self.site.config.sinks.configured().items()
+            if sinks[name].commands is not None
+        ]
+        if not channels:
             return []
         from gateway.alerting.command_gate import CommandGate
-        from gateway.sinks.mqtt_commands import CommandListener
 
         # Senders stamp commands with real time: freshness is judged on the real clock,
         # also when the gateway runs on simulated time (--sim-clock-start).
         gate = CommandGate(
             commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
         )
-        listener = CommandListener(mqtt, self.site.config.site, self.handle_command, gate)
-        return [listener.run()]
+        ctx = CommandContext(self.site.config.site, self.handle_command, gate)
+        return [p.make_command_channel(cfg, ctx) for p, cfg in channels]
 
 
 def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import yaml
 
-from gateway.config import Site, load_site
+from gateway.config import Site
 from gateway.errors import CommandError, ConfigError, GatewayError
+from gateway.loader import load_site
+from gateway.plugins import registry as plugin_registry
 from gateway.profiles.registry import ProfileRegistry
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile
 from gateway.redact import (
     install_log_redaction,
     plaintext_secret_warnings,
     redact_text,
     redact_url,
 )
-from gateway.sources.planner import plan_profile
 
 EXIT_INVALID = 2
 
@@ -46,18 +46,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     for src in cfg.sources:
         devs = site.devices_of(src.id)
         print(f"  source {src.id} ({src.type}): {len(devs)} device(s)")
+        plugin = plugin_registry().source(src.type)
         for d in devs:
             prof = site.device_profiles[d.id]
-            extra = ""
-            if isinstance(prof, ModbusProfile):
-                reqs = plan_profile(prof, d.max_gap)
-                extra = f", {len(prof.points)} points in {len(reqs)} read(s)"
+            extra = f", {text}" if (text := plugin.describe(d, prof)) else ""
             print(f"    {d.id}: {prof.name} unit {d.unit} every {d.interval_s:g} s{extra}")
     sinks = cfg.sinks
     if sinks.mqtt is not None and sinks.mqtt.enabled:
         print(f"  sink mqtt: {sinks.mqtt.host}:{sinks.mqtt.port}")
     if sinks.influx is not None and sinks.influx.enabled:
         print(f"  sink influx: {redact_url(sinks.influx.url)}")
+    for name, scfg in sinks.plugins.items():
+        if getattr(scfg, "enabled", True):
+            print(f"  sink {name}")
     for warning in plaintext_secret_warnings(cfg):
         print(f"warning: {warning}", file=sys.stderr)
     if cfg.rules:
@@ -106,8 +107,7 @@ def cmd_profiles_list(args: argparse.Namespace) -> int:
     reg = _registry(args)
     for name in reg.names():
         p = reg.get(name)
-        # plugin wiring: replaced by the registry (plugin-core)
-        count = len(p.fields) if isinstance(p, SerialLineProfile) else len(p.points)
+        count = len(p.point_names())
         print(f"{name:28} {p.protocol:12} {p.kind:14} {count:3} points  {p.description}")
     return 0
 
@@ -117,12 +117,8 @@ def cmd_profiles_show(args: argparse.Namespace) -> int:
     prof = reg.get(args.name)
     data = prof.model_dump(mode="json", exclude_defaults=True)
     print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
-    if isinstance(prof, ModbusProfile):
-        reqs = plan_profile(prof)
-        print(f"# read plan: {len(reqs)} request(s) for {len(prof.points)} points")
-        for r in reqs:
-            names = ", ".join(p.name for p in r.points)
-            print(f"#   {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    for line in plugin_registry().profile_kinds[prof.protocol].explanation(prof):
+        print(f"# {line}")
     return 0
 
 
@@ -164,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=func)
 
     from gateway.alarms_cli import register_cli as register_alarms
-    from gateway.patrol.report import register_cli as register_report
+    from gateway.patrol_cli import register_cli as register_report
     from gateway.reports.cli import register_cli as register_daily_reports
 
     register_alarms(sub)

@@ -12,7 +12,8 @@ durable sink) prints at once, and the item joins the outbox's in-memory batch,
 committed within ``outbox.flush_interval_s``; ``await flush()`` waits for that
 commit when a caller must know an item is durable.
 
-Each durable sink (MQTT, InfluxDB, and any ``extra_sinks``) gets a worker that
+Each durable sink (every configured sink plugin that is not a live view, and
+any ``extra_sinks``) gets a worker that
 reads from its own outbox cursor, sends, and advances the cursor only after
 the sink returned (the far side acknowledged). On failure it reconnects with
 exponential back-off (``retry_min_s`` doubling up to ``retry_max_s``, with
@@ -30,7 +31,7 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -40,15 +41,13 @@ from gateway.config import OutboxConfig, Sinks, SiteConfig
 from gateway.errors import GatewayError, SinkAuthError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event, Item, Outbox, OutboxStats, Record, RecordKind
+from gateway.plugins import registry
+from gateway.plugins.base import LiveView, SinkContext
 from gateway.redact import redact_text
 from gateway.sinks.base import Sink, SinkRejected
-from gateway.sinks.console import ConsoleSink
 from gateway.sqlite_file import FileIncident
 
 log = logging.getLogger(__name__)
-
-# The MQTT alarm lane's sink name (its outbox cursor, connection and stats key).
-ALARM_LANE = "mqtt-alarms"
 
 # A worker with nothing to do still wakes this often (a missed wake-up costs
 # at most this much latency, never a stall).
@@ -101,6 +100,14 @@ class DeliveryStats:
         return self.outbox.evicted if self.outbox else 0
 
 
+def _fan_out(views: Sequence[LiveView]) -> Callable[[Item], None]:
+    def emit(item: Item) -> None:
+        for view in views:
+            view.emit(item)
+
+    return emit
+
+
 class Delivery:
     """Outbox + sink workers + the console view (see the module docstring)."""
 
@@ -119,40 +126,44 @@ class Delivery:
     ) -> None:
         self.site = site
         self._clock = clock or SystemClock()
-        self._console: ConsoleSink | None = None
-        if sinks.console is not None and sinks.console.enabled:
-            self._console = ConsoleSink(stdout, pretty=sinks.console.pretty)
+        # Every configured sink through its plugin (gateway.plugins), built once here.
+        ctx = SinkContext(site=site, clock=self._clock, units=units or {}, stdout=stdout)
+        plugins = registry().sinks
+        views: list[LiveView] = []
         durable: list[Sink] = []
+        lane_sinks: list[Sink] = []
         lanes: dict[str, tuple[RecordKind, ...]] = {}
-        self._lane: AlarmLane | None = None
-        main_path = outbox_path if outbox_path is not None else outbox.path
-        # Imported here so a console-only gateway never loads the network libraries.
-        if sinks.mqtt is not None and sinks.mqtt.enabled:
-            from gateway.sinks.mqtt import MqttSink
-
-            durable.append(MqttSink(sinks.mqtt, site, units=units))
-            if sinks.mqtt.alarm_lane:
-                # Alarms on their own thread, outbox and connection (see
-                # gateway/alarm_lane.py): never behind the telemetry, neither
-                # on the event loop nor in a backlog after an outage.
-                lane_sink = MqttSink(sinks.mqtt, site, name=ALARM_LANE, alarms_only=True)
-                self._lane = AlarmLane(
-                    Delivery(
-                        site,
-                        Sinks(),
-                        outbox,
-                        clock,
-                        extra_sinks=[lane_sink],
-                        outbox_path=lane_outbox_path(main_path),
-                        primary=False,
-                    ),
-                    name="alarm-lane",
-                )
+        for name, cfg in sinks.configured().items():
+            plugin = plugins[name]
+            if plugin.live:
+                views.append(plugin.make_live(cfg, ctx))
+                continue
+            durable.append(plugin.make(cfg, ctx))
+            lane_sink = plugin.make_lane(cfg, ctx)
+            if lane_sink is not None:
+                lane_sinks.append(lane_sink)
+                # Its alarms ride the lane: the main outbox keeps the rest for it.
                 lanes[durable[-1].name] = (RecordKind.SAMPLE, RecordKind.EVENT)
-        if sinks.influx is not None and sinks.influx.enabled:
-            from gateway.sinks.influx import InfluxSink
-
-            durable.append(InfluxSink(sinks.influx, site))
+        # A live view is called for every item: one bound method, no loop, when there is one.
+        self._live: Callable[[Item], None] | None = (
+            views[0].emit if len(views) == 1 else _fan_out(views) if views else None
+        )
+        main_path = outbox_path if outbox_path is not None else outbox.path
+        self._lane: AlarmLane | None = None
+        if lane_sinks:
+            # Alarms on their own thread, outbox and connection (gateway/alarm_lane.py).
+            self._lane = AlarmLane(
+                Delivery(
+                    site,
+                    Sinks(),
+                    outbox,
+                    clock,
+                    extra_sinks=lane_sinks,
+                    outbox_path=lane_outbox_path(main_path),
+                    primary=False,
+                ),
+                name="alarm-lane",
+            )
         durable.extend(extra_sinks)
         self.sinks: list[Sink] = durable
         self._outbox: Outbox | None = None
@@ -226,8 +237,8 @@ class Delivery:
     # ------------------------------------------------------------------ producing
 
     def _append(self, item: Item) -> None:
-        if self._console is not None:
-            self._console.emit(item)
+        if self._live is not None:
+            self._live(item)
         if self._outbox is not None:
             self._outbox.append(item)
         if self._lane is not None and isinstance(item, AlarmEvent):

@@ -83,12 +83,14 @@ class HealthWatch:
     def __init__(
         self, gw: Gateway, stall_s: float, monotonic: Callable[[], float] = time.monotonic
     ) -> None:
-        from gateway.sources.modbus import ModbusSource
-
         self.gw = gw
         self._mono = monotonic
-        self._modbus = [s for s in gw.sources if isinstance(s, ModbusSource)]
-        slowest = max((d.config.interval_s for s in self._modbus for d in s.devices), default=0.0)
+        # Sources that poll their devices on an interval (Modbus, M-Bus): a stall shows.
+        self._polled = gw.polled_sources
+        slowest = max(
+            (d.interval_s for s in self._polled for d in gw.site.devices_of(s.cfg.id)),
+            default=0.0,
+        )
         self.poll_stall_s = max(stall_s, 3 * slowest)
         self.commit_stall_s = stall_s
         now = monotonic()
@@ -99,7 +101,7 @@ class HealthWatch:
 
     def observe(self) -> None:
         now = self._mono()
-        polls = sum(d.counters.polls for s in self._modbus for d in s.devices)
+        polls = sum(c.polls for s in self._polled for c in s.device_counters().values())
         if polls != self._polls:
             self._polls, self._polls_moved = polls, now
         out = self.gw.delivery.stats().outbox
@@ -114,7 +116,7 @@ class HealthWatch:
         self.observe()
         now = self._mono()
         out: list[str] = []
-        if self._modbus and now - self._polls_moved > self.poll_stall_s:
+        if self._polled and now - self._polls_moved > self.poll_stall_s:
             out.append(f"polling stalled: no poll for {now - self._polls_moved:.0f} s")
         if now - self._committed > self.commit_stall_s:
             pending = self.gw.delivery.stats().outbox

@@ -11,11 +11,12 @@ places where a password or token would cross the network without TLS.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from gateway.validators import is_local_host
 
 if TYPE_CHECKING:
     from gateway.config import SiteConfig
@@ -94,14 +95,7 @@ def install_log_redaction() -> None:
             handler.addFilter(RedactingFilter())
 
 
-def _local(host: str | None) -> bool:
-    """Traffic to the machine itself never crosses a network."""
-    if not host or host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+_local = is_local_host
 
 
 def plaintext_secret_warnings(cfg: SiteConfig) -> list[str]:
@@ -141,14 +135,5 @@ def plaintext_secret_warnings(cfg: SiteConfig) -> list[str]:
                 " (security: starttls or ssl)"
             )
     for src in cfg.sources:
-        # plugin wiring: replaced by the registry (plugin-core)
-        if src.type == "opcua" and src.password and src.security.policy == "None":
-            host = urlsplit(src.endpoint).hostname
-            if not _local(host):
-                # Without a secure channel the password is encrypted only if the
-                # server's user-token policy asks for it; many PLCs do not.
-                out.append(
-                    f"sources[{src.id}]: the OPC UA password may be sent to {host} unencrypted"
-                    " (security.policy: Basic256Sha256)"
-                )
+        out.extend(src.secret_warnings())
     return out

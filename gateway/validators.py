@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -24,3 +25,13 @@ def check_order(model: BaseModel, low: str, high: str) -> None:
 
 # An IANA time zone name (Asia/Shanghai, UTC): rosters and night windows are local time.
 TimeZoneName = Annotated[str, AfterValidator(_known_time_zone)]
+
+
+def is_local_host(host: str | None) -> bool:
+    """Traffic to the machine itself never crosses a network."""
+    if not host or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

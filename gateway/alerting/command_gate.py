@@ -28,7 +28,7 @@ Past a bucket the gate answers once and then drops silently, logging the
 flood once and a summary per interval, so a flood costs neither a log line
 nor a reply nor an alarm transition per message.
 
-The gate does no MQTT; ``gateway.sinks.mqtt_commands`` calls ``check`` for
+The gate does no MQTT; ``gateway.plugins.mqtt.commands`` calls ``check`` for
 each message and hands what it admits to the engine.
 """
 

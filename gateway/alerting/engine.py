@@ -27,6 +27,15 @@ from types import TracebackType
 from typing import Any
 
 from gateway.alerting.alarms import Alarm, AlarmBook
+from gateway.alerting.checks import (
+    AlarmSpec,
+    Change,
+    Check,
+    Detector,
+    DeviceInfo,
+    build_check,
+    selects,
+)
 from gateway.alerting.commands import (
     AckCmd,
     InServiceCmd,
@@ -41,20 +50,13 @@ from gateway.alerting.commands import (
 from gateway.alerting.config import AlertingConfig, Severity
 from gateway.alerting.notify import Notifier, Publish
 from gateway.alerting.rules import (
-    AlarmSpec,
-    Change,
-    Check,
-    Detector,
     DeviationRule,
-    DeviceInfo,
     HealthRule,
     LoadedRule,
     NoDataRule,
     RuleSet,
-    build_check,
     check_against_devices,
     load_rules,
-    selects,
 )
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig
@@ -62,7 +64,6 @@ from gateway.crashpoints import crash_point
 from gateway.disk_space import is_disk_full
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
-from gateway.profiles.schema import SerialLineProfile
 from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
@@ -140,12 +141,9 @@ class AlertEngine:
                 continue
             prof = profiles.get(dev.id)
             units: dict[str, str] = {}
-            # plugin wiring: replaced by the registry (plugin-core)
-            if isinstance(prof, SerialLineProfile):
-                point_names[prof.name] = {f.name for f in prof.fields}
-            elif prof is not None:
-                units = {p.name: p.unit for p in prof.points if p.unit}
-                point_names[prof.name] = {p.name for p in prof.points}
+            if prof is not None:
+                units = prof.point_units()
+                point_names[prof.name] = set(prof.point_names())
             self.devices[dev.id] = DeviceInfo(
                 device=dev.id,
                 profile=dev.profile,
@@ -155,18 +153,21 @@ class AlertEngine:
                 interval_s=dev.interval_s,
                 units=units,
             )
+        # A loaded site's rules were checked against its devices by gateway.loader.
+        checked = site.rules if isinstance(site, Site) else None
         if rules is None:
-            rules = load_rules([base / p for p in self.config.rules])
+            rules = checked or load_rules([base / p for p in self.config.rules])
+        if rules is not checked:
+            problems = check_against_devices(
+                rules,
+                {d.device: (d.profile, d.kind, d.tags) for d in self.devices.values()},
+                point_names,
+            )
+            if problems:
+                raise ConfigError(problems[0], problems)
         if self.config.reports is not None:
             rules = with_shedding_advice(rules, self.config.reports.gas_plan)
         self.rules = rules
-        problems = check_against_devices(
-            rules,
-            {d.device: (d.profile, d.kind, d.tags) for d in self.devices.values()},
-            point_names,
-        )
-        if problems:
-            raise ConfigError(problems[0], problems)
         state = state_path if state_path is not None else self.cfg.state_db
         self.state_path = str(state) if str(state) == ":memory:" else str(base / Path(state))
         self.book = AlarmBook(self.cfg)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway.config import load_site
 from gateway.console.auth import Auth, add_user
 from gateway.console.mqtt_link import MqttLink, Signer
 from gateway.console.patrol_board import PatrolBoard, SitePlan
@@ -29,6 +28,7 @@ from gateway.console.state import ConsoleState
 from gateway.console.store import ROLES, ConsoleStore
 from gateway.console.web import Console, create_app
 from gateway.errors import ConfigError, ConsoleError
+from gateway.loader import load_site
 from gateway.model import SystemClock
 from gateway.patrol import resolve_patrol
 

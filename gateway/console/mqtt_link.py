@@ -30,8 +30,8 @@ from gateway.alerting.commands import build_command
 from gateway.config import MqttSinkConfig
 from gateway.console.state import ConsoleState
 from gateway.errors import CommandError, ConsoleError
-from gateway.sinks.mqtt import topic_level
-from gateway.sinks.mqtt_commands import command_client, command_topic
+from gateway.plugins.mqtt.commands import command_client, command_topic
+from gateway.plugins.mqtt.sink import topic_level
 
 log = logging.getLogger(__name__)
 

@@ -5,23 +5,50 @@
 engine's state across restarts, ``report`` reads a night back from InfluxDB.
 """
 
-from gateway.patrol.config import (
-    PatrolConfig,
-    check_against_devices,
-    load_patrol,
-    parse_patrol,
-    resolve_patrol,
-)
-from gateway.patrol.engine import (
-    MEASUREMENT,
-    Finding,
-    FindingType,
-    PatrolEngine,
-    PatrolOutput,
-    alarms_of,
-    to_events,
-)
-from gateway.patrol.store import MemoryPatrolStore, PatrolStore, SqlitePatrolStore
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.patrol.config import (
+        PatrolConfig,
+        check_against_devices,
+        load_patrol,
+        parse_patrol,
+        resolve_patrol,
+    )
+    from gateway.patrol.engine import (
+        MEASUREMENT,
+        Finding,
+        FindingType,
+        PatrolEngine,
+        PatrolOutput,
+        alarms_of,
+        to_events,
+    )
+    from gateway.patrol.store import MemoryPatrolStore, PatrolStore, SqlitePatrolStore
+
+# Loaded on first use: ``gateway.config`` imports ``patrol.config``, and that
+# must not load the engine and the outbox under the site schema.
+_HOME = {
+    **dict.fromkeys(
+        ["PatrolConfig", "check_against_devices", "load_patrol", "parse_patrol", "resolve_patrol"],
+        "config",
+    ),
+    **dict.fromkeys(
+        ["MEASUREMENT", "Finding", "FindingType", "PatrolEngine", "PatrolOutput", "alarms_of"],
+        "engine",
+    ),
+    "to_events": "engine",
+    **dict.fromkeys(["MemoryPatrolStore", "PatrolStore", "SqlitePatrolStore"], "store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "MEASUREMENT",

@@ -10,24 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from gateway.errors import ConfigError, ProfileError
-
-# plugin wiring: replaced by the registry (plugin-core)
-from gateway.plugins.mbus.profile import MBusProfile
-from gateway.plugins.opcua.profile import OpcUaProfile
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.plugins import DeviceProfile, validate_profile
 from gateway.yamlfile import explain, load_yaml
 
 BUILTIN_DIR = Path(__file__).parent / "builtin"
-# plugin wiring: replaced by the registry (plugin-core)
-AnyProfile = ModbusProfile | SerialLineProfile | MBusProfile | OpcUaProfile
-_ADAPTER: TypeAdapter[AnyProfile] = TypeAdapter(
-    Annotated[AnyProfile, Field(discriminator="protocol")]
-)
+# Any registered kind of profile (gateway.plugins: ProfileKindPlugin).
+AnyProfile = DeviceProfile
 
 
 def _describe(data: Any) -> Any:
@@ -49,9 +42,8 @@ def load_profile_file(path: Path) -> AnyProfile:
     data = doc.data
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile must be a mapping with name, kind and points")
-    data.setdefault("protocol", "modbus")
     try:
-        return _ADAPTER.validate_python(data)
+        return validate_profile(data)
     except ValidationError as exc:
         problems = explain(exc, doc, describe=_describe(data))
         raise ProfileError(problems[0], problems) from None

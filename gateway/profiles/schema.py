@@ -220,6 +220,12 @@ class ModbusProfile(Strict):
     unreadable: list[Unreadable] = Field(default_factory=list)
     points: list[ModbusPoint] = Field(min_length=1)
 
+    def point_names(self) -> list[str]:
+        return [p.name for p in self.points]
+
+    def point_units(self) -> dict[str, str]:
+        return {p.name: p.unit for p in self.points if p.unit}
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ModbusProfile:
         names: set[str] = set()
@@ -307,6 +313,12 @@ class SerialLineProfile(Strict):
     line: LineFormat
     fields: list[LineField] = Field(min_length=1)
 
+    def point_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def point_units(self) -> dict[str, str]:
+        return {f.name: f.unit for f in self.fields if f.unit}
+
     @property
     def compiled(self) -> re.Pattern[str]:
         return _compiled(self.line.pattern)
@@ -318,6 +330,3 @@ class SerialLineProfile(Strict):
             if f.name not in groups:
                 raise ValueError(f"field {f.name!r} has no named group in line.pattern")
         return self
-
-
-Profile = Annotated[ModbusProfile | SerialLineProfile, Field(discriminator="protocol")]

@@ -13,14 +13,15 @@ import sys
 from datetime import date
 from typing import Any
 
-from gateway.config import Site, load_site
+from gateway.config import Site
+from gateway.loader import load_site
 from gateway.patrol.report import (
     Query,
     ReportError,
-    _date,
     influx_query,
     site_influx,
 )
+from gateway.patrol_cli import _date
 from gateway.reports.config import Format, ReportKind
 from gateway.reports.day import read_day
 from gateway.reports.document import Document

@@ -16,9 +16,8 @@ from typing import Any
 
 from gateway.config import DeviceConfig, Site
 from gateway.patrol.report import Query
-from gateway.plugins.mbus.profile import MBusProfile
-from gateway.plugins.opcua.profile import OpcUaProfile
-from gateway.profiles.schema import ModbusProfile, SerialLineProfile
+from gateway.plugins.base import DeviceProfile
+from gateway.profiles.schema import SerialLineProfile
 from gateway.reports.alarms import Episode, episodes
 from gateway.reports.completeness import Coverage, coverage
 from gateway.reports.config import ReportsConfig
@@ -34,7 +33,7 @@ ALARM_LOOKBACK_NS = 2 * 86_400 * NS
 class DeviceDay:
     config: DeviceConfig
     kind: str
-    profile: ModbusProfile | MBusProfile | OpcUaProfile
+    profile: DeviceProfile
     rows: list[dict[str, Any]]
     coverage: Coverage
 
@@ -86,7 +85,7 @@ def read_day(query: Query, site: Site, day: date, tz: str | None = None) -> DayD
         if prof is None or isinstance(prof, SerialLineProfile):
             not_polled.append(dev.id)
             continue
-        points = [p.name for p in prof.points]
+        points = prof.point_names()
         rows = device_rows(query, name, prof.kind, dev.id, points, start, end)
         cov = coverage(dev.id, [int(r["time"]) for r in rows], start, end, dev.interval_s,
                        cfg.gap_polls)

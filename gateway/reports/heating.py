@@ -22,7 +22,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import date
 
-from gateway.profiles.schema import ModbusPoint
+from gateway.profiles.schema import ModbusPoint, ModbusProfile
 from gateway.reports.alarms import Episode
 from gateway.reports.completeness import Coverage, gap_note
 from gateway.reports.counters import counter_usage, rollover_of
@@ -136,8 +136,10 @@ def burner(states: list[tuple[int, float]], gap_ns: float) -> tuple[float, int, 
 
 def _point_rollover(dev: DeviceDay, point: str) -> tuple[float | None, float]:
     """(where the point's register wraps, its resolution) in engineering units."""
-    p = next((p for p in dev.profile.points if p.name == point), None)
-    if not isinstance(p, ModbusPoint):  # an M-Bus record is a value, not a register
+    prof = dev.profile
+    points: list[ModbusPoint] = prof.points if isinstance(prof, ModbusProfile) else []
+    p = next((p for p in points if p.name == point), None)
+    if p is None:  # an M-Bus record or an OPC UA variable is a value, not a register
         return None, 0.0
     return rollover_of(str(p.type), p.scale), abs(p.scale)
 

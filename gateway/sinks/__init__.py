@@ -1,9 +1,9 @@
 """Sinks: where the gateway delivers what the outbox holds.
 
-One module per sink (``console``, ``mqtt``, ``influx``), each exposing one
-async class that follows the small protocol in ``base``. Only the modules in
-this package import aiomqtt, influxdb_client or httpx; everything above sees
-``Sink`` and ``SinkError``.
+The sinks themselves are plugins (gateway/plugins/<name>/sink.py), each
+exposing one async class that follows the small protocol in ``base``. Only
+the sink plugins import aiomqtt, influxdb_client or httpx; everything above
+sees ``Sink`` and ``SinkError``.
 """
 
 from gateway.sinks.base import Sink, SinkRejected, iso_utc

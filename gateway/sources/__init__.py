@@ -1,5 +1,6 @@
-"""Sources: one per physical connection (a Modbus TCP endpoint, a serial line).
+"""Helpers the source plugins share: Modbus read planning and decoding, device counters.
 
-Only modules in this package import pymodbus or pyserial; everything above
+The sources themselves are plugins (gateway/plugins/<name>/source.py). Only
+modules here and in the plugins import pymodbus or pyserial; everything above
 sees ``Sample`` objects and ``GatewayError`` subclasses.
 """

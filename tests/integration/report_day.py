@@ -38,7 +38,7 @@ import yaml
 from gateway.config import InfluxSinkConfig
 from gateway.model import AlarmEvent, AlarmState, Sample
 from gateway.outbox import Record, RecordKind
-from gateway.sinks.influx import InfluxSink
+from gateway.plugins.influx.sink import InfluxSink
 from tests.fixtures.servers import InfluxDB1
 
 S = 1_000_000_000

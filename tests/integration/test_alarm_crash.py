@@ -22,7 +22,7 @@ import pytest
 
 from gateway.alerting.store import read_alarms
 from gateway.crashpoints import ENV as CRASH_ENV
-from gateway.sinks.mqtt import topic_level
+from gateway.plugins.mqtt.sink import topic_level
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
 from tests.integration.receivers import Mailbox, WebhookReceiver
 from tests.integration.test_alerting_e2e import site_yaml, stop, wait

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 from gateway.alerting.engine import AlertEngine
-from gateway.config import load_site
+from gateway.loader import load_site
 from gateway.model import AlarmEvent, AlarmState, FakeClock, Quality, Sample, Value
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,10 +24,11 @@ from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import CommandGate, sign_command
 from gateway.alerting.commands import error_reply
 from gateway.alerting.engine import AlertEngine
-from gateway.config import MqttSinkConfig, load_site
+from gateway.config import MqttSinkConfig
 from gateway.errors import AlarmError, CommandError
+from gateway.loader import load_site
 from gateway.model import AlarmState, FakeClock, SystemClock
-from gateway.sinks.mqtt_commands import CommandListener, command_topic, reply_topic
+from gateway.plugins.mqtt.commands import CommandListener, command_topic, reply_topic
 from tests.fixtures.servers import Mosquitto
 from tests.integration.test_deploy import GATEWAY_USER, Broker
 from tests.integration.test_deploy import broker as broker  # the shipped config, a fixture

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import CommandGate, sign_command
 from gateway.model import AlarmState, SystemClock
-from gateway.sinks.mqtt_commands import CommandListener, command_topic
+from gateway.plugins.mqtt.commands import CommandListener, command_topic
 from tests.fixtures.servers import Mosquitto
 from tests.integration.test_command_channel import (
     ALARM,

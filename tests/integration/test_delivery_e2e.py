@@ -17,7 +17,7 @@ import pytest
 from gateway.config import InfluxSinkConfig
 from gateway.model import AlarmEvent, AlarmState
 from gateway.outbox import Event
-from gateway.sinks.influx import InfluxSink
+from gateway.plugins.influx.sink import InfluxSink
 from tests.fixtures.servers import (
     InfluxDB1,
     Mosquitto,

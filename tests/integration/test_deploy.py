@@ -33,7 +33,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gateway.config import load_site
+from gateway.loader import load_site
 from tests.fixtures.servers import ServerProcess, need, tcp_open
 from tests.simproc import bin_path, free_port
 

@@ -64,8 +64,8 @@ import yaml
 
 from gateway.alerting.notify import DUPLICATE_HEADER
 from gateway.app import Gateway
-from gateway.config import load_site
 from gateway.crashpoints import ENV as CRASH_ENV
+from gateway.loader import load_site
 from gateway.model import AlarmEvent, FakeClock, Sample
 from tests.fixtures.servers import Mosquitto, MqttCollector
 from tests.integration.delivery_support import wait_until

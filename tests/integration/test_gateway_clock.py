@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from gateway.app import Gateway
-from gateway.config import load_site
+from gateway.loader import load_site
 from gateway.model import AlarmEvent, Clock, FakeClock, Sample, ScaledClock, SystemClock, Value
 from gateway.outbox import Event
 from gateway.patrol import Finding, PatrolOutput

@@ -21,7 +21,7 @@ from statistics import mean
 import yaml
 
 from gateway.app import Gateway
-from gateway.config import load_site
+from gateway.loader import load_site
 from gateway.model import Sample
 from tests.simproc import DEMO_SITE, bin_path, free_port, running_sim
 

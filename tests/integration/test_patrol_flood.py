@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.config import load_site
+from gateway.loader import load_site
 from tests.integration.test_gateway_e2e import Collector
 from tests.simproc import free_port, running_sim
 

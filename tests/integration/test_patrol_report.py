@@ -17,8 +17,9 @@ import yaml
 from gateway.config import InfluxSinkConfig
 from gateway.outbox import Record, RecordKind
 from gateway.patrol import load_patrol
-from gateway.patrol.report import build_patrol_report, collect_night, influx_query, register_cli
-from gateway.sinks.influx import InfluxSink
+from gateway.patrol.report import build_patrol_report, collect_night, influx_query
+from gateway.patrol_cli import register_cli
+from gateway.plugins.influx.sink import InfluxSink
 from tests.fixtures.servers import InfluxDB1
 from tests.unit.test_patrol_report import (
     NIGHT,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_site
+from gateway.loader import load_site
 from gateway.patrol.report import influx_query
 from gateway.reports.day import read_day
 from gateway.reports.pdf import render_pdf

@@ -19,11 +19,12 @@ import pytest
 import yaml
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from gateway.config import MqttSinkConfig, load_site
+from gateway.config import MqttSinkConfig
+from gateway.loader import load_site
 from gateway.model import FakeClock
 from gateway.outbox import Event, Record, RecordKind
+from gateway.plugins.mqtt.sink import MqttSink
 from gateway.reports.schedule import RETRY_S, ReportScheduler
-from gateway.sinks.mqtt import MqttSink
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, free_port
 from tests.integration.receivers import WebhookReceiver, smtp_on_loopback
 from tests.integration.report_day import DAY, SITE, at, pdftotext, site_file, write_day

@@ -13,10 +13,10 @@ from typing import Any
 
 from gateway.config import DeviceConfig, SerialLineSource
 from gateway.model import Clock, FakeClock, Sample, SystemClock
+from gateway.plugins.serial_line.line_codec import with_checksum
+from gateway.plugins.serial_line.source import SerialLineDevice
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import SerialLineProfile
-from gateway.sources.line_codec import with_checksum
-from gateway.sources.serial_lines import SerialLineDevice
 
 
 def _profile() -> SerialLineProfile:

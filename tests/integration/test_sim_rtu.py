@@ -18,8 +18,9 @@ from firmware_sim.clock import ManualClock
 from firmware_sim.faults import FaultPlan
 from firmware_sim.modbus_devices import DeviceModel, SimulatedUnit, effective_behaviours
 from firmware_sim.rtu_server import RtuLine, transaction_wire_time_s
+from firmware_sim.schema import FaultSpec
 from gateway.codecs import decode
-from gateway.config import FaultSpec, ModbusRtuSource
+from gateway.config import ModbusRtuSource
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import ModbusProfile
 

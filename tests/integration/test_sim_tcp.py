@@ -15,9 +15,9 @@ from pymodbus.pdu import ExceptionResponse
 from firmware_sim.clock import ManualClock
 from firmware_sim.faults import FaultPlan
 from firmware_sim.modbus_devices import DeviceModel, SimulatedUnit, effective_behaviours
+from firmware_sim.schema import FaultSpec
 from firmware_sim.tcp_server import TcpEndpoint
 from gateway.codecs import decode
-from gateway.config import FaultSpec
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import ModbusPoint, ModbusProfile, Table
 

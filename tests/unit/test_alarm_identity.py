@@ -19,7 +19,7 @@ import yaml
 
 from gateway.alerting.engine import AlertEngine
 from gateway.app import Gateway
-from gateway.config import load_site
+from gateway.loader import load_site
 from gateway.model import AlarmEvent, FakeClock, Quality, Sample
 from tests.unit.test_patrol_engine import NS, ROUTE, WANG, at
 from tests.unit.test_rules import make_engine, sample

@@ -18,25 +18,25 @@ import annotated_types as at
 import pytest
 from pydantic import BaseModel, ValidationError
 
+from firmware_sim.schema import FaultSpec
 from gateway.alerting import config as alerting
 from gateway.alerting import rules
 from gateway.alerting.command_config import CommandRates, CommandsConfig
 from gateway.config import (
     DeviceConfig,
-    FaultSpec,
     InfluxSinkConfig,
     ModbusRtuSource,
     OutboxConfig,
     PipelineConfig,
     SerialLineSource,
     SiteConfig,
-    _DeliverySettings,
-    _SourceBase,
-    load_site,
 )
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 from gateway.local_http import LocalHttpConfig
 from gateway.patrol import config as patrol
+from gateway.plugins.base import DeliverySettings as _DeliverySettings
+from gateway.plugins.base import SourceConfig as _SourceBase
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.profiles.registry import AnyProfile
@@ -65,10 +65,10 @@ DEVIATION = {
 
 # model, the other fields it needs, field, lowest allowed, highest allowed
 BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
-    (_SourceBase, {"id": "s"}, "timeout_s", 0.05, 60),
+    (_SourceBase, {"id": "s", "type": "t"}, "timeout_s", 0.05, 60),
     (ModbusRtuSource, RTU, "timeout_s", 0.05, 60),
-    (_SourceBase, {"id": "s", "reconnect_max_s": 60}, "reconnect_min_s", 0.05, 60),
-    (_SourceBase, {"id": "s", "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
+    (_SourceBase, {"id": "s", "type": "t", "reconnect_max_s": 60}, "reconnect_min_s", 0.05, 60),
+    (_SourceBase, {"id": "s", "type": "t", "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
     (ModbusRtuSource, RTU, "dead_unit_backoff_s", 1, 3600),
     (SerialLineSource, LINE, "silence_s", 1, DAY),
     (MBusSourceConfig, MBUS, "timeout_s", 0.1, 10),
@@ -124,8 +124,8 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (patrol.PatrolConfig, PATROL, "unknown_card_report_s", 1, DAY),
     (rules.Limit, {"value": 1}, "on_delay_s", 0, DAY),
     (rules.Limit, {"value": 1}, "off_delay_s", 0, DAY),
-    (rules._RuleBase, {"id": "r"}, "on_delay_s", 0, DAY),
-    (rules._RuleBase, {"id": "r"}, "off_delay_s", 0, DAY),
+    (rules.RuleBase, {"id": "r", "kind": "k"}, "on_delay_s", 0, DAY),
+    (rules.RuleBase, {"id": "r", "kind": "k"}, "off_delay_s", 0, DAY),
     (rules.RateRule, RATE, "window_s", 1, DAY),
     (rules.DeviationRule, DEVIATION, "max_age_s", 1, DAY),
     (rules.NoDataRule, {"id": "n", "kind": "no_data"}, "timeout_s", 1, 7 * DAY),

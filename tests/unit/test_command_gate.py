@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from gateway.alerting.alarms import AlarmBook
+from gateway.alerting.checks import AlarmSpec
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import (
     Admitted,
@@ -26,7 +27,6 @@ from gateway.alerting.command_gate import (
 )
 from gateway.alerting.commands import OutOfServiceCmd, parse_command
 from gateway.alerting.config import AlertingConfig, Severity
-from gateway.alerting.rules import AlarmSpec
 from gateway.app import Gateway
 from gateway.config import Site, SiteConfig
 from gateway.errors import AlarmError, CommandError, CommandRefused

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 
 GOOD_SITE = """\
 site: test-site

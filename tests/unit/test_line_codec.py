@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.errors import FrameError
+from gateway.plugins.serial_line.line_codec import LineSplitter, parse_line, with_checksum, xor8
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import SerialLineProfile
-from gateway.sources.line_codec import LineSplitter, parse_line, with_checksum, xor8
 
 
 def rfid() -> SerialLineProfile:

@@ -12,8 +12,8 @@ from gateway.app import Gateway
 from gateway.config import Site, SiteConfig
 from gateway.local_http import HealthWatch, serve_local_http
 from gateway.model import FakeClock
+from gateway.plugins.modbus.source import ModbusSource
 from gateway.profiles.registry import ProfileRegistry
-from gateway.sources.modbus import ModbusSource
 
 
 def gateway(tmp_path: Path, **extra: object) -> Gateway:

@@ -27,8 +27,8 @@ from gateway.patrol.report import (
     build_patrol_report,
     collect_night,
     parse_influx_response,
-    register_cli,
 )
+from gateway.patrol_cli import register_cli
 
 REPO = Path(__file__).resolve().parents[2]
 NS = 1_000_000_000

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from gateway.config import DeviceConfig, SerialLineSource
 from gateway.errors import ConfigError, FrameError
 from gateway.model import Sample, SystemClock
+from gateway.plugins.serial_line.line_codec import LineSplitter, parse_line, with_checksum
+from gateway.plugins.serial_line.source import SerialLineDevice
 from gateway.profiles.registry import ProfileRegistry, load_profile_file
 from gateway.profiles.schema import SerialLineProfile
-from gateway.sources.line_codec import LineSplitter, parse_line, with_checksum
-from gateway.sources.serial_lines import SerialLineDevice
 from tests.unit.properties import PROPERTY
 
 

@@ -16,13 +16,13 @@ import pytest
 
 from gateway.config import InfluxSinkConfig, SiteConfig
 from gateway.errors import SinkError
+from gateway.plugins.influx.sink import InfluxSink
 from gateway.redact import (
     RedactingFilter,
     plaintext_secret_warnings,
     redact_text,
     redact_url,
 )
-from gateway.sinks.influx import InfluxSink
 from tests.integration.delivery_support import make_delivery, running, wait_until
 from tests.unit.test_config_errors import GOOD_SITE
 from tests.unit.test_yaml_limits import run_cli
@@ -149,7 +149,7 @@ def test_gateway_check_shows_sinks_redacted_and_warns_once(tmp_path: Path) -> No
 
 
 def _cfg(tmp_path: Path, sinks: str) -> SiteConfig:
-    from gateway.config import load_site
+    from gateway.loader import load_site
 
     return load_site(_site(tmp_path, sinks)).config
 

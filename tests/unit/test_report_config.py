@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 
 
 def write_site(tmp_path: Path, reports: dict[str, object]) -> Path:

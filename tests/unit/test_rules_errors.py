@@ -125,7 +125,7 @@ def test_every_problem_of_every_file_is_listed(tmp_path: Path) -> None:
 
 
 def test_rules_checked_against_site_profiles_and_points(tmp_path: Path) -> None:
-    from gateway.config import load_site
+    from gateway.loader import load_site
 
     site_file = tmp_path / "site.yaml"
     site_file.write_text(

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 from firmware_sim.clock import ManualClock, SimClock
 from firmware_sim.faults import FaultPlan
 from firmware_sim.rtu_server import crc_ok, transaction_wire_time_s, wire_time_s
-from gateway.config import FaultSpec, ModbusRtuSource
+from firmware_sim.schema import FaultSpec
+from gateway.config import ModbusRtuSource
 
 
 def test_fault_window_after_and_duration() -> None:

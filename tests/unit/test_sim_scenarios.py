@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from firmware_sim.scenarios import describe, resolve, scenario_names
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 
 DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo" / "site.yaml"
 
@@ -110,3 +110,22 @@ def test_devices_missing_from_a_trimmed_site_are_warnings(demo_env: Path) -> Non
     fault = res.plan("flow-main").fault
     assert fault is not None and fault.kind == "no_answer"
     assert resolve(site, "boiler-overheat").plan("boiler-1").points == {}
+
+
+def test_the_simulation_section_is_the_simulators_to_check(demo_env: Path) -> None:
+    # The gateway keeps ``simulation:`` opaque; firmware_sim.schema names the bad field.
+    data = demo_data()
+    data["simulation"]["wire_time"] = "sometimes"
+    data["simulation"]["scenarios"]["unit-dead"]["devices"]["flow-main"]["fault"]["kind"] = "fire"
+    path = demo_env / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    site = load_site(path)
+    with pytest.raises(ConfigError) as err:
+        resolve(site, "unit-dead")
+    assert any(p.startswith(f"{path}: simulation.wire_time") for p in err.value.problems), (
+        err.value.problems
+    )
+    assert any(
+        "simulation.scenarios.unit-dead.devices.flow-main.fault.kind" in p
+        for p in err.value.problems
+    ), err.value.problems

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from gateway.plugins.base import SourceConfig
 from gateway.plugins.mbus.codec import SecondaryAddress
 
 ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
 
-class MBusSourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class MBusSourceConfig(SourceConfig):
     type: Literal["mbus"]
     id: ID
     # Exactly one transport: a serial port, or a TCP transparent converter (host, tcp_port).
@@ -62,6 +61,9 @@ class MBusSourceConfig(BaseModel):
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         return self
+
+    def addresses_by_unit(self, device_id: str) -> bool:
+        return device_id not in self.secondary  # a secondary address leaves unit unused
 
     def check_devices(self, device_ids: set[str]) -> list[str]:
         """Problems with the devices this source names (those must be on this source)."""

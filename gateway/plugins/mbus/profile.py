@@ -78,6 +78,12 @@ class MBusProfile(Strict):
     medium: Annotated[int, Field(ge=0, le=255)] = 0x04
     points: list[MBusPoint] = Field(min_length=1)
 
+    def point_names(self) -> list[str]:
+        return [p.name for p in self.points]
+
+    def point_units(self) -> dict[str, str]:
+        return {p.name: p.unit for p in self.points if p.unit}
+
     @model_validator(mode="after")
     def _cross_checks(self) -> MBusProfile:
         names = [p.name for p in self.points]

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from firmware_sim.behaviours import Behaviour, make_behaviour
 from firmware_sim.ptylink import PtyLink
 from gateway.config import DeviceConfig
+from gateway.plugins.base import SimContext, SimPart
 from gateway.plugins.mbus.codec import (
     ACK,
     ADDR_SELECTED,
@@ -294,3 +295,13 @@ class MBusLineSim:
                 wire = self.source.wire_time_s(request_len + len(answer))
                 await asyncio.sleep(wire + self.turnaround_s)
             self.pty.write(answer)
+
+
+async def start(src: MBusSourceConfig, ctx: SimContext) -> tuple[SimPart, str] | None:
+    """The plugin's simulator for gateway-sim: the source's meters on a pty (serial only)."""
+    devs = ctx.site.devices_of(src.id)
+    if src.port is None or not devs:
+        return None
+    line = MBusLineSim.for_site(src, devs, ctx.site.device_profiles, wire_time=ctx.wire_time)
+    await line.start()
+    return line, f"serving {src.id} on {line.link_path} -> {line.pty.pty_path} (M-Bus)"

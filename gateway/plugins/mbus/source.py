@@ -26,6 +26,7 @@ from dataclasses import replace
 from gateway.config import DeviceConfig
 from gateway.errors import CodecError, ConnectError, DeviceTimeout, FrameError, SourceError
 from gateway.model import Clock, Sample
+from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.mbus.codec import (
     C_RSP_UD,
     Ack,
@@ -42,6 +43,7 @@ from gateway.plugins.mbus.link import Link
 from gateway.plugins.mbus.meter import MBusMeter
 from gateway.plugins.mbus.profile import MBusProfile
 from gateway.plugins.mbus.records import Record, decode_telegram
+from gateway.sources.device_poll import DeviceCounters
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Sample], Awaitable[None]]
@@ -250,6 +252,9 @@ class MBusSource:
             raise FrameError(f"garbage answer ({junk} bytes, no valid frame)")
         raise DeviceTimeout(f"no answer within {self.cfg.timeout_s:g} s")
 
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {d.id: d.counters for d in self.devices}
     def _count_garbage(self, n: int) -> None:
         self.garbage_bytes += n
 
@@ -270,3 +275,10 @@ def build_meters(
         meters.append(MBusMeter(d, prof, cfg.address_of(d.id), site_tags))
         units[d.id] = {p.name: p.unit for p in prof.points if p.unit}
     return meters
+
+
+def build(cfg: MBusSourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
+    """The plugin's factory (gateway.plugins): one source per M-Bus line."""
+    tags = dict(ctx.site_tags)
+    meters = [MBusMeter(d.config, d.profile, cfg.address_of(d.config.id), tags) for d in devices]
+    return MBusSource(cfg, meters, ctx.emit, ctx.clock)

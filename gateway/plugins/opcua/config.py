@@ -12,8 +12,12 @@ device interval for servers with broken or limited subscriptions.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from gateway.plugins.base import SourceConfig
+from gateway.validators import is_local_host
 
 
 class Strict(BaseModel):
@@ -38,7 +42,7 @@ class OpcUaSecurity(Strict):
         return self
 
 
-class OpcUaSourceConfig(Strict):
+class OpcUaSourceConfig(SourceConfig):
     type: Literal["opcua"]
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
     endpoint: Annotated[str, Field(pattern=r"^opc\.tcp://[^\s/]+(/\S*)?$")]
@@ -57,6 +61,19 @@ class OpcUaSourceConfig(Strict):
     session_timeout_s: float = Field(default=60.0, ge=1, le=86400)
     reconnect_min_s: float = Field(default=0.5, ge=0.05, le=60)
     reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600)
+
+    def secret_warnings(self) -> list[str]:
+        if not self.password or self.security.policy != "None":
+            return []
+        host = urlsplit(self.endpoint).hostname
+        if is_local_host(host):
+            return []
+        # Without a secure channel the password is encrypted only if the
+        # server's user-token policy asks for it; many PLCs do not.
+        return [
+            f"sources[{self.id}]: the OPC UA password may be sent to {host} unencrypted"
+            " (security.policy: Basic256Sha256)"
+        ]
 
     @model_validator(mode="after")
     def _checks(self) -> OpcUaSourceConfig:

@@ -83,6 +83,12 @@ class OpcUaProfile(Strict):
     description: str = ""
     points: list[OpcUaPoint] = Field(min_length=1)
 
+    def point_names(self) -> list[str]:
+        return [p.name for p in self.points]
+
+    def point_units(self) -> dict[str, str]:
+        return {p.name: p.unit for p in self.points if p.unit}
+
     @model_validator(mode="after")
     def _unique(self) -> OpcUaProfile:
         names: set[str] = set()

@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from firmware_sim.behaviours import Behaviour, Constant, make_behaviour
 from gateway.config import Site
+from gateway.plugins.base import SimContext, SimPart
 from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.plugins.opcua.profile import OpcUaPoint, OpcUaProfile, browse_path
 
@@ -255,11 +256,11 @@ def sim_for_source(src: OpcUaSourceConfig, site: Site) -> OpcUaSimServer | None:
     source's user name and password when it has them.
     """
     url = urlparse(src.endpoint)
-    devices = [
-        SimDevice(d.id, prof, dict(d.sim))
-        for d in site.devices_of(src.id)
-        if isinstance(prof := site.device_profiles[d.id], OpcUaProfile)
-    ]
+    devices: list[SimDevice] = []
+    for d in site.devices_of(src.id):
+        prof = site.device_profiles[d.id]
+        if isinstance(prof, OpcUaProfile):
+            devices.append(SimDevice(d.id, prof, dict(d.sim)))
     if not devices:
         return None
     users = {src.username: src.password} if src.username and src.password else None
@@ -284,3 +285,12 @@ def _typed(p: OpcUaPoint, value: float) -> Any:
     if p.type == "string":
         return f"{raw:g}"
     return float(raw)
+
+
+async def start(src: OpcUaSourceConfig, ctx: SimContext) -> tuple[SimPart, str] | None:
+    """The plugin's simulator for gateway-sim: a boiler PLC serving the source's devices."""
+    plc = sim_for_source(src, ctx.site)
+    if plc is None:
+        return None
+    await plc.start()
+    return plc, f"serving {src.id} on {plc.endpoint} (OPC UA, no security)"

@@ -36,6 +36,7 @@ from asyncua.ua.uaerrors import UaError, UaStatusCodeError
 from gateway.config import DeviceConfig
 from gateway.errors import CodecError, ConnectError, SourceError
 from gateway.model import Clock, Quality, Sample, Value
+from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.plugins.opcua.profile import OpcUaPoint, OpcUaProfile, browse_path
 from gateway.plugins.opcua.quality import convert, status_quality, to_ns
@@ -187,6 +188,9 @@ class OpcUaSource:
 
     # ------------------------------------------------------------------ callbacks
 
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {d.id: d.counters for d in self.devices}
     def on_change(self, nodeid: ua.NodeId, dv: ua.DataValue) -> None:
         for dev, point in self._by_node.get(nodeid, ()):
             dev.update(point, dv)
@@ -376,3 +380,11 @@ class OpcUaSource:
             nxt = min(d.next_emit for d in self.devices)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, nxt - self._clock.monotonic()))
+
+
+def build(cfg: OpcUaSourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
+    """The plugin's factory (gateway.plugins): one session per OPC UA server."""
+    tags = dict(ctx.site_tags)
+    return OpcUaSource(
+        cfg, [OpcUaDevice(d.config, d.profile, tags) for d in devices], ctx.emit, ctx.clock
+    )

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from gateway.app import Gateway
-from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.loader import load_site
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.sim import MBusLineSim
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, Received

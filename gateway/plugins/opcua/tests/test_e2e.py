@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from gateway.app import Gateway
-from gateway.config import load_site
+from gateway.loader import load_site
 from gateway.plugins.opcua.sim import OpcUaSimServer, SimDevice
 from gateway.plugins.opcua.tests.conftest import DEVICE, PROFILE, boiler_profile
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, free_port

@@ -25,16 +25,18 @@ import asyncio
 import contextlib
 import logging
 import termios
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import serial
 
-from gateway.config import DeviceConfig, SerialLineSource
+from gateway.config import DeviceConfig
 from gateway.errors import ConnectError, FrameError
 from gateway.model import Clock, Quality, Sample
+from gateway.plugins.base import BoundDevice, Source, SourceContext
+from gateway.plugins.serial_line.config import SerialLineSource
+from gateway.plugins.serial_line.line_codec import LineSplitter, parse_line
 from gateway.profiles.schema import SerialLineProfile
 from gateway.sources.device_poll import DeviceCounters
-from gateway.sources.line_codec import LineSplitter, parse_line
 
 log = logging.getLogger(__name__)
 Emit = Callable[[Sample], Awaitable[None]]
@@ -73,6 +75,9 @@ class SerialLineDevice:
         self._tokens = float(cfg.max_burst_lines)
         self._refilled = clock.monotonic()
         self._last_garbage_log = -1e9
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {self.device.id: self.counters}
 
     async def __aenter__(self) -> SerialLineDevice:
         return self
@@ -249,3 +254,11 @@ class SerialLineDevice:
             tags=self.tags,
             error=why,
         )
+
+
+# --------------------------------------------------------------------------- plugin factory
+
+
+def build(cfg: SerialLineSource, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
+    (dev,) = devices  # one_device: the site loader refuses a second one
+    return SerialLineDevice(cfg, dev.config, dev.profile, ctx.emit, ctx.clock, dict(ctx.site_tags))

@@ -49,11 +49,12 @@ import orjson
 import paho.mqtt.client as paho_mqtt
 from aiomqtt.exceptions import MqttConnectError
 
-from gateway.config import MqttSinkConfig
 from gateway.errors import SinkAuthError, SinkError
 from gateway.model import HEALTH_KINDS, AlarmEvent, Sample
 from gateway.outbox import Event, Record
-from gateway.sinks.base import iso_utc
+from gateway.plugins.base import SinkContext
+from gateway.plugins.mqtt.config import MqttSinkConfig
+from gateway.sinks.base import Sink, iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -474,3 +475,22 @@ def _retrieve(fut: object) -> BaseException | None:
     if isinstance(fut, asyncio.Future) and fut.done() and not fut.cancelled():
         return fut.exception()
     return None
+
+
+# --------------------------------------------------------------------------- plugin factory
+
+
+def build(cfg: MqttSinkConfig, ctx: SinkContext) -> Sink:
+    return MqttSink(cfg, ctx.site, units=ctx.units)
+
+
+# The alarm lane's sink name (its outbox cursor, connection and stats key).
+ALARM_LANE = "mqtt-alarms"
+
+
+def build_lane(cfg: MqttSinkConfig, ctx: SinkContext) -> Sink | None:
+    """Alarms on their own thread, outbox and connection (gateway/alarm_lane.py): never
+    behind the telemetry, neither on the event loop nor in a backlog after an outage."""
+    if not cfg.alarm_lane:
+        return None
+    return MqttSink(cfg, ctx.site, name=ALARM_LANE, alarms_only=True)

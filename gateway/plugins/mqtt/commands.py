@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiomqtt
@@ -29,7 +29,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from gateway.alerting.command_gate import CommandGate, Refusal
 from gateway.alerting.commands import printable_json
 from gateway.config import MqttSinkConfig
-from gateway.sinks.mqtt import tls_context, topic_level
+from gateway.plugins.base import CommandContext
+from gateway.plugins.mqtt.sink import tls_context, topic_level
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +167,8 @@ class CommandListener:
                     logged = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.config.retry_max_s)
+
+
+def listen(cfg: MqttSinkConfig, ctx: CommandContext) -> Coroutine[Any, Any, None]:
+    """The plugin's command channel: listen on the site's command topic until cancelled."""
+    return CommandListener(cfg, ctx.site, ctx.handle, ctx.gate).run()

@@ -26,7 +26,9 @@ from typing import Any, Self, TextIO
 
 from gateway.model import AlarmEvent, Sample
 from gateway.outbox import Event, Item, Record
-from gateway.sinks.base import iso_utc
+from gateway.plugins.base import SinkContext
+from gateway.plugins.console.config import ConsoleSink as ConsoleSinkConfig
+from gateway.sinks.base import Sink, iso_utc
 
 
 def sample_line(sample: Sample) -> dict[str, Any]:
@@ -97,3 +99,10 @@ class ConsoleSink:
 
     async def aclose(self) -> None:
         self.stream.flush()
+
+
+# --------------------------------------------------------------------------- plugin factory
+
+
+def build(cfg: ConsoleSinkConfig, ctx: SinkContext) -> Sink:
+    return ConsoleSink(ctx.stdout, pretty=cfg.pretty)

@@ -30,12 +30,13 @@ from influxdb_client.client.write_api_async import WriteApiAsync
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from gateway.config import InfluxSinkConfig
 from gateway.errors import SinkAuthError, SinkError
 from gateway.lineprotocol import item_line
 from gateway.outbox import Record
+from gateway.plugins.base import SinkContext
+from gateway.plugins.influx.config import InfluxSinkConfig
 from gateway.redact import redact_text, redact_url
-from gateway.sinks.base import SinkRejected
+from gateway.sinks.base import Sink, SinkRejected
 
 # Records encoded between two yields to the event loop.
 _ENCODE_CHUNK = 200
@@ -185,3 +186,10 @@ class InfluxSink:
             raise SinkError(f"influx {self._where}: write failed: {exc!r}") from exc
         if r.status_code != 204:
             raise _classify(r.status_code, self._where, r.text)
+
+
+# --------------------------------------------------------------------------- plugin factory
+
+
+def build(cfg: InfluxSinkConfig, ctx: SinkContext) -> Sink:
+    return InfluxSink(cfg, ctx.site)

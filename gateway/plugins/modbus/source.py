@@ -23,7 +23,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
-from gateway.config import ModbusRtuSource, ModbusTcpSource
+from gateway.config import DeviceConfig
 from gateway.errors import (
     ConnectError,
     DeviceException,
@@ -32,8 +32,11 @@ from gateway.errors import (
     SourceError,
 )
 from gateway.model import Clock, Sample
-from gateway.profiles.schema import Table
-from gateway.sources.device_poll import ModbusDevice
+from gateway.plugins.base import BoundDevice, Source, SourceContext
+from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.profiles.schema import ModbusProfile, Table
+from gateway.sources.device_poll import DeviceCounters, ModbusDevice
+from gateway.sources.planner import plan_profile
 
 log = logging.getLogger(__name__)
 # pymodbus logs every timeout at ERROR; we count and log state changes ourselves.
@@ -156,6 +159,9 @@ class ModbusSource:
         # None until the first connection attempt, then whether the link is up.
         self.link_ok: bool | None = None
         self.link_error = ""
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        return {d.id: d.counters for d in self.devices}
 
     async def __aenter__(self) -> ModbusSource:
         return self
@@ -291,3 +297,29 @@ class ModbusSource:
                 last = exc
         assert last is not None
         return last
+
+
+# --------------------------------------------------------------------------- plugin factory
+
+
+def build(
+    cfg: ModbusTcpSource | ModbusRtuSource, devices: Sequence[BoundDevice], ctx: SourceContext
+) -> Source:
+    tags = dict(ctx.site_tags)
+    mdevs = [ModbusDevice(d.config, d.profile, tags) for d in devices]
+    return ModbusSource(cfg, mdevs, ctx.emit, ctx.clock)
+
+
+def describe(device: DeviceConfig, profile: ModbusProfile) -> str:
+    reqs = plan_profile(profile, device.max_gap)
+    return f"{len(profile.points)} points in {len(reqs)} read(s)"
+
+
+def read_plan(profile: ModbusProfile) -> list[str]:
+    """The requests a poll of this profile makes (``gateway profiles show``)."""
+    reqs = plan_profile(profile)
+    lines = [f"read plan: {len(reqs)} request(s) for {len(profile.points)} points"]
+    for r in reqs:
+        names = ", ".join(p.name for p in r.points)
+        lines.append(f"  {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    return lines
