@@ -91,7 +91,7 @@ class ReportsConfig(Strict):
     max_gas_m3_h: float = Field(default=2000.0, gt=0)
     max_heat_kwh_h: float = Field(default=100_000.0, gt=0)
     # Late acknowledgement when no escalation level says when; None = not judged.
-    ack_late_s: float | None = Field(default=None, gt=0)
+    ack_late_s: float | None = Field(default=None, ge=1, le=7 * 86400)
     leak_rules: list[str] = Field(default_factory=lambda: list(DEFAULT_LEAK_RULES))
     # Cold-room excursions: a cold_room device's temperature outside this range.
     cold_room_max_c: float = 8.0

@@ -41,6 +41,7 @@ from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.opcua.config import OpcUaSourceConfig
 from gateway.profiles.registry import AnyProfile
 from gateway.profiles.schema import SimBehaviour
+from gateway.reports.config import ReportsConfig
 from tests.unit.test_config_errors import GOOD_SITE
 
 DAY = 86400.0
@@ -72,6 +73,7 @@ BOUNDS: list[tuple[type[BaseModel], dict[str, Any], str, float, float]] = [
     (ModbusRtuSource, RTU, "dead_unit_backoff_s", 1, 3600),
     (SerialLineSource, LINE, "silence_s", 1, DAY),
     (MBusSourceConfig, MBUS, "timeout_s", 0.1, 10),
+    (ReportsConfig, {}, "ack_late_s", 1, 7 * DAY),
     (MBusSourceConfig, {**MBUS, "reconnect_max_s": 60}, "reconnect_min_s", 0.05, 60),
     (MBusSourceConfig, {**MBUS, "reconnect_min_s": 0.05}, "reconnect_max_s", 0.1, 3600),
     (MBusSourceConfig, MBUS, "dead_meter_backoff_s", 1, 3600),
