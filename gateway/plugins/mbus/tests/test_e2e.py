@@ -20,6 +20,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.errors import ConfigError
 from gateway.loader import load_site
+from gateway.model import HEALTH_KINDS
 from gateway.plugins.mbus.config import MBusSourceConfig
 from gateway.plugins.mbus.sim import MBusLineSim
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, Received
@@ -56,7 +57,12 @@ outbox: {{path: {tmp}/outbox.sqlite}}
 
 
 def telemetry(msgs: list[Received], device: str) -> list[dict[str, object]]:
-    return [m.json() for m in msgs if m.topic == f"fsg/heat-net/{device}/telemetry"]
+    """The device's readings (its health records share the topic and are left out)."""
+    return [
+        p
+        for p in (m.json() for m in msgs if m.topic == f"fsg/heat-net/{device}/telemetry")
+        if p.get("kind") not in HEALTH_KINDS
+    ]
 
 
 def influx_wait(influx: InfluxDB1, within_s: float) -> list[dict[str, Any]]:
