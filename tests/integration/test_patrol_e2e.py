@@ -106,6 +106,14 @@ def run_night(tmp: Path, night: str, mq: Mosquitto, influx: InfluxDB1, rounds: i
         text=True,
     )
     try:
+        # The reader's first taps come 1 s (real) after the simulator starts, and
+        # opening a serial port flushes what arrived before: start the simulator only
+        # once the gateway is up (its retained online status) and retrying the port.
+        subprocess.run(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-C", "1", "-W", "60",
+             "-t", f"fsg/patrol-{night}/gateway/status"],
+            check=True, capture_output=True, timeout=70,
+        )  # fmt: skip
         with running_sim(site, {}, "--scenario", night, "--speed", str(SPEED)):
             wait_rows(
                 lambda: (
