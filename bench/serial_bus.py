@@ -120,7 +120,7 @@ async def _poll(site_path: Path, merge: bool, duration: float, warmup: float) ->
     site = load_site(site_path)
     src = site.config.sources[0]
     assert isinstance(src, ModbusRtuSource)
-    devices = []
+    devices: list[ModbusDevice] = []
     for d in site.devices_of(src.id):
         prof = site.device_profiles[d.id]
         assert isinstance(prof, ModbusProfile)
