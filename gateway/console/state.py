@@ -3,7 +3,16 @@
 ``ConsoleState.handle(topic, payload)`` takes any message under the watched
 prefix and updates: alarms (the retained last transition of each), each
 alarm's timeline (transitions and notifications seen on ``events``, bounded),
-devices (online/offline, area), gateways (status and their health record).
+devices (online/offline, area, when their last reading arrived, their poll
+error counters from the gateway's ``device_health`` record), gateways (status
+and their health record).
+
+Device telemetry can arrive at a high rate, so a reading is not decoded: its
+arrival time is recorded from the topic (and a byte search tells a failed
+poll, which carries ``"error"``, or an all-bad one, ``"values":{}``, from a
+reading). Only payloads whose bytes say ``"kind":"device_health"`` are parsed.
+A reading does not change ``version`` (pages would reload at the sample
+rate); a device turning stale or fresh does, checked by ``sweep``.
 A malformed message is counted and ignored. Every change bumps ``version``
 and wakes the waiters of ``changed`` (the pages' server-sent events).
 
@@ -26,6 +35,16 @@ from gateway.model import Clock
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 # Transitions kept per alarm; a chattering alarm must not grow the console without bound.
 TIMELINE_MAX = 200
+# A device whose last reading is older than this many poll intervals is shown stale.
+STALE_INTERVALS = 3
+# Poll interval assumed for a device of another site until two readings have been seen.
+DEFAULT_INTERVAL_S = 1.0
+# Counters of the device_health record the console shows (gateway/app.py health_samples).
+DEVICE_COUNTERS = (
+    "polls", "good_polls", "timeouts", "exceptions", "frame_errors", "connect_errors",
+    "decode_errors", "overruns", "consecutive_failures",
+)  # fmt: skip
+_HEALTH_MARK = b'"kind":"device_health"'
 # Alarms whose last state is normal are forgotten after this many (oldest first).
 NORMAL_KEEP = 500
 
@@ -88,6 +107,37 @@ class DeviceView:
     online: bool | None = None
     area: str | None = None
     changed_ns: int | None = None
+    # Console clock (ns) when the last good reading arrived; None: none seen yet.
+    sample_ns: int | None = None
+    # The poll interval: from the site file, else learnt from the gap between readings.
+    interval_s: float | None = None
+    interval_known: bool = False
+    counters: dict[str, Any] = field(default_factory=dict)
+    health_ns: int | None = None
+    stale: bool = False
+
+    def is_stale(self, now_ns: int) -> bool:
+        """No reading yet, or the last is older than STALE_INTERVALS poll intervals."""
+        if self.sample_ns is None:
+            return True
+        limit = STALE_INTERVALS * (self.interval_s or DEFAULT_INTERVAL_S)
+        return (now_ns - self.sample_ns) / 1e9 > limit
+
+    @property
+    def condition(self) -> str:
+        """What the page shows: offline (the gateway says so), stale, online or unknown."""
+        if self.online is False:
+            return "offline"
+        if self.stale:
+            return "stale"
+        return "online" if self.online else "unknown"
+
+    def reading(self, now_ns: int) -> None:
+        if self.sample_ns is not None and not self.interval_known:
+            gap = (now_ns - self.sample_ns) / 1e9
+            # A smoothed gap: one late reading must not make the device look slow.
+            self.interval_s = gap if self.interval_s is None else 0.8 * self.interval_s + 0.2 * gap
+        self.sample_ns = now_ns
 
 
 @dataclass
@@ -110,7 +160,11 @@ class ConsoleState:
     """Alarms, timelines, devices and gateways of every watched site."""
 
     def __init__(
-        self, prefix: str, clock: Clock, site_areas: dict[str, dict[str, str]] | None = None
+        self,
+        prefix: str,
+        clock: Clock,
+        site_areas: dict[str, dict[str, str]] | None = None,
+        site_intervals: dict[str, dict[str, float]] | None = None,
     ):
         self.prefix = prefix.rstrip("/")
         self.clock = clock
@@ -120,6 +174,7 @@ class ConsoleState:
         self.gateways: dict[str, GatewayView] = {}
         # Areas known from site files (device -> area), for devices no alarm has named yet.
         self.site_areas = site_areas or {}
+        self.site_intervals = site_intervals or {}
         self.patrol = PatrolBoard()
         self.version = 0
         self.ignored = 0
@@ -197,6 +252,8 @@ class ConsoleState:
             changed = self._status(site, payload)
         elif rest == ["gateway", "telemetry"]:
             changed = self._health(site, payload)
+        elif len(rest) == 2 and rest[1] == "telemetry":
+            changed = self._telemetry(site, rest[0], payload)
         elif len(rest) == 2 and rest[1] == "availability":
             changed = self._availability(site, rest[0], payload)
         else:
@@ -319,14 +376,58 @@ class ConsoleState:
         gw.health_ns = d.get("ts_ns") if isinstance(d.get("ts_ns"), int) else self.clock.now_ns()
         return True
 
+    def _device(self, site: str, device: str) -> DeviceView:
+        view = self.devices.get((site, device))
+        if view is None:
+            area = self.site_areas.get(site, {}).get(device) or self._area_from_alarms(site, device)
+            interval = self.site_intervals.get(site, {}).get(device)
+            view = self.devices[(site, device)] = DeviceView(
+                site, device, area=area, interval_s=interval, interval_known=interval is not None
+            )
+        return view
+
+    def _telemetry(self, site: str, device: str, payload: bytes) -> bool:
+        now = self.clock.now_ns()
+        if _HEALTH_MARK in payload:
+            return self._device_health(site, device, payload, now)
+        if b'"error":' in payload or b'"values":{}' in payload:
+            return False  # a failed or all-bad poll is not a reading; availability says so
+        view = self._device(site, device)
+        view.reading(now)
+        if view.stale:
+            view.stale = False
+            return True
+        return False
+
+    def _device_health(self, site: str, device: str, payload: bytes, now: int) -> bool:
+        d = _json(payload)
+        if not isinstance(d, dict) or d.get("kind") != "device_health":
+            return self._bad()
+        values = d.get("values")
+        if not isinstance(values, dict):
+            return self._bad()
+        view = self._device(site, device)
+        view.counters = {k: values[k] for k in DEVICE_COUNTERS if k in values}
+        view.health_ns = d.get("ts_ns") if isinstance(d.get("ts_ns"), int) else now
+        view.stale = view.is_stale(now)
+        return True
+
+    def sweep(self) -> bool:
+        """Mark devices whose readings stopped as stale (and back); True when any changed."""
+        now, changed = self.clock.now_ns(), False
+        for view in self.devices.values():
+            stale = view.is_stale(now)
+            if stale != view.stale:
+                view.stale, changed = stale, True
+        if changed:
+            self._bump()
+        return changed
+
     def _availability(self, site: str, device: str, payload: bytes) -> bool:
         text = payload.decode("utf-8", "replace").strip()
         if text not in ("online", "offline"):
             return self._bad()
-        view = self.devices.get((site, device))
-        if view is None:
-            area = self.site_areas.get(site, {}).get(device) or self._area_from_alarms(site, device)
-            view = self.devices[(site, device)] = DeviceView(site, device, area=area)
+        view = self._device(site, device)
         online = text == "online"
         if view.online == online:
             return False

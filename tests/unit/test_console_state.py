@@ -103,3 +103,52 @@ def test_a_notification_on_events_joins_the_timelines_of_the_alarms_it_names() -
         "ts_ns": NS + 2, "action": "notified", "actor": "wang, li", "message": "1 alarm"
     }  # fmt: skip
     assert st.timeline("a", "unknown") == []
+
+
+def test_device_readings_are_timestamped_health_counters_kept_and_silence_turns_stale() -> None:
+    # The payloads exactly as the MQTT sink writes them (orjson, compact).
+    import orjson
+
+    from gateway.model import Sample
+    from gateway.plugins.mqtt.sink import telemetry_payload
+
+    def wire(sample: Sample) -> bytes:
+        return orjson.dumps(telemetry_payload(sample))
+
+    clock = FakeClock(NS)
+    st = ConsoleState("fsg", clock, site_intervals={"a": {"leak-1": 1.0}})
+    topic = "fsg/a/leak-1/telemetry"
+    reading = Sample(device="leak-1", kind="leakage", ts_ns=NS, values={"leak_ch1": 12.0})
+    counters = {"polls": 9, "good_polls": 7, "timeouts": 2, "latency_ms": 3.0}
+    health = Sample(device="leak-1", kind="device_health", ts_ns=NS, values=counters)
+    st.handle(topic, wire(reading))
+    v0 = st.version
+    clock.advance(0.5)
+    assert st.handle(topic, wire(reading)) is False and st.version == v0  # no reload per reading
+    view = st.devices[("a", "leak-1")]
+    assert view.sample_ns == clock.now_ns() and view.condition == "unknown"
+    assert st.handle(topic, wire(health)) is True
+    assert view.counters == {"polls": 9, "good_polls": 7, "timeouts": 2}
+    assert view.sample_ns == clock.now_ns()  # a health record is not a reading
+    # A failed poll is not a reading either; its age keeps growing.
+    clock.advance(2.0)
+    failed = Sample(device="leak-1", kind="leakage", ts_ns=NS, values={}, error="timeout")
+    st.handle(topic, wire(failed))
+    assert st.age_s(view.sample_ns) == 2.0
+    assert st.sweep() is False  # 2 s < 3 intervals
+    clock.advance(1.5)
+    assert st.sweep() is True and view.condition == "stale"
+    st.handle(topic, wire(reading))
+    assert view.condition == "unknown" and not view.stale
+    st.handle("fsg/a/leak-1/availability", b"offline")
+    assert view.condition == "offline"
+    # A device of another site learns its interval from the gap between readings.
+    other = "fsg/b/pump-1/telemetry"
+    st.handle(other, wire(reading))
+    clock.advance(10)
+    st.handle(other, wire(reading))
+    assert st.devices[("b", "pump-1")].interval_s == 10
+    # Damaged health records are counted and change nothing.
+    before = st.ignored
+    assert st.handle(other, b'{"kind":"device_health","values":[1]}') is False
+    assert st.ignored == before + 1
