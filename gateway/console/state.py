@@ -2,7 +2,9 @@
 
 ``ConsoleState.handle(topic, payload)`` takes any message under the watched
 prefix and updates: alarms (the retained last transition of each), each
-alarm's timeline (transitions and notifications seen on ``events``, bounded),
+alarm's timeline (transitions seen on ``events``, and the gateway's
+``notification.sent`` record of each message it delivered on any channel:
+recipients, channel, escalation level; bounded),
 devices (online/offline, area, when their last reading arrived, their poll
 error counters from the gateway's ``device_health`` record), gateways (status
 and their health record).
@@ -175,6 +177,8 @@ class ConsoleState:
         # Areas known from site files (device -> area), for devices no alarm has named yet.
         self.site_areas = site_areas or {}
         self.site_intervals = site_intervals or {}
+        # Sites whose gateways report every delivered notification (notification.sent).
+        self._reports_sends: set[str] = set()
         self.patrol = PatrolBoard()
         self.version = 0
         self.ignored = 0
@@ -331,7 +335,12 @@ class ConsoleState:
             return self._alarm(site, payload) or True
         if d.get("type") == "event" and str(d.get("kind")).startswith("patrol."):
             return self.patrol.apply(site, d)
+        if d.get("type") == "event" and d.get("kind") == "notification.sent":
+            data = d.get("data")
+            return self._sent(site, d.get("ts_ns"), data) if isinstance(data, dict) else False
         if d.get("type") == "event" and d.get("kind") == "notification":
+            if site in self._reports_sends:
+                return False  # its notification.sent records say it (with the channel)
             data = d.get("data") if isinstance(d.get("data"), dict) else {}
             assert isinstance(data, dict)
             alarm_ids = [a for a in _alarm_ids_of(data) if (site, a) in self.alarms]
@@ -347,6 +356,34 @@ class ConsoleState:
                 self._append(site, alarm_id, entry)
             return bool(alarm_ids)
         return False
+
+    def _sent(self, site: str, ts_ns: Any, data: dict[str, Any]) -> bool:
+        """A gateway's record of one delivered message (any channel): who, how, which level."""
+        ids = data.get("alarm_ids")
+        people = data.get("recipients")
+        if not isinstance(ids, list) or not isinstance(people, list):
+            return self._bad()
+        self._reports_sends.add(site)
+        told = ", ".join(map(str, people)) or "nobody on duty"
+        how = f"by {data.get('channel')}"
+        if isinstance(data.get("level"), int):
+            how += f" (level {data['level']})"
+        if data.get("possible_duplicate"):
+            how += ", possibly a second time"
+        changed = False
+        for alarm_id in (a for a in ids if isinstance(a, str) and (site, a) in self.alarms):
+            line = self.timelines.get((site, alarm_id), ())
+            # The same MQTT-channel message may already be there from its "notification"
+            # event (sent before its record): this line replaces it.
+            for old in [e for e in line if e.get("action") == "notified" and "how" not in e]:
+                if old.get("actor") == told:
+                    line.remove(old)  # type: ignore[union-attr]
+            entry = {"ts_ns": ts_ns, "action": "notified", "actor": told, "how": how,
+                     "channel": data.get("channel"), "level": data.get("level"),
+                     "message": data.get("title")}  # fmt: skip
+            self._append(site, alarm_id, entry)
+            changed = True
+        return changed
 
     def _append(self, site: str, alarm_id: str, entry: dict[str, Any]) -> None:
         line = self.timelines.setdefault((site, alarm_id), deque(maxlen=TIMELINE_MAX))

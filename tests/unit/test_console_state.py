@@ -152,3 +152,27 @@ def test_device_readings_are_timestamped_health_counters_kept_and_silence_turns_
     before = st.ignored
     assert st.handle(other, b'{"kind":"device_health","values":[1]}') is False
     assert st.ignored == before + 1
+
+
+def test_a_sent_record_names_recipients_channel_and_level_and_replaces_the_mqtt_copy() -> None:
+    st = ConsoleState("fsg", FakeClock(NS))
+    st.handle("fsg/a/alarms/x", transition("x", "unacknowledged", 0))
+    # An MQTT-channel message arrives first as its own "notification" event ...
+    data = {"topic": "fsg/a/pager", "recipients": ["wang"], "alarms": [{"alarm_id": "x"}]}
+    msg = {"type": "event", "kind": "notification", "ts_ns": NS, "data": data}
+    st.handle("fsg/a/events", json.dumps(msg).encode())
+    assert [t["actor"] for t in st.timeline("a", "x")] == ["wang"]
+    # ... then the gateway's record of it: one line, now with channel and level.
+    rec = {"type": "event", "kind": "notification.sent", "ts_ns": NS + 1,
+           "data": {"alarm_ids": ["x", "unknown"], "channel": "pager", "recipients": ["wang"],
+                    "level": 2, "possible_duplicate": True}}  # fmt: skip
+    assert st.handle("fsg/a/events", json.dumps(rec).encode()) is True
+    (line,) = st.timeline("a", "x")
+    assert line["how"] == "by pager (level 2), possibly a second time" and line["actor"] == "wang"
+    assert ("a", "unknown") not in st.timelines  # only alarms the console knows
+    # From now on this site's "notification" events are not shown twice.
+    assert st.handle("fsg/a/events", json.dumps(msg).encode()) is False
+    bad = {"type": "event", "kind": "notification.sent", "data": {"alarm_ids": "x"}}
+    before = st.ignored
+    assert st.handle("fsg/a/events", json.dumps(bad).encode()) is False
+    assert st.ignored == before + 1
