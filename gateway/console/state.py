@@ -117,13 +117,15 @@ class DeviceView:
     counters: dict[str, Any] = field(default_factory=dict)
     health_ns: int | None = None
     stale: bool = False
+    # Console clock (ns) when this device was first heard of.
+    seen_ns: int = 0
 
     def is_stale(self, now_ns: int) -> bool:
-        """No reading yet, or the last is older than STALE_INTERVALS poll intervals."""
-        if self.sample_ns is None:
-            return True
+        """No reading for STALE_INTERVALS poll intervals (counted from when the console
+        first heard of the device, if none yet: a console just started is not alarmist)."""
+        last = self.sample_ns if self.sample_ns is not None else self.seen_ns
         limit = STALE_INTERVALS * (self.interval_s or DEFAULT_INTERVAL_S)
-        return (now_ns - self.sample_ns) / 1e9 > limit
+        return (now_ns - last) / 1e9 > limit
 
     @property
     def condition(self) -> str:
@@ -419,7 +421,12 @@ class ConsoleState:
             area = self.site_areas.get(site, {}).get(device) or self._area_from_alarms(site, device)
             interval = self.site_intervals.get(site, {}).get(device)
             view = self.devices[(site, device)] = DeviceView(
-                site, device, area=area, interval_s=interval, interval_known=interval is not None
+                site,
+                device,
+                area=area,
+                interval_s=interval,
+                interval_known=interval is not None,
+                seen_ns=self.clock.now_ns(),
             )
         return view
 

@@ -142,6 +142,11 @@ def test_device_readings_are_timestamped_health_counters_kept_and_silence_turns_
     assert view.condition == "unknown" and not view.stale
     st.handle("fsg/a/leak-1/availability", b"offline")
     assert view.condition == "offline"
+    # Heard of (availability) but no reading yet: stale only after 3 intervals of silence.
+    st.handle("fsg/a/quiet/availability", b"online")
+    assert st.sweep() is False and st.devices[("a", "quiet")].condition == "online"
+    clock.advance(3.5)
+    assert st.sweep() is True and st.devices[("a", "quiet")].condition == "stale"
     # A device of another site learns its interval from the gap between readings.
     other = "fsg/b/pump-1/telemetry"
     st.handle(other, wire(reading))
