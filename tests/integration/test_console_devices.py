@@ -67,7 +67,7 @@ def test_devices_show_reading_age_and_counters_and_a_silent_unit_goes_offline(
     site = two_unit_site(tmp_path, mosquitto)
     db = tmp_path / "console.sqlite"
     add_user(db, "viewer1", "viewer")
-    with running_gateway(site), running_console(site, db, "--heartbeat", "0.5") as base:
+    with running_gateway(site) as gw, running_console(site, db, "--heartbeat", "0.5") as base:
         client = login(base, "viewer1")
         with running_sim(site, {}):
             for name in ("leak-1", "leak-2"):
@@ -100,3 +100,14 @@ def test_devices_show_reading_age_and_counters_and_a_silent_unit_goes_offline(
             page = client.get("/devices").text
             row = page[page.index('data-device="leak-2"') :].split("</tr>")[0]
             assert "OFFLINE" in row and "timeouts 0" not in row and "timeouts" in row
+            # The gateway loses power: leak-1's retained availability still says online,
+            # but no reading comes any more, and the console says STALE without a message.
+            gw.kill()
+            gw.wait(timeout=20)
+            stale = wait(
+                lambda: (d := device(client, "leak-1")) and d["condition"] == "stale" and d,
+                30,
+                "leak-1 stale once its gateway is gone",
+            )
+            assert stale["online"] is True and stale["last_sample_age_s"] > 3 * 0.5
+            assert "STALE" in client.get("/devices").text
