@@ -162,7 +162,11 @@ class Gateway:
         self.alerts: AlertEngine | None = None
         if cfg.rules or cfg.alerting is not None:
             self.alerts = AlertEngine(
-                site, self.clock, publish=self._notify_mqtt, emit=self._append_alarms
+                site,
+                self.clock,
+                publish=self._notify_mqtt,
+                emit=self._append_alarms,
+                on_sent=self._notification_sent,
             )
         self.storage = StorageAlarms(self.alerts)
         self.patrol: PatrolEngine | None = None
@@ -295,6 +299,17 @@ class Gateway:
                 kind="notification",
                 ts_ns=self.clock.now_ns(),
                 data={"topic": topic, **payload},
+                measurement="notification",
+            )
+        )
+
+    def _notification_sent(self, record: dict[str, Any]) -> None:
+        """Every message delivered, on any channel, as an event: who was told of which alarms."""
+        self.delivery.append_event(
+            Event(
+                kind="notification.sent",
+                ts_ns=self.clock.now_ns(),
+                data=record,
                 measurement="notification",
             )
         )

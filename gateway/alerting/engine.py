@@ -48,7 +48,7 @@ from gateway.alerting.commands import (
     parse_command,
 )
 from gateway.alerting.config import AlertingConfig, Severity
-from gateway.alerting.notify import Notifier, Publish
+from gateway.alerting.notify import Notifier, Publish, SentHook
 from gateway.alerting.rules import (
     DeviationRule,
     HealthRule,
@@ -107,7 +107,8 @@ class AlertEngine:
     ``rules`` overrides the rule files named in the site; ``alerting``
     overrides its ``alerting:`` block; ``state_path`` its state database
     (``":memory:"`` for tests). ``publish(topic, payload)`` delivers MQTT
-    notifications (the app wires it to the outbox); ``emit(events)`` receives
+    notifications (the app wires it to the outbox); ``on_sent(record)`` hears of
+    every message delivered on any channel (notify.sent_record); ``emit(events)`` receives
     events produced outside a call, e.g. a notification channel's health alarm.
     """
 
@@ -122,6 +123,7 @@ class AlertEngine:
         state_path: str | Path | None = None,
         publish: Publish | None = None,
         emit: Callable[[list[AlarmEvent]], None] | None = None,
+        on_sent: SentHook | None = None,
     ) -> None:
         if isinstance(site, Site):
             self.config = site.config
@@ -174,6 +176,7 @@ class AlertEngine:
         self.store: AlertStore | None = None
         self.notifier: Notifier | None = None
         self._publish = publish
+        self._on_sent = on_sent
         self.pending: set[Detector] = set()
         self.latest: dict[tuple[str, str], tuple[int, float]] = {}
         self._watched = {
@@ -236,6 +239,7 @@ class AlertEngine:
             health=self._notifier_health,
             facts=self._facts,
             in_flood=lambda: self.book.in_flood,
+            on_sent=self._on_sent,
         )
         self._started_mono = self.clock.mono_ns()
         for info in self.devices.values():

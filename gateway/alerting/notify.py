@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 NEVER = 2**62
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 HealthHook = Callable[[str, bool, str], None]
+# Told of every message delivered on any channel (a sent_record), e.g. to put it on ``events``.
+SentHook = Callable[[dict[str, Any]], None]
 MAX_LINES = 25  # a grouped message lists this many alarms, then says how many more
 # How long a stop waits for a send in flight (the gateway's shutdown limit is 20 s).
 STOP_GRACE_S = 10.0
@@ -367,6 +369,19 @@ def send_email_sync(ch: EmailChannel, msg: Message) -> None:
         raise NotifyError(f"email {ch.name}: {type(exc).__name__}: {exc}") from exc
 
 
+def sent_record(channel: str, items: list[QueuedNotification], msg: Message) -> dict[str, Any]:
+    """What one delivered message was: its alarms, channel, recipients and (1-based) level."""
+    return {
+        "alarm_ids": list(dict.fromkeys(str(q.item.get("alarm_id")) for q in items)),
+        "channel": channel,
+        "recipients": [n for n, _ in msg.people],
+        "level": max(int(q.item.get("level") or 0) for q in items) + 1,
+        "what": sorted({str(q.item.get("what")) for q in items}),
+        "title": msg.title,
+        "possible_duplicate": msg.possible_duplicate,
+    }
+
+
 # --------------------------------------------------------------------------- notifier
 
 
@@ -384,8 +399,10 @@ class Notifier:
         health: HealthHook | None = None,
         facts: Callable[[str], AlarmEvent | None] | None = None,
         in_flood: Callable[[], bool] | None = None,
+        on_sent: SentHook | None = None,
     ) -> None:
         self.cfg = cfg
+        self.on_sent = on_sent
         self.store = store
         self.clock = clock
         self.site = site
@@ -663,6 +680,7 @@ class Notifier:
             crash_point("notification-sent")
             self._last_sent[(name, items[0].recipients)] = self._timer_ns()
             self._sent(name, ids)
+            self._report_sent(name, items, msg)
         if stopping:
             raise asyncio.CancelledError
         return error is None
@@ -677,6 +695,14 @@ class Notifier:
             self.alarmed.discard(name)
             if self.health:
                 self.health(f"notify:{name}", True, "delivering again")
+
+    def _report_sent(self, name: str, items: list[QueuedNotification], msg: Message) -> None:
+        if self.on_sent is None:
+            return
+        try:
+            self.on_sent(sent_record(name, items, msg))
+        except Exception:  # the message is out and recorded; a report must not stop paging
+            log.exception("notifier: could not report a sent notification on %s", name)
 
     async def _send_through_stop(
         self,

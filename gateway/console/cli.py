@@ -156,7 +156,8 @@ async def serve(args: argparse.Namespace) -> int:
         )
     clock = SystemClock()
     areas = {cfg.site: {d.id: d.tags["area"] for d in cfg.devices if "area" in d.tags}}
-    state = ConsoleState(mqtt.prefix, clock, areas)
+    intervals = {cfg.site: {d.id: d.interval_s for d in cfg.devices}}
+    state = ConsoleState(mqtt.prefix, clock, areas, intervals)
     patrol = resolve_patrol(cfg.patrol, site.path)
     if patrol is not None:  # its checkpoints show before their first tap
         plan = SitePlan(

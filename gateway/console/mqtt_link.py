@@ -1,8 +1,9 @@
 """The console's one MQTT connection: what it watches comes in, signed commands go out.
 
 Subscribes (QoS 1) under ``<prefix>/<site>/`` (``+`` for every site) to
-``alarms/#``, ``+/availability``, ``gateway/status``, ``gateway/telemetry``
-(the gateway's health record), ``events`` and ``replies``, and feeds
+``alarms/#``, ``+/availability``, ``gateway/status``, ``+/telemetry``
+(the gateway's and each device's health record, and device readings, which
+``ConsoleState`` only timestamps), ``events`` and ``replies``, and feeds
 ``ConsoleState``. ``command`` publishes one command on the site's command
 topic and waits for the reply with the same ``request_id``.
 
@@ -88,7 +89,7 @@ class MqttLink:
             f"{b}/alarms/#",
             f"{b}/+/availability",
             f"{b}/gateway/status",
-            f"{b}/gateway/telemetry",
+            f"{b}/+/telemetry",
             f"{b}/events",
             f"{b}/replies",
         ]

@@ -2,8 +2,19 @@
 
 ``ConsoleState.handle(topic, payload)`` takes any message under the watched
 prefix and updates: alarms (the retained last transition of each), each
-alarm's timeline (transitions and notifications seen on ``events``, bounded),
-devices (online/offline, area), gateways (status and their health record).
+alarm's timeline (transitions seen on ``events``, and the gateway's
+``notification.sent`` record of each message it delivered on any channel:
+recipients, channel, escalation level; bounded),
+devices (online/offline, area, when their last reading arrived, their poll
+error counters from the gateway's ``device_health`` record), gateways (status
+and their health record).
+
+Device telemetry can arrive at a high rate, so a reading is not decoded: its
+arrival time is recorded from the topic (and a byte search tells a failed
+poll, which carries ``"error"``, or an all-bad one, ``"values":{}``, from a
+reading). Only payloads whose bytes say ``"kind":"device_health"`` are parsed.
+A reading does not change ``version`` (pages would reload at the sample
+rate); a device turning stale or fresh does, checked by ``sweep``.
 A malformed message is counted and ignored. Every change bumps ``version``
 and wakes the waiters of ``changed`` (the pages' server-sent events).
 
@@ -26,6 +37,16 @@ from gateway.model import Clock
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 # Transitions kept per alarm; a chattering alarm must not grow the console without bound.
 TIMELINE_MAX = 200
+# A device whose last reading is older than this many poll intervals is shown stale.
+STALE_INTERVALS = 3
+# Poll interval assumed for a device of another site until two readings have been seen.
+DEFAULT_INTERVAL_S = 1.0
+# Counters of the device_health record the console shows (gateway/app.py health_samples).
+DEVICE_COUNTERS = (
+    "polls", "good_polls", "timeouts", "exceptions", "frame_errors", "connect_errors",
+    "decode_errors", "overruns", "consecutive_failures",
+)  # fmt: skip
+_HEALTH_MARK = b'"kind":"device_health"'
 # Alarms whose last state is normal are forgotten after this many (oldest first).
 NORMAL_KEEP = 500
 
@@ -88,6 +109,39 @@ class DeviceView:
     online: bool | None = None
     area: str | None = None
     changed_ns: int | None = None
+    # Console clock (ns) when the last good reading arrived; None: none seen yet.
+    sample_ns: int | None = None
+    # The poll interval: from the site file, else learnt from the gap between readings.
+    interval_s: float | None = None
+    interval_known: bool = False
+    counters: dict[str, Any] = field(default_factory=dict)
+    health_ns: int | None = None
+    stale: bool = False
+    # Console clock (ns) when this device was first heard of.
+    seen_ns: int = 0
+
+    def is_stale(self, now_ns: int) -> bool:
+        """No reading for STALE_INTERVALS poll intervals (counted from when the console
+        first heard of the device, if none yet: a console just started is not alarmist)."""
+        last = self.sample_ns if self.sample_ns is not None else self.seen_ns
+        limit = STALE_INTERVALS * (self.interval_s or DEFAULT_INTERVAL_S)
+        return (now_ns - last) / 1e9 > limit
+
+    @property
+    def condition(self) -> str:
+        """What the page shows: offline (the gateway says so), stale, online or unknown."""
+        if self.online is False:
+            return "offline"
+        if self.stale:
+            return "stale"
+        return "online" if self.online else "unknown"
+
+    def reading(self, now_ns: int) -> None:
+        if self.sample_ns is not None and not self.interval_known:
+            gap = (now_ns - self.sample_ns) / 1e9
+            # A smoothed gap: one late reading must not make the device look slow.
+            self.interval_s = gap if self.interval_s is None else 0.8 * self.interval_s + 0.2 * gap
+        self.sample_ns = now_ns
 
 
 @dataclass
@@ -110,7 +164,11 @@ class ConsoleState:
     """Alarms, timelines, devices and gateways of every watched site."""
 
     def __init__(
-        self, prefix: str, clock: Clock, site_areas: dict[str, dict[str, str]] | None = None
+        self,
+        prefix: str,
+        clock: Clock,
+        site_areas: dict[str, dict[str, str]] | None = None,
+        site_intervals: dict[str, dict[str, float]] | None = None,
     ):
         self.prefix = prefix.rstrip("/")
         self.clock = clock
@@ -120,6 +178,9 @@ class ConsoleState:
         self.gateways: dict[str, GatewayView] = {}
         # Areas known from site files (device -> area), for devices no alarm has named yet.
         self.site_areas = site_areas or {}
+        self.site_intervals = site_intervals or {}
+        # Sites whose gateways report every delivered notification (notification.sent).
+        self._reports_sends: set[str] = set()
         self.patrol = PatrolBoard()
         self.version = 0
         self.ignored = 0
@@ -197,6 +258,8 @@ class ConsoleState:
             changed = self._status(site, payload)
         elif rest == ["gateway", "telemetry"]:
             changed = self._health(site, payload)
+        elif len(rest) == 2 and rest[1] == "telemetry":
+            changed = self._telemetry(site, rest[0], payload)
         elif len(rest) == 2 and rest[1] == "availability":
             changed = self._availability(site, rest[0], payload)
         else:
@@ -274,7 +337,12 @@ class ConsoleState:
             return self._alarm(site, payload) or True
         if d.get("type") == "event" and str(d.get("kind")).startswith("patrol."):
             return self.patrol.apply(site, d)
+        if d.get("type") == "event" and d.get("kind") == "notification.sent":
+            data = d.get("data")
+            return self._sent(site, d.get("ts_ns"), data) if isinstance(data, dict) else False
         if d.get("type") == "event" and d.get("kind") == "notification":
+            if site in self._reports_sends:
+                return False  # its notification.sent records say it (with the channel)
             data = d.get("data") if isinstance(d.get("data"), dict) else {}
             assert isinstance(data, dict)
             alarm_ids = [a for a in _alarm_ids_of(data) if (site, a) in self.alarms]
@@ -290,6 +358,34 @@ class ConsoleState:
                 self._append(site, alarm_id, entry)
             return bool(alarm_ids)
         return False
+
+    def _sent(self, site: str, ts_ns: Any, data: dict[str, Any]) -> bool:
+        """A gateway's record of one delivered message (any channel): who, how, which level."""
+        ids = data.get("alarm_ids")
+        people = data.get("recipients")
+        if not isinstance(ids, list) or not isinstance(people, list):
+            return self._bad()
+        self._reports_sends.add(site)
+        told = ", ".join(map(str, people)) or "nobody on duty"
+        how = f"by {data.get('channel')}"
+        if isinstance(data.get("level"), int):
+            how += f" (level {data['level']})"
+        if data.get("possible_duplicate"):
+            how += ", possibly a second time"
+        changed = False
+        for alarm_id in (a for a in ids if isinstance(a, str) and (site, a) in self.alarms):
+            line = self.timelines.get((site, alarm_id), ())
+            # The same MQTT-channel message may already be there from its "notification"
+            # event (sent before its record): this line replaces it.
+            for old in [e for e in line if e.get("action") == "notified" and "how" not in e]:
+                if old.get("actor") == told:
+                    line.remove(old)  # type: ignore[union-attr]
+            entry = {"ts_ns": ts_ns, "action": "notified", "actor": told, "how": how,
+                     "channel": data.get("channel"), "level": data.get("level"),
+                     "message": data.get("title")}  # fmt: skip
+            self._append(site, alarm_id, entry)
+            changed = True
+        return changed
 
     def _append(self, site: str, alarm_id: str, entry: dict[str, Any]) -> None:
         line = self.timelines.setdefault((site, alarm_id), deque(maxlen=TIMELINE_MAX))
@@ -319,14 +415,63 @@ class ConsoleState:
         gw.health_ns = d.get("ts_ns") if isinstance(d.get("ts_ns"), int) else self.clock.now_ns()
         return True
 
+    def _device(self, site: str, device: str) -> DeviceView:
+        view = self.devices.get((site, device))
+        if view is None:
+            area = self.site_areas.get(site, {}).get(device) or self._area_from_alarms(site, device)
+            interval = self.site_intervals.get(site, {}).get(device)
+            view = self.devices[(site, device)] = DeviceView(
+                site,
+                device,
+                area=area,
+                interval_s=interval,
+                interval_known=interval is not None,
+                seen_ns=self.clock.now_ns(),
+            )
+        return view
+
+    def _telemetry(self, site: str, device: str, payload: bytes) -> bool:
+        now = self.clock.now_ns()
+        if _HEALTH_MARK in payload:
+            return self._device_health(site, device, payload, now)
+        if b'"error":' in payload or b'"values":{}' in payload:
+            return False  # a failed or all-bad poll is not a reading; availability says so
+        view = self._device(site, device)
+        view.reading(now)
+        if view.stale:
+            view.stale = False
+            return True
+        return False
+
+    def _device_health(self, site: str, device: str, payload: bytes, now: int) -> bool:
+        d = _json(payload)
+        if not isinstance(d, dict) or d.get("kind") != "device_health":
+            return self._bad()
+        values = d.get("values")
+        if not isinstance(values, dict):
+            return self._bad()
+        view = self._device(site, device)
+        view.counters = {k: values[k] for k in DEVICE_COUNTERS if k in values}
+        view.health_ns = d.get("ts_ns") if isinstance(d.get("ts_ns"), int) else now
+        view.stale = view.is_stale(now)
+        return True
+
+    def sweep(self) -> bool:
+        """Mark devices whose readings stopped as stale (and back); True when any changed."""
+        now, changed = self.clock.now_ns(), False
+        for view in self.devices.values():
+            stale = view.is_stale(now)
+            if stale != view.stale:
+                view.stale, changed = stale, True
+        if changed:
+            self._bump()
+        return changed
+
     def _availability(self, site: str, device: str, payload: bytes) -> bool:
         text = payload.decode("utf-8", "replace").strip()
         if text not in ("online", "offline"):
             return self._bad()
-        view = self.devices.get((site, device))
-        if view is None:
-            area = self.site_areas.get(site, {}).get(device) or self._area_from_alarms(site, device)
-            view = self.devices[(site, device)] = DeviceView(site, device, area=area)
+        view = self._device(site, device)
         online = text == "online"
         if view.online == online:
             return False

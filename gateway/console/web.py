@@ -391,6 +391,7 @@ def create_app(c: Console) -> FastAPI:
 
     @app.get("/devices", response_class=HTMLResponse, include_in_schema=False)
     async def devices_page(request: Request, s: PageUser, site: str | None = None) -> HTMLResponse:
+        c.state.sweep()
         return render(
             request, s, "devices", by_area=c.state.devices_by_area(site or None), site=site or ""
         )
@@ -454,6 +455,7 @@ def create_app(c: Console) -> FastAPI:
         async def events() -> AsyncIterator[str]:
             version = -1
             while True:
+                c.state.sweep()  # a device whose readings stopped turns stale without a message
                 data = {
                     "version": c.state.version,
                     "broker": c.state.broker_connected,
@@ -633,6 +635,9 @@ def create_app(c: Console) -> FastAPI:
 
     @app.get("/api/devices", tags=["sites"])
     async def api_devices(s: ApiUser, site: str | None = None) -> list[dict[str, Any]]:
+        """Devices with availability, condition (online, stale, offline), last reading age
+        and the poll error counters of their latest health record."""
+        c.state.sweep()
         return [
             {
                 "site": d.site,
@@ -640,6 +645,11 @@ def create_app(c: Console) -> FastAPI:
                 "online": d.online,
                 "area": d.area,
                 "changed_ns": d.changed_ns,
+                "condition": d.condition,
+                "last_sample_age_s": c.state.age_s(d.sample_ns),
+                "interval_s": d.interval_s,
+                "counters": d.counters,
+                "health_ns": d.health_ns,
             }
             for devs in c.state.devices_by_area(site).values()
             for d in devs

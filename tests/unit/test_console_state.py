@@ -103,3 +103,81 @@ def test_a_notification_on_events_joins_the_timelines_of_the_alarms_it_names() -
         "ts_ns": NS + 2, "action": "notified", "actor": "wang, li", "message": "1 alarm"
     }  # fmt: skip
     assert st.timeline("a", "unknown") == []
+
+
+def test_device_readings_are_timestamped_health_counters_kept_and_silence_turns_stale() -> None:
+    # The payloads exactly as the MQTT sink writes them (orjson, compact).
+    import orjson
+
+    from gateway.model import Sample
+    from gateway.plugins.mqtt.sink import telemetry_payload
+
+    def wire(sample: Sample) -> bytes:
+        return orjson.dumps(telemetry_payload(sample))
+
+    clock = FakeClock(NS)
+    st = ConsoleState("fsg", clock, site_intervals={"a": {"leak-1": 1.0}})
+    topic = "fsg/a/leak-1/telemetry"
+    reading = Sample(device="leak-1", kind="leakage", ts_ns=NS, values={"leak_ch1": 12.0})
+    counters = {"polls": 9, "good_polls": 7, "timeouts": 2, "latency_ms": 3.0}
+    health = Sample(device="leak-1", kind="device_health", ts_ns=NS, values=counters)
+    st.handle(topic, wire(reading))
+    v0 = st.version
+    clock.advance(0.5)
+    assert st.handle(topic, wire(reading)) is False and st.version == v0  # no reload per reading
+    view = st.devices[("a", "leak-1")]
+    assert view.sample_ns == clock.now_ns() and view.condition == "unknown"
+    assert st.handle(topic, wire(health)) is True
+    assert view.counters == {"polls": 9, "good_polls": 7, "timeouts": 2}
+    assert view.sample_ns == clock.now_ns()  # a health record is not a reading
+    # A failed poll is not a reading either; its age keeps growing.
+    clock.advance(2.0)
+    failed = Sample(device="leak-1", kind="leakage", ts_ns=NS, values={}, error="timeout")
+    st.handle(topic, wire(failed))
+    assert st.age_s(view.sample_ns) == 2.0
+    assert st.sweep() is False  # 2 s < 3 intervals
+    clock.advance(1.5)
+    assert st.sweep() is True and view.condition == "stale"
+    st.handle(topic, wire(reading))
+    assert view.condition == "unknown" and not view.stale
+    st.handle("fsg/a/leak-1/availability", b"offline")
+    assert view.condition == "offline"
+    # Heard of (availability) but no reading yet: stale only after 3 intervals of silence.
+    st.handle("fsg/a/quiet/availability", b"online")
+    assert st.sweep() is False and st.devices[("a", "quiet")].condition == "online"
+    clock.advance(3.5)
+    assert st.sweep() is True and st.devices[("a", "quiet")].condition == "stale"
+    # A device of another site learns its interval from the gap between readings.
+    other = "fsg/b/pump-1/telemetry"
+    st.handle(other, wire(reading))
+    clock.advance(10)
+    st.handle(other, wire(reading))
+    assert st.devices[("b", "pump-1")].interval_s == 10
+    # Damaged health records are counted and change nothing.
+    before = st.ignored
+    assert st.handle(other, b'{"kind":"device_health","values":[1]}') is False
+    assert st.ignored == before + 1
+
+
+def test_a_sent_record_names_recipients_channel_and_level_and_replaces_the_mqtt_copy() -> None:
+    st = ConsoleState("fsg", FakeClock(NS))
+    st.handle("fsg/a/alarms/x", transition("x", "unacknowledged", 0))
+    # An MQTT-channel message arrives first as its own "notification" event ...
+    data = {"topic": "fsg/a/pager", "recipients": ["wang"], "alarms": [{"alarm_id": "x"}]}
+    msg = {"type": "event", "kind": "notification", "ts_ns": NS, "data": data}
+    st.handle("fsg/a/events", json.dumps(msg).encode())
+    assert [t["actor"] for t in st.timeline("a", "x")] == ["wang"]
+    # ... then the gateway's record of it: one line, now with channel and level.
+    rec = {"type": "event", "kind": "notification.sent", "ts_ns": NS + 1,
+           "data": {"alarm_ids": ["x", "unknown"], "channel": "pager", "recipients": ["wang"],
+                    "level": 2, "possible_duplicate": True}}  # fmt: skip
+    assert st.handle("fsg/a/events", json.dumps(rec).encode()) is True
+    (line,) = st.timeline("a", "x")
+    assert line["how"] == "by pager (level 2), possibly a second time" and line["actor"] == "wang"
+    assert ("a", "unknown") not in st.timelines  # only alarms the console knows
+    # From now on this site's "notification" events are not shown twice.
+    assert st.handle("fsg/a/events", json.dumps(msg).encode()) is False
+    bad = {"type": "event", "kind": "notification.sent", "data": {"alarm_ids": "x"}}
+    before = st.ignored
+    assert st.handle("fsg/a/events", json.dumps(bad).encode()) is False
+    assert st.ignored == before + 1

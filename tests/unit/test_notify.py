@@ -13,8 +13,17 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from gateway.alerting.config import AlertingConfig, MqttChannel, Route, WebhookChannel
-from gateway.alerting.notify import Roster, compose, route_matches, routes_for, webhook_body
+from gateway.alerting.config import AlertingConfig, MqttChannel, Person, Route, WebhookChannel
+from gateway.alerting.notify import (
+    Message,
+    Roster,
+    compose,
+    route_matches,
+    routes_for,
+    sent_record,
+    webhook_body,
+)
+from gateway.alerting.store import QueuedNotification
 
 TZ = ZoneInfo("Asia/Shanghai")
 
@@ -177,3 +186,14 @@ def test_mqtt_channel_topic_must_be_one_plain_topic_under_the_site(topic: str) -
     with pytest.raises(ValidationError, match="topic"):
         MqttChannel(type="mqtt", name="pager", topic=topic)
     assert MqttChannel(type="mqtt", name="pager", topic="pager/night").topic == "pager/night"
+
+
+def test_sent_record_names_each_alarm_once_the_people_and_the_highest_level() -> None:
+    def queued(alarm_id: str, level: int) -> QueuedNotification:
+        item = {"alarm_id": alarm_id, "level": level, "what": "escalation"}
+        return QueuedNotification(1, "chat", ("li",), item, 0, 0, 0)
+
+    msg = Message(title="t", text="x", people=[("li", Person())], items=[])
+    rec = sent_record("chat", [queued("a", 0), queued("a", 1), queued("b", 0)], msg)
+    assert rec["alarm_ids"] == ["a", "b"] and rec["recipients"] == ["li"]
+    assert rec["level"] == 2 and rec["what"] == ["escalation"] and rec["channel"] == "chat"
