@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 from collections import defaultdict
 from pathlib import Path
 from statistics import mean
@@ -160,15 +161,30 @@ def test_cli_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
         env={**os.environ, **env},
     )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "gateway for site" in line:
+                started.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        # Nothing to talk to: the gateway must keep running, then stop on SIGTERM.
+        # Nothing to talk to: the gateway must keep running, then stop on SIGTERM. Wait
+        # for it to be up (on a loaded machine its imports alone can take seconds).
+        assert started.wait(60), "".join(lines)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=3)
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            proc.wait(timeout=2)
+        assert proc.poll() is None, "".join(lines)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)
-        assert proc.returncode == 0
-        err = proc.stderr.read() if proc.stderr else ""
+        assert proc.returncode == 0, "".join(lines)
+        reader.join(5)
+        err = "".join(lines)
         assert "Traceback" not in err
         assert "cannot connect" in err  # the outage is logged...
         assert err.count("cannot connect") <= 3  # ...once per source, not once per poll
