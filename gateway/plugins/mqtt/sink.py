@@ -58,6 +58,9 @@ from gateway.sinks.base import Sink, iso_utc
 
 log = logging.getLogger(__name__)
 
+# How long a closed handshake waits for the CONNACK that explains it.
+HANDSHAKE_VERDICT_S = 0.5
+
 # Publishes between two turns of the event loop (see _publish_all).
 _YIELD_EVERY = 100
 # CONNACK codes that mean "your credentials": 3.1.1 (4, 5) and 5.0 (134, 135).
@@ -237,6 +240,11 @@ class MqttSink:
         first: set[asyncio.Future[Any]] = {enter, lost}
         try:
             await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
+            if not enter.done():
+                # A broker that refuses the login sends CONNACK and closes at once; the
+                # close can be seen first. Let the CONNACK's verdict land: "refused the
+                # credentials" tells the operator what to fix, "connection closed" does not.
+                await asyncio.wait([enter], timeout=HANDSHAKE_VERDICT_S)
         finally:
             if not enter.done():
                 enter.cancel()
