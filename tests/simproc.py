@@ -61,3 +61,16 @@ def running_sim(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def wait_gateway_online(mqtt_port: int, site: str, timeout: float = 60) -> None:
+    """Block until the gateway of ``site`` has published its retained online status.
+
+    A reader simulator started earlier may tap before the gateway has its port
+    open, and opening a serial port flushes what arrived before (pyserial).
+    """
+    subprocess.run(
+        ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mqtt_port), "-C", "1",
+         "-W", str(int(timeout)), "-t", f"fsg/{site}/gateway/status"],
+        check=True, capture_output=True, timeout=timeout + 10,
+    )  # fmt: skip

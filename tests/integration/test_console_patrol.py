@@ -15,7 +15,7 @@ import yaml
 from tests.fixtures.servers import Mosquitto
 from tests.integration.console_support import add_user, login, running_console, wait
 from tests.integration.test_alerting_e2e import stop
-from tests.simproc import ROOT, bin_path, running_sim
+from tests.simproc import ROOT, bin_path, running_sim, wait_gateway_online
 
 SITE = "patrol-console"
 SPEED = 300
@@ -61,6 +61,7 @@ def test_patrol_page_shows_the_round_the_last_taps_and_the_overdue(
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
+            wait_gateway_online(mosquitto.port, SITE)  # the first taps come 2 s after the sim
             with running_sim(site, {}, "--scenario", "partial", "--speed", str(SPEED)):
 
                 def in_progress() -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from tests.fixtures.servers import InfluxDB1, Mosquitto
-from tests.simproc import ROOT, bin_path, running_sim
+from tests.simproc import ROOT, bin_path, running_sim, wait_gateway_online
 
 # 600x: a 240 s leg is 0.4 s real, far above the event-loop jitter of a busy
 # machine; the shortest allowed walk (120 s) is 0.2 s.
@@ -109,11 +109,7 @@ def run_night(tmp: Path, night: str, mq: Mosquitto, influx: InfluxDB1, rounds: i
         # The reader's first taps come 1 s (real) after the simulator starts, and
         # opening a serial port flushes what arrived before: start the simulator only
         # once the gateway is up (its retained online status) and retrying the port.
-        subprocess.run(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mq.port), "-C", "1", "-W", "60",
-             "-t", f"fsg/patrol-{night}/gateway/status"],
-            check=True, capture_output=True, timeout=70,
-        )  # fmt: skip
+        wait_gateway_online(mq.port, f"patrol-{night}")
         with running_sim(site, {}, "--scenario", night, "--speed", str(SPEED)):
             wait_rows(
                 lambda: (
