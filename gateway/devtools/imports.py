@@ -78,8 +78,18 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("plugins", ("gateway.plugins.*.*",)),
     ("logic", ("gateway.alerting.*", "gateway.patrol.*", "gateway.reports")),
-    ("loader", ("gateway.loader",)),
-    ("app", ("gateway.app", "gateway.storage_alarms", "gateway.local_http")),
+    ("loader", ("gateway.loader", "gateway.reload")),
+    (
+        "app",
+        (
+            "gateway.app",
+            "gateway.storage_alarms",
+            "gateway.local_http",
+            "gateway.process",
+            "gateway.reloader",
+            "gateway.source_set",
+        ),
+    ),
     (
         "entry",
         (
