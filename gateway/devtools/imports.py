@@ -96,6 +96,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gateway.cli",
             "gateway.alarms_cli",
             "gateway.patrol_cli",
+            "gateway.reload_cli",
             "gateway.reports.cli",
             "gateway.grafana",
             "gateway.console",
