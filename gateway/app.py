@@ -35,6 +35,7 @@ from typing import Any, TextIO
 from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
 from gateway.clockwatch import WallStepWatch
+from gateway.command_channels import command_channels
 from gateway.config import Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
@@ -43,8 +44,7 @@ from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
 from gateway.patrol.engine import PatrolOutput
-from gateway.plugins import Source, SourceContext, registry
-from gateway.plugins.base import CommandContext
+from gateway.plugins import Source, SourceContext
 from gateway.process import (
     SHUTDOWN_LIMIT_S,
     ShutdownWatchdog,
@@ -54,6 +54,7 @@ from gateway.process import (
 from gateway.redact import plaintext_secret_warnings
 from gateway.reloader import Reloader
 from gateway.reports.schedule import ReportScheduler
+from gateway.self_health import alarm_values, delivery_values, device_health
 from gateway.source_set import SourceSet
 from gateway.sources.device_poll import DeviceCounters
 from gateway.storage_alarms import StorageAlarms
@@ -276,27 +277,7 @@ class Gateway:
         now = self.clock.now_ns()
         tags = {"site": self.site.config.site}
         for dev_id, c in self.device_counters().items():
-            yield (
-                Sample(
-                    device=dev_id,
-                    kind="device_health",
-                    ts_ns=now,
-                    values={
-                        "polls": c.polls,
-                        "good_polls": c.good_polls,
-                        "timeouts": c.timeouts,
-                        "exceptions": c.exceptions,
-                        "frame_errors": c.frame_errors,
-                        "connect_errors": c.connect_errors,
-                        "decode_errors": c.decode_errors,
-                        "overruns": c.overruns,
-                        "consecutive_failures": c.consecutive_failures,
-                        "latency_ms": round(c.last_latency_s * 1000, 3),
-                        "online": c.consecutive_failures == 0 and c.polls > 0,
-                    },
-                    tags={**tags, **self._device_tags.get(dev_id, {})},
-                )
-            )
+            yield device_health(dev_id, c, now, {**tags, **self._device_tags.get(dev_id, {})})
         values: dict[str, float | int | bool | str] = {
             "samples": self.samples_out,
             "queue_depth": self.queue.qsize(),
@@ -305,22 +286,9 @@ class Gateway:
             "clock_steps": self.clock_watch.steps,
             "clock_step_last_s": round(self.clock_watch.last_step_s, 3),
         }
-        stats = self.delivery.stats()
-        if stats.outbox is not None:
-            values["outbox_rows"] = stats.outbox.rows
-            values["outbox_bytes"] = stats.outbox.bytes
-            values["evictions"] = stats.outbox.evicted
-            values["outbox_quarantined"] = stats.outbox.quarantined
-            values["outbox_disk_full"] = stats.outbox.disk_full is not None
-            for name, b in stats.outbox.sinks.items():
-                values[f"backlog_{name}"] = b.backlog
-                values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)
-        for name, st in stats.sinks.items():
-            values[f"connected_{name}"] = st.connected
+        values.update(delivery_values(self.delivery.stats()))
         if self.alerts is not None:
-            for k, v in self.alerts.counters().items():
-                if isinstance(v, int | float | bool):
-                    values[f"alarm_{k}"] = v
+            values.update(alarm_values(self.alerts.counters()))
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
         yield Sample(device="gateway", kind="gateway_health", ts_ns=now, values=values, tags=tags)
@@ -494,26 +462,9 @@ class Gateway:
 
     def _extra_tasks(self) -> list[Any]:
         """The sinks' command channels (MQTT's), when alerting and commands are on."""
-        commands = self.site.config.commands
-        if self.alerts is None or not commands.enabled:
+        if self.alerts is None:
             return []
-        sinks = registry().sinks
-        channels = [
-            (sinks[name], cfg)
-            for name, cfg in self.site.config.sinks.configured().items()
-            if sinks[name].commands is not None
-        ]
-        if not channels:
-            return []
-        from gateway.alerting.command_gate import CommandGate
-
-        # Senders stamp commands with real time: freshness is judged on the real clock,
-        # also when the gateway runs on simulated time (--sim-clock-start).
-        gate = CommandGate(
-            commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
-        )
-        ctx = CommandContext(self.site.config.site, self.handle_command, gate)
-        return [p.make_command_channel(cfg, ctx) for p, cfg in channels]
+        return command_channels(self.site.config, self.state_dir, self.handle_command)
 
 
 async def run_site(site: Site, duration: float | None = None, clock: Clock | None = None) -> int:

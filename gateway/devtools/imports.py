@@ -88,6 +88,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gateway.process",
             "gateway.reloader",
             "gateway.source_set",
+            "gateway.self_health",
+            "gateway.command_channels",
         ),
     ),
     (
