@@ -390,6 +390,8 @@ class Gateway:
 
         if self.alerts is None:
             return {"ok": False, "error": "alerting is not configured on this gateway"}
+        if (reload_reply := self.reloader.command(payload, actor)) is not None:
+            return reload_reply
         try:
             events, reply = self.alerts.command(payload, actor)
         except (CommandError, AlarmError) as exc:

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.alerting.commands import actor_of, error_reply, load_payload, parse_command
 from gateway.config import Site
-from gateway.errors import ConfigError
+from gateway.errors import CommandError, ConfigError
 from gateway.loader import load_site
 from gateway.model import AlarmEvent
 from gateway.outbox import Event
@@ -134,6 +135,28 @@ class Reloader:
             _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
             for t in pending:
                 t.cancel()
+
+    def command(self, payload: bytes | str | dict[str, Any], actor: str) -> dict[str, Any] | None:
+        """The reply to a ``reload`` command (None: not one). The command channel's gate
+        has checked its signature and who may give it; the reload runs as its own task and
+        its outcome follows on the events topic (``config.applied`` / ``config.rejected``)."""
+        try:
+            data = load_payload(payload)
+        except CommandError:
+            return None
+        if data.get("cmd") != "reload":
+            return None
+        try:
+            c = parse_command(data)
+        except CommandError as exc:
+            return error_reply(payload, exc)
+        if self.stopping:
+            return {"ok": False, "error": "refused", "message": "the gateway is stopping",
+                    "request_id": c.request_id}  # fmt: skip
+        log.info("config reload asked for by %s", actor_of(c, actor))
+        self.request()
+        return {"ok": True, "cmd": "reload", "request_id": c.request_id, "accepted": True,
+                "hash": self.hash}  # fmt: skip
 
     def signal(self) -> tuple[str, bool, str]:
         """The ``gateway:config`` health signal: bad while the last reload was rejected."""

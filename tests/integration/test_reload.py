@@ -3,7 +3,7 @@
 The gateway runs a site like the demo's (two Modbus TCP endpoints, leakage
 monitors, latched and plain limit rules) against ``gateway-sim``. While it
 runs, the config is changed three times, through ``gateway reload`` and
-SIGHUP as ``systemctl reload`` sends it:
+SIGHUP as ``systemctl reload`` sends it, and a signed MQTT ``reload`` command:
 
 1. thresholds changed, a device added and one removed: the latched alarm's
    condition clears under the new limit but it stays latched, the lowered
@@ -25,11 +25,13 @@ import itertools
 import json
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.alerting.command_gate import sign_command
 from tests.fixtures.servers import Mosquitto, MqttCollector, Received
 from tests.integration.test_alerting_e2e import start_gateway, stop
 from tests.simproc import bin_path, free_port, running_sim, wait_gateway_online
@@ -39,6 +41,7 @@ INTERVAL_S = 0.5
 LATCH = "leak-latch:steady:leak_ch1:hihi"
 PLAIN = "leak-hi:steady:leak_ch2:hi"
 GONE = "leak-latch:old-1:leak_ch1:hihi"
+OPS_KEY = "ops-" + "0" * 40  # the integrator's command key (commands.users.ops)
 
 
 def rules_text(latch_at: int, plain_at: int) -> str:
@@ -85,7 +88,9 @@ sinks:
 outbox: {{path: {tmp}/state/outbox.sqlite}}
 pipeline: {{health_interval_s: 1}}
 local_http: {{listen: "127.0.0.1:{free_port()}"}}
-commands: false
+commands:
+  users:
+    ops: {{key: "{OPS_KEY}", allow: [reload]}}
 rules: [rules.yaml]
 alerting:
   state_db: {tmp}/state/alarms.sqlite
@@ -128,6 +133,24 @@ def wait_health(col: MqttCollector, device: str, more: int) -> None:
     """Until ``more`` further device_health samples of ``device`` arrived."""
     n = len(health_of(col, device))
     col.wait_for(lambda _: len(health_of(col, device)) >= n + more, 30, f"{device} health")
+
+
+def reload_over_mqtt(mq: Mosquitto, col: MqttCollector, request_id: str) -> dict[str, Any]:
+    """A signed ``reload`` command, as the console sends it; returns the gateway's reply."""
+    data = {"cmd": "reload", "request_id": request_id, "issued_at": time.time()}
+    payload = json.dumps(sign_command(data, "ops", OPS_KEY, SITE))
+    subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(mq.port), "-q", "1",
+         "-t", f"fsg/{SITE}/commands", "-m", payload],
+        check=True, timeout=10,
+    )  # fmt: skip
+
+    def replies() -> list[dict[str, Any]]:
+        got = json_of(col.snapshot("/replies"), "/replies")
+        return [r for r in got if r.get("request_id") == request_id]
+
+    col.wait_for(lambda _: bool(replies()), 30, f"reply to {request_id}")
+    return replies()[0]
 
 
 def reload_cli(site: Path) -> subprocess.CompletedProcess[str]:
@@ -206,9 +229,11 @@ def test_reload_applies_changes_keeps_polling_and_refuses_a_broken_rule_file(
             )  # fmt: skip
             assert len(transitions(col, PLAIN)) == n_plain  # nothing re-bound, nothing moved
 
-            # 3. Fixed: the next good reload applies and clears gateway:config.
+            # 3. Fixed: the next good reload (a signed MQTT command) applies and clears
+            # gateway:config.
             rules.write_text(rules_text(500, 150))
-            gw.send_signal(signal.SIGHUP)
+            reply = reload_over_mqtt(mosquitto, col, "reload-3")
+            assert reply["ok"] and reply["accepted"], reply
             again = wait_event(col, "config.applied", 2)["data"]
             assert again["hash"] == applied["hash"] and again["summary"] == "no change"
             wait_transition(col, "gateway:config", "clear")

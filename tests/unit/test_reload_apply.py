@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from gateway.alerting.command_config import CommandsConfig
+from gateway.alerting.command_gate import CommandGate, sign_command
 from gateway.app import Gateway
+from gateway.errors import CommandRefused
 from gateway.loader import load_site
 from gateway.model import AlarmState, FakeClock, Sample
 
@@ -237,3 +241,44 @@ async def test_reloads_are_serialised_and_ignored_once_stopping(
         ignored = await gw.reloader.reload()
         assert ignored.outcome == "ignored" and gw.reloader.generation == 3
         assert "old-1" not in {d.id for d in gw.site.config.devices}
+
+
+# --------------------------------------------------------------------------- the reload command
+
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def reload_cmd(clock: FakeClock, rid: str) -> dict[str, Any]:
+    return {"cmd": "reload", "request_id": rid, "issued_at": clock.now_ns() / 1e9}
+
+
+def test_reload_command_needs_a_signature_from_a_user_allowed_to_reload() -> None:
+    clock = FakeClock()
+    users = {"ops": {"key": KEY, "allow": ["reload"]}, "li": {"key": "l" * 32}}
+    cfg = CommandsConfig.model_validate({"users": users, "allow_unsigned": True})
+    gate = CommandGate(cfg, clock, None, "apply")
+    with pytest.raises(CommandRefused, match="reload must be signed"):
+        gate.admit(json.dumps(reload_cmd(clock, "r-1")))  # unsigned, even where allowed
+    with pytest.raises(CommandRefused, match="'li' may not reload"):  # default allow: alarms
+        gate.admit(json.dumps(sign_command(reload_cmd(clock, "r-2"), "li", "l" * 32, "apply")))
+    admitted = gate.admit(json.dumps(sign_command(reload_cmd(clock, "r-3"), "ops", KEY, "apply")))
+    assert admitted.payload["cmd"] == "reload" and admitted.payload["by"] == "ops"
+
+
+async def test_reload_command_starts_a_reload_and_answers_at_once(
+    tmp_path: Path, gateway: tuple[Gateway, FakeClock]
+) -> None:
+    gw, clock = gateway
+    assert gw.alerts is not None
+    async with gw.alerts:
+        write(tmp_path, site_doc(tmp_path, [device("steady", 1)], PATROL), RULES_V1)
+        reply = gw.handle_command({**reload_cmd(clock, "r-9"), "by": "ops"}, "mqtt")
+        assert reply == {"ok": True, "cmd": "reload", "request_id": "r-9", "accepted": True,
+                         "hash": gw.reloader.hash}  # fmt: skip
+        (task,) = gw.reloader._tasks
+        result = await asyncio.wait_for(task, 10)
+        assert result.outcome == "applied" and result.change is not None
+        assert result.change.devices_removed == ["old-1"]
+        # Alarm commands still reach the alarm book.
+        listed = gw.handle_command({"cmd": "list"}, "t")
+        assert listed["ok"] and listed["cmd"] == "list"
