@@ -18,7 +18,8 @@ A once-a-second tick drives everything time-based (on-delays, no-data,
 shelve expiry, escalation, overdue rounds) and turns the gateway's own
 health (sources down, sinks down, backlog, data age) into alarm signals.
 ``Gateway.run`` returns when the stop event is set (SIGINT/SIGTERM) or the
-duration is over, and closes everything it opened.
+duration is over, and closes everything it opened. SIGHUP reloads the config
+(gateway/reloader.py), restarting only the sources that changed (``SourceSet``).
 """
 
 from __future__ import annotations

@@ -195,6 +195,9 @@ class Reloader:
         gw = self._gw
         new = Snapshot(site, patrol)
         change = diff(self.snapshot, new)
+        if gw.alerts is None and (site.config.rules or site.config.alerting is not None):
+            # Alerting was off at the start: its engine, store and notifier start with a restart.
+            change.restart_needed = sorted({*change.restart_needed, "rules"})
         new_hash = config_hash(site)
         self.generation += 1
         stop_ids = set(change.sources_removed) | set(change.sources_restarted)

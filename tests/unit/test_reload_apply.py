@@ -282,3 +282,15 @@ async def test_reload_command_starts_a_reload_and_answers_at_once(
         # Alarm commands still reach the alarm book.
         listed = gw.handle_command({"cmd": "list"}, "t")
         assert listed["ok"] and listed["cmd"] == "list"
+
+
+async def test_rules_added_to_a_site_without_alerting_wait_for_a_restart(tmp_path: Path) -> None:
+    bare = site_doc(tmp_path, [device("steady", 1)], PATROL)
+    del bare["rules"], bare["alerting"]
+    gw = Gateway(load_site(write(tmp_path, bare, RULES_V1)), FakeClock(), io.StringIO(),
+                 state_dir=tmp_path)  # fmt: skip
+    assert gw.alerts is None
+    write(tmp_path, site_doc(tmp_path, [device("steady", 1)], PATROL), RULES_V1)
+    result = await gw.reloader.reload()
+    assert result.outcome == "applied" and result.change is not None
+    assert result.change.restart_needed == ["alerting", "rules"]
