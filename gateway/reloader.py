@@ -30,6 +30,7 @@ where ``gateway reload`` reads it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -126,7 +127,11 @@ class Reloader:
             except Exception as exc:  # the gateway never crashes on a bad file
                 log.exception("config reload failed while reading %s", path)
                 return self._rejected([f"{path}: {type(exc).__name__}: {exc}"])
-            return await self._apply(site, patrol)
+            try:
+                return await self._apply(site, patrol)
+            except Exception as exc:  # a bug here must not take the running gateway down
+                log.exception("config reload failed while applying %s", path)
+                return self._rejected([f"{path}: applying failed: {type(exc).__name__}: {exc}"])
 
     async def stop(self) -> None:
         """Refuse reloads from now on and let one in progress finish (bounded)."""
@@ -135,6 +140,9 @@ class Reloader:
             _, pending = await asyncio.wait(set(self._tasks), timeout=STOP_WAIT_S)
             for t in pending:
                 t.cancel()
+        # No process to signal any more: `gateway reload` then says the gateway is not running.
+        with contextlib.suppress(OSError):
+            (self._gw.state_dir / PID_FILE).unlink()
 
     def command(self, payload: bytes | str | dict[str, Any], actor: str) -> dict[str, Any] | None:
         """The reply to a ``reload`` command (None: not one). The command channel's gate

@@ -242,6 +242,7 @@ def test_reload_applies_changes_keeps_polling_and_refuses_a_broken_rule_file(
             log = stop(gw)
     assert gw.returncode == 0, log[-3000:]
     assert "config reload rejected" in log and "rules.yaml:8" in log
+    assert not (tmp_path / "state" / "gateway.pid").exists()  # `gateway reload` finds none now
 
     # The untouched endpoint's device never stopped: one source, one counter, no gap.
     msgs = col.snapshot("/steady/telemetry")
