@@ -173,6 +173,7 @@ class Reloader:
         return (CONFIG_SIGNAL, False, f"reload rejected, previous config in force: {self.error}")
 
     def write_pid(self) -> None:
+        log.info("config %s in force (%s)", self.hash[:12], self._gw.site.path)
         self._write(PID_FILE, f"{os.getpid()}\n")
         self._status(ReloadResult("started", self.hash, self.generation))
 
