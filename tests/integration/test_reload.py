@@ -250,7 +250,8 @@ def test_reload_applies_changes_keeps_polling_and_refuses_a_broken_rule_file(
     assert len(polls) >= 4 and polls == sorted(polls), polls
     samples = sorted(p["ts_ns"] for p in json_of(msgs, "/telemetry") if p["kind"] == "leakage")
     gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(samples)]
-    assert max(gaps) < 4 * INTERVAL_S, max(gaps)  # loose: late polls under load, never a restart
+    # Loose (late polls on a loaded machine); the counters above are what rules out a restart.
+    assert max(gaps) < 6 * INTERVAL_S, max(gaps)
     # The device whose source was restarted did start again from zero: the check can fail.
     new_polls = [h["values"]["polls"] for h in health_of(col, "new-1")]
     assert new_polls and min(new_polls) < max(polls)
