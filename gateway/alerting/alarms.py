@@ -35,8 +35,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.alerting.checks import AlarmSpec
 from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.detector import AlarmSpec
 from gateway.errors import AlarmError
 from gateway.model import AlarmEvent, AlarmState, Value
 

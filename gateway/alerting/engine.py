@@ -27,15 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from gateway.alerting.alarms import Alarm, AlarmBook
-from gateway.alerting.checks import (
-    AlarmSpec,
-    Change,
-    Check,
-    Detector,
-    DeviceInfo,
-    build_check,
-    selects,
-)
+from gateway.alerting.checks import Check, DeviceInfo, build_check, selects
 from gateway.alerting.commands import (
     AckCmd,
     InServiceCmd,
@@ -48,6 +40,7 @@ from gateway.alerting.commands import (
     parse_command,
 )
 from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.detector import AlarmSpec, Change, Detector
 from gateway.alerting.notify import Notifier, Publish, SentHook
 from gateway.alerting.rules import (
     DeviationRule,
