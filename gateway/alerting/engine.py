@@ -26,7 +26,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gateway.alerting.alarms import Alarm, AlarmBook
+from gateway.alerting.alarm import Alarm
+from gateway.alerting.alarms import AlarmBook
 from gateway.alerting.checks import Check, DeviceInfo, build_check, selects
 from gateway.alerting.commands import (
     AckCmd,
