@@ -2,7 +2,8 @@
 
 ``config`` holds the models (checkpoints, guards, routes, night window),
 ``engine`` turns taps and time into records and findings, ``store`` keeps the
-engine's state across restarts, ``report`` reads a night back from InfluxDB.
+engine's state across restarts, ``night`` reads a night back from InfluxDB
+(over the InfluxQL client of ``influxql``) and ``report`` renders it.
 """
 
 import importlib
