@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.alerting.alarm import Alarm
 from gateway.alerting.alarms import AlarmBook
+from gateway.alerting.channels import Publish
 from gateway.alerting.checks import Check, DeviceInfo, build_check, selects
 from gateway.alerting.commands import (
     AckCmd,
@@ -42,7 +43,7 @@ from gateway.alerting.commands import (
 )
 from gateway.alerting.config import AlertingConfig, Severity
 from gateway.alerting.detector import AlarmSpec, Change, Detector
-from gateway.alerting.notify import Notifier, Publish, SentHook
+from gateway.alerting.notify import Notifier, SentHook
 from gateway.alerting.rules import (
     DeviationRule,
     HealthRule,

@@ -32,8 +32,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from gateway.alerting.channels import send_email_sync, send_webhook
 from gateway.alerting.config import EmailChannel, MqttChannel, WebhookChannel
-from gateway.alerting.notify import Message, send_email_sync, send_webhook
+from gateway.alerting.messages import Message
 from gateway.config import Site
 from gateway.errors import GatewayError
 from gateway.model import Clock
