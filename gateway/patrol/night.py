@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.patrol.config import NightWindow, PatrolConfig, night_bounds
-from gateway.patrol.engine import MEASUREMENT
+from gateway.patrol.findings import MEASUREMENT
 from gateway.patrol.influxql import Query, ReportError, _quote
 
 NS = 1_000_000_000
