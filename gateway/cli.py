@@ -62,7 +62,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in plaintext_secret_warnings(cfg):
         print(f"warning: {warning}", file=sys.stderr)
     if cfg.rules:
-        from gateway.alerting.rules import load_rules, suppression_warnings
+        from gateway.alerting.rules import load_rules
+        from gateway.alerting.suppression import suppression_warnings
 
         # Valid but risky: reported, not refused (exit code stays 0).
         for line in suppression_warnings(load_rules([site.path.parent / r for r in cfg.rules])):
