@@ -78,7 +78,7 @@ async def _read_demo(port: int, rtu_path: str) -> tuple[object, object]:
     rtu = AsyncModbusSerialClient(port=rtu_path, baudrate=9600, timeout=1, retries=0)
     assert await asyncio.wait_for(rtu.connect(), 5)
     try:
-        rr = await asyncio.wait_for(rtu.read_holding_registers(9, count=2, device_id=3), 5)
+        rr = await asyncio.wait_for(rtu.read_holding_registers(24, count=2, device_id=3), 5)
         total = decode(next(p for p in flow.points if p.name == "totaliser"), rr.registers)
     finally:
         rtu.close()
