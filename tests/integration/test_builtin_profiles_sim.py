@@ -101,21 +101,21 @@ def clock() -> ManualClock:
     return ManualClock(SIM_TIME_S)
 
 
-@pytest.fixture
-async def tcp_samples(
-    clock: ManualClock,
-) -> AsyncIterator[tuple[dict[str, Sample], dict[int, SimulatedUnit]]]:
-    async with TcpEndpoint("127.0.0.1", 0, _units(clock)) as ep:
-        cfg = ModbusTcpSource(
-            id="sim", type="modbus_tcp", host="127.0.0.1", port=ep.port, timeout_s=2
-        )
-        yield await _poll_all(cfg), ep.units
+Served = tuple[dict[str, Sample], dict[int, SimulatedUnit]]
 
 
-@pytest.fixture
-async def rtu_samples(
-    clock: ManualClock, tmp_path: Path
-) -> AsyncIterator[tuple[dict[str, Sample], dict[int, SimulatedUnit]]]:
+@pytest.fixture(params=["tcp", "rtu"])
+async def served(
+    request: pytest.FixtureRequest, clock: ManualClock, tmp_path: Path
+) -> AsyncIterator[Served]:
+    """Every profile's unit polled once by the gateway, and the simulator's units."""
+    if request.param == "tcp":
+        async with TcpEndpoint("127.0.0.1", 0, _units(clock)) as ep:
+            tcp = ModbusTcpSource(
+                id="sim", type="modbus_tcp", host="127.0.0.1", port=ep.port, timeout_s=2
+            )
+            yield await _poll_all(tcp), ep.units
+        return
     line = ModbusRtuSource(
         id="bus", type="modbus_rtu", port=str(tmp_path / "rs485"), baudrate=115200
     )
@@ -124,28 +124,15 @@ async def rtu_samples(
         yield await _poll_all(cfg), rtu.units
 
 
-async def test_every_builtin_profile_over_tcp(
-    tcp_samples: tuple[dict[str, Sample], dict[int, SimulatedUnit]],
-) -> None:
-    samples, units = tcp_samples
+async def test_every_builtin_profile_reads_as_simulated(served: Served) -> None:
+    samples, units = served
     assert sorted(samples) == sorted(NAMES)
     for name, n in UNITS.items():
         _check(samples[name], units[n].model)
 
 
-async def test_every_builtin_profile_over_rtu(
-    rtu_samples: tuple[dict[str, Sample], dict[int, SimulatedUnit]],
-) -> None:
-    samples, units = rtu_samples
-    assert sorted(samples) == sorted(NAMES)
-    for name, n in UNITS.items():
-        _check(samples[name], units[n].model)
-
-
-async def test_people_counter_occupancy_is_in_minus_out(
-    tcp_samples: tuple[dict[str, Sample], dict[int, SimulatedUnit]],
-) -> None:
-    samples, units = tcp_samples
+async def test_people_counter_occupancy_is_in_minus_out(served: Served) -> None:
+    samples, units = served
     model = units[UNITS["people-counter"]].model
     ins, outs = round(float(model.values["in_count"])), round(float(model.values["out_count"]))
     capacity = float(model.values["capacity"])
