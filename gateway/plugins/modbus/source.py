@@ -326,7 +326,8 @@ def with_computed(devices: Sequence[ModbusDevice], emit: Emit) -> Emit:
 
 def describe(device: DeviceConfig, profile: ModbusProfile) -> str:
     reqs = plan_profile(profile, device.max_gap)
-    return f"{len(profile.points)} points in {len(reqs)} read(s)"
+    extra = f" + {len(profile.computed)} computed" if profile.computed else ""
+    return f"{len(profile.points)} points{extra} in {len(reqs)} read(s)"
 
 
 def read_plan(profile: ModbusProfile) -> list[str]:
