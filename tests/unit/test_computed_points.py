@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from gateway.errors import ConfigError
+from gateway.loader import load_site
 from gateway.model import Quality, Sample
 from gateway.profiles import computed
 from gateway.profiles.computed import Expression, ExpressionError
@@ -127,3 +130,24 @@ def test_apply_adds_values_and_qualities_to_a_sample() -> None:
     bad = Sample("c1", "people", 1, {"in_count": 10}, {"out_count": Quality.BAD})
     computed.apply(bad, prof.expressions)
     assert "occupancy" not in bad.values and bad.quality["occupancy"] is Quality.BAD
+
+
+def test_a_site_cannot_simulate_a_computed_point(tmp_path: Path) -> None:
+    # The simulator serves registers; a computed point has none. Caught by the
+    # check, not by the simulator refusing to start.
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        """
+site: s
+sources: [{id: t, type: modbus_tcp, host: 127.0.0.1, port: 1502}]
+devices:
+  - id: shop
+    profile: people-counter
+    source: t
+    interval_s: 5
+    sim: {occupancy: {kind: constant, value: 900}}
+outbox: {path: OUTBOX}
+""".replace("OUTBOX", str(tmp_path / "o.sqlite"))
+    )
+    with pytest.raises(ConfigError, match="sim: point 'occupancy' is computed"):
+        load_site(site)
