@@ -34,6 +34,7 @@ from gateway.errors import (
 from gateway.model import Clock, Sample
 from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.profiles import computed
 from gateway.profiles.schema import ModbusProfile, Table
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.planner import plan_profile
@@ -307,12 +308,26 @@ def build(
 ) -> Source:
     tags = dict(ctx.site_tags)
     mdevs = [ModbusDevice(d.config, d.profile, tags) for d in devices]
-    return ModbusSource(cfg, mdevs, ctx.emit, ctx.clock)
+    return ModbusSource(cfg, mdevs, with_computed(mdevs, ctx.emit), ctx.clock)
+
+
+def with_computed(devices: Sequence[ModbusDevice], emit: Emit) -> Emit:
+    """``emit`` that first adds each device's computed points (profile ``computed:``)."""
+    exprs = {d.id: d.profile.expressions for d in devices if d.profile.computed}
+    if not exprs:
+        return emit
+
+    async def emit_computed(sample: Sample) -> None:
+        found = exprs.get(sample.device)
+        await emit(computed.apply(sample, found) if found else sample)
+
+    return emit_computed
 
 
 def describe(device: DeviceConfig, profile: ModbusProfile) -> str:
     reqs = plan_profile(profile, device.max_gap)
-    return f"{len(profile.points)} points in {len(reqs)} read(s)"
+    extra = f" + {len(profile.computed)} computed" if profile.computed else ""
+    return f"{len(profile.points)} points{extra} in {len(reqs)} read(s)"
 
 
 def read_plan(profile: ModbusProfile) -> list[str]:
@@ -322,4 +337,6 @@ def read_plan(profile: ModbusProfile) -> list[str]:
     for r in reqs:
         names = ", ".join(p.name for p in r.points)
         lines.append(f"  {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    for c in profile.computed:
+        lines.append(f"  computed {c.name} = {c.compute}")
     return lines
