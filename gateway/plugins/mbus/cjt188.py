@@ -55,8 +55,10 @@ UNIT_CODES: dict[int, tuple[str, int]] = {
     0x32: ("m3/h", -3), 0x33: ("m3/h", -2), 0x34: ("m3/h", -1),
     0x35: ("m3/h", 0), 0x36: ("m3/h", 1), 0x37: ("m3/h", 2),
 }  # fmt: skip
-# The code the simulator writes for each canonical unit (kWh, kW, m3, m3/h, as most meters do).
-SIM_UNIT = {"Wh": 0x05, "J": 0x11, "W": 0x17, "m3": 0x2C, "m3/h": 0x35}
+# The codes the simulator writes, first one the value fits in (kWh until 999999.99, then MWh ...),
+# as meters change their display unit when a totaliser outgrows it.
+SIM_UNITS = {"Wh": (0x05, 0x08, 0x09, 0x0A), "J": (0x11, 0x12, 0x13), "W": (0x17, 0x1A),
+             "m3": (0x2C, 0x2D, 0x2E), "m3/h": (0x35, 0x36, 0x37)}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,11 +298,17 @@ def encode_901f(
             out += int(v).to_bytes(2, "little")
         elif f.unit is None:
             canonical = {"energy": "Wh", "power": "W", "flow": "m3/h", "volume": "m3"}[f.quantity]
-            code = SIM_UNIT[canonical]
-            digits = encode_bcd(
-                round(float(v) / 10.0 ** (UNIT_CODES[code][1] - f.decimals)), f.size
-            )
+            code, digits = _fitting(SIM_UNITS[canonical], float(v), f)
             out += bytes([code]) + digits if unit_first else digits + bytes([code])
         else:
             out += encode_bcd(round(float(v) * 10**f.decimals), f.size)
     return bytes(out)
+
+
+def _fitting(codes: tuple[int, ...], value: float, f: Field) -> tuple[int, bytes]:
+    """The first unit code whose digits hold ``value`` (canonical), and those digits."""
+    for code in codes:
+        raw = round(value / 10.0 ** (UNIT_CODES[code][1] - f.decimals))
+        if abs(raw) < 10 ** (2 * f.size):
+            return code, encode_bcd(raw, f.size)
+    raise CodecError(f"{f.quantity} {value} does not fit in {2 * f.size} BCD digits")

@@ -5,10 +5,11 @@ its meter type and address (AA bytes in the request match any digit pair)
 with C 0x81 and the 901F data built from its profile's points (``sim``
 behaviours, in the point's unit), echoing the request's SER. Faults:
 ``no_answer`` (silent), ``garble`` (answer with a broken checksum),
-``error_reply`` (C 0xC1, the meter reports an error), ``status`` (the ST
-word). ``Cjt188LineSim`` serves them with the wire timing, turnaround,
-``echo`` and ``inject`` of the M-Bus ``MBusLineSim``. Test and development
-aid: the gateway never imports it.
+``error_reply`` (C 0xC1, the meter reports an error), ``reply_address``
+(answers under another address), ``status`` (the ST word).
+``Cjt188LineSim`` serves them with the wire timing, turnaround, ``echo``
+and ``inject`` of the M-Bus ``MBusLineSim``. Test and development aid: the
+gateway never imports it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ class Cjt188SimMeter:
     garble: bool = False
     error_reply: bool = False
     status: int = 0
+    # Answer with this address instead of its own (a miswired or reprogrammed meter).
+    reply_address: bytes | None = None
     unit_first: bool = False
     overrides: dict[str, SimBehaviour] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
@@ -88,7 +91,8 @@ class Cjt188SimMeter:
             return cjt188.encode_frame(self.meter_type, self.address, cjt188.C_ERROR, data, 2)
         self.reads += 1
         data = cjt188.encode_901f(self.meter_type, self.values(), ser, unit_first=self.unit_first)
-        out = cjt188.encode_frame(self.meter_type, self.address, cjt188.C_REPLY, data, 2)
+        addr = self.reply_address or self.address
+        out = cjt188.encode_frame(self.meter_type, addr, cjt188.C_REPLY, data, 2)
         if self.garble:
             out = out[:-2] + bytes([out[-2] ^ 0x5A, out[-1]])
         return out

@@ -170,3 +170,13 @@ def test_addresses(text: str, wire: bytes) -> None:
 def test_bad_addresses_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="14 digits"):
         parse_address(text)
+
+
+def test_simulator_changes_unit_when_a_total_outgrows_kwh() -> None:
+    data = encode_901f(0x20, {("energy", 0): 1_200_000_000.0, ("volume", 0): 1_234_567.8}, 0)
+    assert data[3 + 5 + 4] == 0x08  # current heat in MWh: 1200.00
+    assert data[3 + 20 + 4] == 0x2D  # accumulated flow in m3 x 10
+    recs = {(r.quantity, r.storage): r.value for r in decode_901f(0x20, data)}
+    assert recs[("energy", 0)] == 1_200_000_000.0 and recs[("volume", 0)] == 1_234_567.8
+    with pytest.raises(CodecError, match="does not fit"):
+        encode_901f(0x20, {("power", 0): 1e15}, 0)
