@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -164,3 +165,14 @@ devices:
     with pytest.raises(ConfigError) as err:
         load_site(path)
     assert why in "\n".join(err.value.problems)
+
+
+def test_readme_sample_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (sample,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "cjt188" in b]
+    path = tmp_path / "site.yaml"
+    path.write_text("site: sample\n" + sample)
+    site = load_site(path)
+    src = site.config.sources[0]
+    assert isinstance(src, MBusSourceConfig) and src.protocol == "cjt188"
+    assert src.cjt188_address("flat-102", 102) == bytes.fromhex("02 01 00 00 00 00 00")
