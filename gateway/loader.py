@@ -88,6 +88,7 @@ def _cross_check(
                 f" {prof.protocol} but source {src.id!r} is {src.type}"
             )
             continue
+        problems.extend(f"{at('profile')}: {why}" for why in src.check_profile(dev.id, prof))
         if plugin.one_device:
             if src.id in serial_users:
                 problems.append(
