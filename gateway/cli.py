@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    prof = sub.add_parser("profiles", help="list or show device profiles")
+    prof = sub.add_parser("profiles", help="list, show or import device profiles")
     psub = prof.add_subparsers(dest="profiles_command", required=True)
     for name, func in (("list", cmd_profiles_list), ("show", cmd_profiles_show)):
         q = psub.add_parser(name)
@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--site", help="include the site's extra profile folders")
         q.add_argument("--profile-dir", action="append", help="an extra profile folder")
         q.set_defaults(func=func)
+    from gateway.profiles.importer import register_cli as register_profile_import
+
+    register_profile_import(psub)
 
     from gateway.alarms_cli import register_cli as register_alarms
     from gateway.patrol_cli import register_cli as register_report
