@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from gateway.codecs import Value, decode
-from gateway.commissioning.advice import ILLEGAL_DATA_ADDRESS, unreadable_advice
+from gateway.commissioning.advice import ILLEGAL_DATA_ADDRESS, ReadFn, unreadable_advice
 from gateway.commissioning.link import LinkConfig, connected, describe
 from gateway.commissioning.table import render
 from gateway.config import DeviceConfig
 from gateway.errors import CodecError, ConnectError, DeviceException, DeviceTimeout, SourceError
 from gateway.model import Quality
 from gateway.plugins.modbus.source import ModbusClient
-from gateway.profiles.schema import DataType, ModbusPoint, ModbusProfile, Order
+from gateway.profiles.schema import DataType, ModbusPoint, ModbusProfile, Order, Table
 from gateway.sources.device_poll import ModbusDevice
 from gateway.sources.planner import ReadRequest
 
@@ -262,7 +262,7 @@ async def probe_once(
         target.profile,
     )
 
-    async def read(table: Any, address: int, count: int) -> Words:
+    async def read(table: Table, address: int, count: int) -> Words:
         return await client.read(table, address, count, target.unit)
 
     results: list[RequestResult] = []
@@ -283,17 +283,34 @@ async def probe_once(
             if isinstance(exc, DeviceException) and exc.code == ILLEGAL_DATA_ADDRESS:
                 refused.append(req)
         res.rtt_s = monotonic() - t0
-    advice: list[str] = []
-    if refused and len(refused) == len(results):
-        advice.append(
-            f"unit {target.unit} refuses every read (exception 2): is it the device"
-            f" {target.profile.name} describes, at this unit id?"
-        )
-    else:
-        for req in refused:
-            advice += await unreadable_advice(read, req)
+    advice = await _advise(read, refused, len(refused) == len(results), target)
     ts_ns = now_ns()
     return ProbeResult(target, ts_ns, results, point_rows(device, results, ts_ns, orders), advice)
+
+
+async def _advise(
+    read: ReadFn, refused: Sequence[ReadRequest], nothing_read: bool, target: ProbeTarget
+) -> list[str]:
+    """Advice on the requests refused with exception 2 (``advice`` finds the holes)."""
+    if not refused:
+        return []
+    if nothing_read:
+        # One point alone tells a map with holes from a unit that refuses everything.
+        p = refused[0].points[0]
+        try:
+            await read(p.table, p.address, p.count)
+        except DeviceException as exc:
+            if exc.code == ILLEGAL_DATA_ADDRESS:
+                return [
+                    f"unit {target.unit} refuses every read (exception 2): is it the device"
+                    f" {target.profile.name} describes, at this unit id?"
+                ]
+        except SourceError:
+            pass
+    advice: list[str] = []
+    for req in refused:
+        advice += await unreadable_advice(read, req)
+    return advice
 
 
 @dataclass(frozen=True)

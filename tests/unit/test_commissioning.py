@@ -3,6 +3,7 @@ table rendering, unit verdicts, the probe and scan output for known results, pro
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
@@ -402,3 +403,88 @@ def test_progress_is_a_bar_on_a_terminal_lines_otherwise_and_nothing_when_quiet(
         "scan: 3/3 (100%), found 3",
     ]
     assert quiet.getvalue() == ""
+
+
+def holes_profile(
+    addresses: list[int], unreadable: tuple[tuple[int, int], ...] = ()
+) -> ModbusProfile:
+    return ModbusProfile.model_validate(
+        {
+            "name": "m",
+            "kind": "k",
+            "max_gap": 124,
+            "points": [
+                {"name": f"p{a}", "table": "holding_register", "address": a} for a in addresses
+            ],
+            "unreadable": [
+                {"table": "holding_register", "start": lo, "end": hi} for lo, hi in unreadable
+            ],
+        }
+    )
+
+
+# (point addresses, registers the device refuses, advice). The device is a
+# register map in memory: a read touching a refused register gets exception 2.
+ADVICE: list[tuple[list[int], set[int], list[str]]] = [
+    (
+        [0, 10, 30, 40],
+        set(range(20, 30)),
+        [
+            "the read holding_register 0..40 crosses registers the device refuses;"
+            " declare them in the profile:",
+            "unreadable: [{table: holding_register, start: 20, end: 29}]",
+        ],
+    ),
+    (
+        [0, 10, 30],
+        {5, 6, 20, 25, 26},
+        [
+            "the read holding_register 0..30 crosses registers the device refuses;"
+            " declare them in the profile:",
+            "unreadable: [{table: holding_register, start: 5, end: 6},"
+            " {table: holding_register, start: 20, end: 20},"
+            " {table: holding_register, start: 25, end: 26}]",
+        ],
+    ),
+    (
+        [0, 10],
+        {10},
+        [
+            "point p10 (holding_register 10) is refused on its own (exception 2):"
+            " check its address and table in the device's manual"
+        ],
+    ),
+    (
+        [0, 120],
+        set(range(1, 120, 2)),  # every other register: more holes than reads to find them
+        [
+            "could not narrow the refused range down within 64 reads; the read"
+            " holding_register 0..120 crosses the gaps 1..119"
+        ],
+    ),
+]
+
+
+@pytest.mark.parametrize(("addresses", "holes", "advice"), ADVICE)
+def test_unreadable_advice(addresses: list[int], holes: set[int], advice: list[str]) -> None:
+    from gateway.commissioning.advice import MAX_READS, unreadable_advice
+    from gateway.errors import DeviceException
+
+    reads: list[tuple[int, int]] = []
+
+    async def read(table: object, address: int, count: int) -> list[int]:
+        reads.append((address, count))
+        if holes & set(range(address, address + count)):
+            raise DeviceException("exception code 2", 2)
+        return [0] * count
+
+    (request,) = plan_profile(holes_profile(addresses))
+    assert asyncio.run(unreadable_advice(read, request)) == advice
+    assert len(reads) <= MAX_READS
+
+
+def test_the_advised_profile_plans_around_the_hole() -> None:
+    (request,) = plan_profile(holes_profile([0, 10, 30, 40]))
+    assert (request.address, request.count) == (0, 41)
+    fixed = plan_profile(holes_profile([0, 10, 30, 40], ((20, 29),)))
+    assert [(r.address, r.count) for r in fixed] == [(0, 11), (30, 11)]
