@@ -72,8 +72,10 @@ def _adhoc_target(args: argparse.Namespace) -> ProbeTarget:
         host, port = links.parse_hostport(args.tcp)
         link = links.tcp_config(host, port, timeout, "probe")
     else:
-        (baud,) = links.parse_bauds(args.baud)
-        (parity,) = links.parse_parities(args.parity)
+        bauds, parities = links.parse_bauds(args.baud), links.parse_parities(args.parity)
+        if len(bauds) > 1 or len(parities) > 1:
+            raise CommandError("probe reads with one baud rate and parity (scan tries several)")
+        baud, parity = bauds[0], parities[0]
         link = links.rtu_config(args.serial, baud, parity, int(args.stopbits), timeout, "probe")
     registry, problems = ProfileRegistry.load(Path(d) for d in args.profile_dir or [])
     if problems:
@@ -128,7 +130,11 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(announce(settings, units), file=sys.stderr, flush=True)
     progress = Progress(len(units) * len(settings), sys.stderr, quiet=args.quiet)
-    report = asyncio.run(run_scan(settings, units, address=args.address, progress=progress))
+    try:
+        report = asyncio.run(run_scan(settings, units, address=args.address, progress=progress))
+    except KeyboardInterrupt:
+        progress.finish()  # leave the terminal on a clean line; main() exits 130
+        raise
     if args.json:
         print(json.dumps(to_json(report)))
     else:

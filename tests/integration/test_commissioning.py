@@ -398,6 +398,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(
         (["probe", "--tcp", "127.0.0.1:x", "--profile", "meter-test"],
          "error: --tcp '127.0.0.1:x': the port must be a number (HOST:PORT)"),
         (["scan"], "error: scan needs --serial PORT or --tcp HOST:PORT"),
+        (["probe", "--serial", sim.rtu, "--baud", "9600,19200", "--profile", "meter-test"],
+         "error: probe reads with one baud rate and parity (scan tries several)"),
     ]  # fmt: skip
     for args, message in cases:
         rc, out, err = run(capsys, *args)
