@@ -207,6 +207,9 @@ class Progress:
         if self.stream is None:
             return
         if self.tty:
+            # A found unit gets a line of its own above the bar, which is redrawn below it.
+            if res.alive:
+                self.say(f"unit {res.unit} {res.status} ({res.line})")
             width = 30
             filled = width * self.done // max(self.total, 1)
             bar = "#" * filled + "-" * (width - filled)
@@ -215,8 +218,6 @@ class Progress:
                 f"  found {found}"
             )
             self.stream.flush()
-            if res.alive:
-                self.say(f"unit {res.unit} {res.status} ({res.line})")
             return
         if res.alive:
             self.say(f"scan: unit {res.unit} {res.status} ({res.line})")
