@@ -36,6 +36,9 @@ from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import ModbusProfile
 
+# The profile schema's bound on max_gap (a merged read stays within 125 registers).
+MAX_GAP = 124
+
 
 def _modbus_profile(profile: Any, name: str) -> ModbusProfile:
     if not isinstance(profile, ModbusProfile):
@@ -57,7 +60,8 @@ def _site_target(args: argparse.Namespace) -> ProbeTarget:
     timeout = links.parse_timeout(args.timeout)
     link = src.model_copy(update={"timeout_s": timeout}) if timeout else src
     profile = _modbus_profile(site.profiles.get(dev.profile), dev.profile)
-    return ProbeTarget(dev.id, link, dev.unit, profile, dev.max_gap)
+    max_gap = dev.max_gap if args.max_gap is None else args.max_gap
+    return ProbeTarget(dev.id, link, dev.unit, profile, max_gap)
 
 
 def _adhoc_target(args: argparse.Namespace) -> ProbeTarget:
@@ -85,6 +89,8 @@ def _adhoc_target(args: argparse.Namespace) -> ProbeTarget:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
+    if args.max_gap is not None and not 0 <= args.max_gap <= MAX_GAP:
+        raise CommandError(f"--max-gap {args.max_gap}: 0..{MAX_GAP} registers")
     if args.site and not args.device:
         raise CommandError("probe SITE.yaml DEVICE: name the device to read")
     if args.site:
@@ -155,7 +161,9 @@ def register_cli(sub: Any) -> None:
     p.add_argument("--unit", type=int, default=1, help="unit id (ad hoc; default 1)")
     p.add_argument("--profile", help="profile name (ad hoc)")
     p.add_argument("--profile-dir", action="append", help="an extra profile folder")
-    p.add_argument("--max-gap", type=int, default=None, help="override the profile's max_gap")
+    p.add_argument(
+        "--max-gap", type=int, default=None, help="override the profile's (and site's) max_gap"
+    )
     p.add_argument(
         "--watch",
         type=float,

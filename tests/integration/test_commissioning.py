@@ -398,6 +398,10 @@ def test_bad_input_is_one_clear_line_and_exit_2(
         (["probe", "--tcp", "127.0.0.1:x", "--profile", "meter-test"],
          "error: --tcp '127.0.0.1:x': the port must be a number (HOST:PORT)"),
         (["scan"], "error: scan needs --serial PORT or --tcp HOST:PORT"),
+        ([*sim.adhoc("tcp", 2, "meter-test"), "--max-gap", "200"],
+         "error: --max-gap 200: 0..124 registers"),
+        (["probe", str(sim.site), "tcp-m2", "--max-gap", "-1"],
+         "error: --max-gap -1: 0..124 registers"),
         (["probe", "--serial", sim.rtu, "--baud", "9600,19200", "--profile", "meter-test"],
          "error: probe reads with one baud rate and parity (scan tries several)"),
     ]  # fmt: skip
