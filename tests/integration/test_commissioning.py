@@ -28,7 +28,7 @@ from gateway.commissioning.probe import ProbeOptions, ProbeTarget, run_probe
 from gateway.profiles.registry import ProfileRegistry
 from gateway.profiles.schema import ModbusProfile
 from tests.integration.commissioning_site import write_site
-from tests.simproc import bin_path, free_port, running_sim
+from tests.simproc import DEMO_SITE, bin_path, free_port, running_sim
 
 LINES = ("tcp", "rtu")
 VALUES = {"flow_rate": 123.5, "total": 70000, "temp": 21.5, "status": 3, "pump_on": True}
@@ -398,6 +398,8 @@ def test_bad_input_is_one_clear_line_and_exit_2(
         (["probe", "--tcp", "127.0.0.1:x", "--profile", "meter-test"],
          "error: --tcp '127.0.0.1:x': the port must be a number (HOST:PORT)"),
         (["scan"], "error: scan needs --serial PORT or --tcp HOST:PORT"),
+        (["probe", str(DEMO_SITE), "rfid-gate"],
+         "error: device 'rfid-gate' is on a serial_line source; probe reads Modbus"),
         ([*sim.adhoc("tcp", 2, "meter-test"), "--max-gap", "200"],
          "error: --max-gap 200: 0..124 registers"),
         (["probe", str(sim.site), "tcp-m2", "--max-gap", "-1"],
