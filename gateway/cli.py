@@ -164,12 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     register_profile_import(psub)
 
     from gateway.alarms_cli import register_cli as register_alarms
+    from gateway.commissioning.cli import register_cli as register_commissioning
     from gateway.patrol_cli import register_cli as register_report
     from gateway.reports.cli import register_cli as register_daily_reports
 
     register_alarms(sub)
     register_report(sub)
     register_daily_reports(sub)
+    register_commissioning(sub)
     try:
         from gateway.console.cli import register_cli as register_console
     except ImportError:  # the console's web packages not installed: the rest still works

@@ -89,6 +89,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gateway.alarms_cli",
             "gateway.patrol_cli",
             "gateway.reports.cli",
+            "gateway.commissioning",
             "gateway.grafana",
             "gateway.console",
             "gateway.devtools",

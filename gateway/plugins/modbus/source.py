@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 from collections.abc import Awaitable, Callable, Sequence
 
 from pymodbus import FramerType
@@ -91,7 +92,8 @@ class ModbusClient:
     async def connect(self) -> None:
         try:
             ok = await self._client.connect()
-        except (OSError, ModbusException) as exc:
+        except (OSError, ModbusException, termios.error) as exc:
+            # termios.error is no OSError: pyserial lets a refused tcsetattr escape.
             raise ConnectError(f"{self.cfg.id}: cannot connect: {exc}") from exc
         if not ok:
             where = (
