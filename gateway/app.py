@@ -44,7 +44,7 @@ from gateway.local_http import serve_local_http
 from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
-from gateway.patrol.engine import PatrolOutput
+from gateway.patrol.findings import PatrolOutput
 from gateway.plugins import Source, SourceContext
 from gateway.process import (
     SHUTDOWN_LIMIT_S,

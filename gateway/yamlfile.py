@@ -246,14 +246,20 @@ class _Builder:
         return value
 
 
-def _read_text(path: Path) -> str:
+def read_bounded(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``path``; a ConfigError naming the file if unreadable or too large."""
     try:
         with path.open("rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
+            raw = f.read(max_bytes + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(f"{path}: file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{path}: file is larger than {max_bytes // (1024 * 1024)} MiB")
+    return raw
+
+
+def _read_text(path: Path) -> str:
+    raw = read_bounded(path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -53,6 +53,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gateway.plugins.*.profile",
             # Pure frame and record decoding, no I/O: config models validate addresses with it.
             "gateway.plugins.*.codec",
+            "gateway.plugins.*.records",
+            "gateway.plugins.mbus.cjt188",
             "gateway.alerting",
             "gateway.alerting.config",
             "gateway.alerting.command_config",
@@ -100,6 +102,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "gateway.patrol_cli",
             "gateway.reload_cli",
             "gateway.reports.cli",
+            "gateway.commissioning",
             "gateway.grafana",
             "gateway.console",
             "gateway.devtools",
