@@ -166,8 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     from gateway.alarms_cli import register_cli as register_alarms
     from gateway.commissioning.cli import register_cli as register_commissioning
     from gateway.patrol_cli import register_cli as register_report
+    from gateway.reload_cli import register_cli as register_reload
     from gateway.reports.cli import register_cli as register_daily_reports
 
+    register_reload(sub)
     register_alarms(sub)
     register_report(sub)
     register_daily_reports(sub)

@@ -470,3 +470,24 @@ class AlarmBook:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [a.to_json_dict() for a in sorted(self.alarms.values(), key=lambda a: a.alarm_id)]
+
+    def retire(self, alarm_id: str, ts_ns: int, note: str) -> list[AlarmEvent]:
+        """The alarm's rule, limit or device left the config (a reload): back to normal, with why.
+
+        Nothing can clear, reset or unshelve it any more, so it returns to normal
+        whatever it was (latched, shelved, out of service, unacknowledged); the
+        event carries ``note`` and the alarm keeps it as its comment.
+        """
+        a = self.alarms.get(alarm_id)
+        if a is None or a.state is AlarmState.NORMAL:
+            return []
+        prev = a.state
+        a.active = a.latched_on = a.out_of_service = a.suppressed = False
+        a.shelved_until_ns = a.shelved_by = a.out_of_service_until_ns = None
+        a.acked = True
+        if a.cleared_ns is None:
+            a.cleared_ns = ts_ns
+        a.comment = note
+        out = [self._event(a, prev, "retire", ts_ns, note=note)]
+        out.extend(self._propagate(a, ts_ns))
+        return out

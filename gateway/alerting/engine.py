@@ -49,7 +49,7 @@ from gateway.alerting.rules import (
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig
 from gateway.errors import AlarmError, ConfigError
-from gateway.model import AlarmEvent, Clock, Sample
+from gateway.model import AlarmEvent, AlarmState, Clock, Sample
 from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
@@ -375,3 +375,66 @@ class AlertEngine(NoDataWatch, HealthSignals, OperatorViews):
         self._need_store()
         assert self.notifier is not None
         await self.notifier.run(poll_s)
+
+    # ------------------------------------------------------------------ reload
+
+    def reconfigure(self, site: Site) -> list[AlarmEvent]:
+        """A reloaded site (gateway/reloader.py): its rules bound to its devices, every alarm kept.
+
+        The alarm book, the store and the notifier with its queue stay as they
+        are; the checks are bound again as at a start, so an active alarm keeps
+        its detector active and a changed threshold clears or raises it on the
+        next sample. Alarms whose rule, limit, device or source left the
+        config, or whose rule no longer selects the device, return to normal
+        with a note (AlarmBook.retire). The ``alerting:`` block is not swapped.
+        """
+        fresh = AlertEngine(site, self.clock, alerting=self.cfg, state_path=":memory:")
+        old_rules = {lr.rule.id for lr in self.rules.rules}
+        for checks in self._checks.values():
+            for c in checks:
+                self.pending.difference_update(c.detectors.values())
+        for nds in self._nodata.values():
+            for nd in nds:
+                self.pending.difference_update(nd.check.detectors.values())
+        self.config = fresh.config
+        self.devices, self.rules, self._watched = fresh.devices, fresh.rules, fresh._watched
+        self._kinds_known, self._health_rules = fresh._kinds_known, fresh._health_rules
+        self._checks, self._nodata, self._point_nodata = {}, {}, set()
+        self._source_dets = {}
+        self.pending.difference_update(self._health.values())
+        self._health = {}
+        for info in self.devices.values():
+            self._bind(info)
+        for a in self.book.alarms.values():
+            if a.spec.kind == "health" and a.active:
+                self._health_detector(a.spec.alarm_id.removeprefix("gateway:")).active = True
+        now = self._now()
+        events: list[AlarmEvent] = []
+        for a in list(self.book.alarms.values()):
+            why = self._orphaned(a, old_rules)
+            if why is not None:
+                events.extend(self.book.retire(a.alarm_id, now, f"{why} (config reload)"))
+        return self._flush(events)
+
+    def _orphaned(self, a: Alarm, old_rules: set[str]) -> str | None:
+        """Why a rule alarm has nothing left to clear it after a reload (None: it has)."""
+        s = a.spec
+        if a.state is AlarmState.NORMAL or s.kind in ("health", "flood", "patrol"):
+            return None
+        rules = {lr.rule.id: lr for lr in self.rules.rules}
+        if s.rule not in rules:
+            return f"rule {s.rule!r} removed" if s.rule in old_rules else None
+        if s.device.startswith("source:"):
+            src = s.device.removeprefix("source:")
+            gone = not any(d.source == src for d in self.devices.values())
+            return f"source {src!r} removed" if gone else None
+        if s.device not in self.devices:
+            return f"device {s.device!r} removed"
+        bound = [c.lr.rule.id for c in self._checks.get(s.device, [])]
+        bound += [nd.rule.id for nd in self._nodata.get(s.device, [])]
+        if s.rule not in bound:
+            return f"rule {s.rule!r} no longer applies to {s.device!r}"
+        limits = getattr(rules[s.rule].rule, "limits", None)
+        if s.limit and isinstance(limits, dict) and s.limit not in limits:
+            return f"limit {s.limit!r} removed from rule {s.rule!r}"
+        return None
