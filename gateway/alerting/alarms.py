@@ -14,7 +14,8 @@ it inconsistent:
 A latched alarm counts as active until an operator resets it, and a reset
 is refused while the condition is still present. Every change returns
 ``AlarmEvent``s (who, what, when, on which value) for the outbox; the book
-itself does no I/O: ``dirty`` tells the store what to write.
+itself does no I/O: ``dirty`` tells the store what to write. The alarm record
+is ``alarm.py``; flood detection, a part of the book, ``flood.py``.
 
 Times. Operations take wall-clock times (the events' timestamps, also what
 is stored: ack time, shelve deadline, recent activations). Durations
@@ -35,15 +36,14 @@ from collections import deque
 from typing import Any
 
 from gateway.alerting.alarm import Alarm
-from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.config import AlertingConfig
 from gateway.alerting.detector import AlarmSpec
+from gateway.alerting.flood import FloodWatch
 from gateway.errors import AlarmError
 from gateway.model import AlarmEvent, AlarmState, Value
 
-FLOOD_ALARM = "gateway:alarm_flood"
 
-
-class AlarmBook:
+class AlarmBook(FloodWatch):
     """All alarms of the site, keyed by alarm id."""
 
     def __init__(self, cfg: AlertingConfig) -> None:
@@ -115,14 +115,6 @@ class AlarmBook:
             got = deque((t - self.offset_ns for t in a.recent), maxlen=a.recent.maxlen)
             self._recent_mono[a.alarm_id] = got
         return got
-
-    def _flood_times(self) -> deque[int]:
-        """Annunciated activations in monotonic time."""
-        if self._flood_mono is None:
-            self._flood_mono = deque(
-                (t - self.offset_ns for t in self.flood_recent), maxlen=self.flood_recent.maxlen
-            )
-        return self._flood_mono
 
     def _event(
         self,
@@ -231,49 +223,6 @@ class AlarmBook:
             self.counters["chatter_episodes"] += 1
             return True
         return False
-
-    def _flood_note(self, ts_ns: int) -> list[AlarmEvent]:
-        self._flood_times().append(ts_ns - self.offset_ns)
-        self.flood_recent.append(ts_ns)
-        n = self._flood_n(ts_ns)
-        if not self.in_flood and n > self.cfg.flood.count:
-            self.in_flood = True
-            self.counters["floods"] += 1
-            return self._flood_alarm(True, n, ts_ns)
-        return []
-
-    def _flood_n(self, ts_ns: int) -> int:
-        since = ts_ns - self.offset_ns - int(self.cfg.flood.window_s * 1e9)
-        return sum(1 for t in self._flood_times() if t > since)
-
-    def _flood_alarm(self, on: bool, n: int, ts_ns: int) -> list[AlarmEvent]:
-        spec = AlarmSpec(
-            alarm_id=FLOOD_ALARM,
-            rule="gateway",
-            kind="flood",
-            device="gateway",
-            point=None,
-            limit=None,
-            limit_value=None,
-            severity=Severity.HIGH,
-            latch=False,
-            area=None,
-            template=None,
-        )
-        minutes = self.cfg.flood.window_s / 60
-        detail = f"alarm flood: {n} alarms in {minutes:g} min"
-        if on:
-            # The flood alarm itself does not count toward the flood.
-            a = self.ensure(spec)
-            prev = a.state
-            a.active, a.acked, a.raised_ns, a.value = True, False, ts_ns, n
-            a.message = detail
-            a.activation_count += 1
-            return [self._event(a, prev, "flood_start", ts_ns, count=n)]
-        a = self.ensure(spec)
-        prev = a.state
-        a.active, a.value, a.cleared_ns = False, n, ts_ns
-        return [self._event(a, prev, "flood_end", ts_ns, count=n)]
 
     # ------------------------------------------------------------------ operator side
 

@@ -26,7 +26,8 @@ from gateway.console.mqtt_link import MqttLink, Signer
 from gateway.console.patrol_board import PatrolBoard, SitePlan
 from gateway.console.state import ConsoleState
 from gateway.console.store import ROLES, ConsoleStore
-from gateway.console.web import Console, create_app
+from gateway.console.web import create_app
+from gateway.console.web_support import Console
 from gateway.errors import ConfigError, ConsoleError
 from gateway.loader import load_site
 from gateway.model import SystemClock

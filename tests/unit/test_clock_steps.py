@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from gateway.alerting.alarms import FLOOD_ALARM, AlarmBook
+from gateway.alerting.alarms import AlarmBook
 from gateway.alerting.config import AlertingConfig
 from gateway.alerting.engine import AlertEngine
+from gateway.alerting.flood import FLOOD_ALARM
 from gateway.alerting.store import QueuedNotification
 from gateway.clockwatch import STEP_SIGNAL_S, WallStepWatch
 from gateway.model import FakeClock, Sample, ScaledClock
