@@ -26,7 +26,6 @@ DECLARATIVE: dict[str, str] = {}
 BEING_SPLIT: dict[str, str] = {
     "gateway/outbox.py": "being split on branch mqtt (the SQLite worker vs the async log)",
     "gateway/plugins/mqtt/sink.py": "being split on branch mqtt (one MQTT layer, public API)",
-    "gateway/app.py": "being split on branch reload (the coordinator vs hot reload)",
 }
 
 
