@@ -145,7 +145,7 @@ def _where(err: Any, result: RowsResult, fields: dict[str, Any]) -> str:
 
 
 def _conversion_notes(layout: Layout, result: RowsResult, options: Options) -> list[str]:
-    notes = [f"note: {c.describe()}" for c in result.conversions]
+    notes = [f"note: {line}" for line in _conversions(result)]
     if result.warning:
         notes.append(f"warning: {result.warning}")
     if Field.TABLE not in layout.columns and not any(c.table for c in result.conversions):
@@ -172,6 +172,19 @@ def _conversion_notes(layout: Layout, result: RowsResult, options: Options) -> l
     return notes
 
 
+def _conversions(result: RowsResult) -> list[str]:
+    """One line per kind of conversion of the table's numbers."""
+    lines = [c.describe() for c in result.conversions]
+    hexes = [e.number for e, _ in result.points if e.number is not None and e.number.hex]
+    if hexes:
+        n = len(hexes)
+        lines.append(
+            f"{n} address{'es' if n > 1 else ''} read as hexadecimal"
+            f" (e.g. {hexes[0].text} -> {hexes[0].value})"
+        )
+    return lines
+
+
 def _flow(data: dict[str, Any]) -> str:
     text: str = yaml.safe_dump(
         data, default_flow_style=True, sort_keys=False, allow_unicode=True, width=1 << 30
@@ -186,7 +199,7 @@ def render(sheet: Sheet, result: RowsResult, fields: dict[str, Any]) -> str:
         f"# Imported by `gateway profiles import` from {sheet.source}: {count} point"
         + ("s." if count != 1 else ".")
     ]
-    lines += [f"# {c.describe()[0].upper()}{c.describe()[1:]}." for c in result.conversions]
+    lines += [f"# {line[0].upper()}{line[1:]}." for line in _conversions(result)]
     lines.append(
         "# Each point's comment names its row in the table (and the number written there)."
     )

@@ -256,7 +256,9 @@ class RowReader:
             value = self.cell(row, fld)
             if value is None:
                 if fld is Field.ADDRESS:
-                    self.fail(row, fld, "no address")
+                    alone = sum(c is not None and text_of(c) != "" for c in row.cells) == 1
+                    hint = " (a section heading? delete the row)" if alone and e.original else ""
+                    self.fail(row, fld, f"no address{hint}")
                 continue
             try:
                 got[fld] = parse(value)
