@@ -544,3 +544,14 @@ def test_rows_past_the_limit_end_the_table_when_blank_and_are_refused_otherwise(
     ws["A4"], ws["B4"] = "C", 2
     wb.save(here / "t.xlsx")
     assert run(capsys, "t.xlsx") == (2, "", "error: t.xlsx:Sheet!4: more than 3 rows\n")
+
+
+def test_an_output_that_cannot_be_written_is_one_error(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "heat.csv").write_text(HEAT_CSV, encoding="utf-8")
+    assert run(capsys, "heat.csv", "-o", "missing/heat.yaml") == (
+        2,
+        "",
+        "error: missing/heat.yaml: cannot write: No such file or directory\n",
+    )
