@@ -403,7 +403,8 @@ class RowReader:
             return None
         if not self.word_order(e, dtype, values):
             return None
-        last = e.resolved.address + values.get("length", WORDS[dtype]) - 1
+        count = values["length"] if dtype is DataType.STRING else WORDS[dtype]
+        last = e.resolved.address + count - 1
         if last > MAX_ADDRESS:
             self.fail(e.row, Field.ADDRESS, f"a {dtype} here would run past address {MAX_ADDRESS}")
             return None

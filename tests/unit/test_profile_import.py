@@ -555,3 +555,32 @@ def test_an_output_that_cannot_be_written_is_one_error(
         "",
         "error: missing/heat.yaml: cannot write: No such file or directory\n",
     )
+
+
+MISC_CSV = (
+    "Name,Register,Type,Registers,Bit,Divisor,Value offset,Decimals,Unit,FC\n"
+    "Model,0,string,8,,,,,,3\n"
+    "Status run,8,bit,,0,,,,,3\n"
+    "Status fault,8,bit,,1,,,,,3\n"
+    "Status word,8,uint16,1,,,,,,3\n"
+    "Temperature,9,int16,1,,10,-40,1,°C,4\n"
+    "Counter,10,uint64,4,,,,,,4\n"
+)
+
+
+def test_strings_bits_divisors_offsets_and_decimals(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "misc.csv").write_text(MISC_CSV, encoding="utf-8")
+    code, out, err = run(capsys, "misc.csv", "--kind", "boiler", "--word-order", "CDAB")
+    assert code == 0, err
+    assert [ln.split("  #")[0] for ln in out.splitlines() if ln.startswith("  - ")] == [
+        "  - {name: model, table: holding_register, address: 0, type: string, length: 8}",
+        "  - {name: status_run, table: holding_register, address: 8, type: bit, bit: 0}",
+        "  - {name: status_fault, table: holding_register, address: 8, type: bit, bit: 1}",
+        "  - {name: status_word, table: holding_register, address: 8, type: uint16}",
+        "  - {name: temperature, table: input_register, address: 9, type: int16, scale: 0.1,"
+        " offset: -40.0, decimals: 1, unit: °C}",
+        "  - {name: counter, table: input_register, address: 10, type: uint64, order: CDAB}",
+    ]
+    assert_round_trip(here / "misc.yaml", out)

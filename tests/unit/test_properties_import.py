@@ -23,7 +23,7 @@ from gateway.plugins import validate_profile
 from gateway.profiles.addresses import Notation
 from gateway.profiles.importer import Imported, Options, import_sheet, import_table
 from gateway.profiles.schema import NAME_RE, Order, Table
-from gateway.profiles.table_cells import HEADINGS, Field
+from gateway.profiles.table_cells import HEADINGS, Field, heading
 from gateway.profiles.table_file import Row, Sheet
 from tests.unit.properties import PROPERTY
 
@@ -35,6 +35,21 @@ WORDS = [
     "瞬时流量", "  ", "",
 ]  # fmt: skip
 HEADING_WORDS = [h for words in HEADINGS.values() for h in words[:3]] + ["Access", "", "R/W"]
+# Cells that make sense in a column of each kind, so that rich tables import too.
+PLAUSIBLE: dict[Field, list[object]] = {
+    Field.TYPE: ["float", "REAL4", "int16", "uint32 CDAB", "bit", "bool", "string", "uint64", ""],
+    Field.ORDER: ["CDAB", "3412", "low word first", "ABCD", "byte swap", ""],
+    Field.SCALE: ["x0.1", "1/10", "0,1", 0.01, 1, ""],
+    Field.DIVISOR: [10, "100", ""],
+    Field.OFFSET: [-40, "0.5", ""],
+    Field.UNIT: ["mA", "°C", "m³/h", ""],
+    Field.TABLE: ["coil", "discrete input", "holding", "input register", "4x", "3x", ""],
+    Field.FUNCTION: ["03", "04", "1", "2", "FC03", "03/06", ""],
+    Field.DESCRIPTION: ["a note", "", "x: y # z"],
+    Field.BIT: [0, 3, 15, ""],
+    Field.LENGTH: [1, 2, 4, 8, ""],
+    Field.DECIMALS: [0, 1, 3, ""],
+}
 
 cells = st.one_of(
     st.none(),
@@ -73,7 +88,9 @@ xlsx_cells = st.one_of(st.none(), xlsx_text, st.integers(-5, 500_000), st.floats
 def tables(draw: st.DrawFn, cell: st.SearchStrategy[object] = cells) -> list[list[object]]:
     """A heading row with a name and an address column, then rows that are mostly
     plausible (so that some tables import) with garbage anywhere."""
-    extra = draw(st.lists(st.sampled_from(HEADING_WORDS) | xlsx_text, max_size=5))
+    fields = draw(st.lists(st.sampled_from(list(PLAUSIBLE)), unique=True, max_size=6))
+    extra: list[object] = [draw(st.sampled_from(HEADINGS[f][:3])) for f in fields]
+    extra += draw(st.lists(st.sampled_from(HEADING_WORDS) | xlsx_text, max_size=2))
     head: list[object] = [
         draw(st.sampled_from(HEADINGS[Field.NAME][:4])),
         draw(st.sampled_from(HEADINGS[Field.ADDRESS][:4])),
@@ -85,7 +102,10 @@ def tables(draw: st.DrawFn, cell: st.SearchStrategy[object] = cells) -> list[lis
         name = draw(st.sampled_from([f"Point {i}", f"p{i}", f"点{i}"]))
         plausible = [str(i * 4), str(40001 + i * 4), str(30001 + i * 4), f"0x{i * 4:x}", i * 4]
         address = draw(st.sampled_from(plausible))
-        rest = [draw(cell) if draw(st.integers(0, 3)) == 0 else None for _ in extra]
+        rest = [
+            draw(st.sampled_from(PLAUSIBLE.get(h[0], [None]) if (h := heading(x)) else [None]))
+            for x in extra
+        ]
         row = [name, address, *rest]
         if draw(st.integers(0, 3)) == 0:
             row[draw(st.integers(0, len(row) - 1))] = draw(cell)
@@ -93,13 +113,7 @@ def tables(draw: st.DrawFn, cell: st.SearchStrategy[object] = cells) -> list[lis
     return [head, *body]
 
 
-@PROPERTY
-@given(
-    table=tables() | st.lists(st.lists(cells, max_size=9), min_size=1, max_size=10), opts=options
-)
-def test_random_cells_give_a_profile_or_a_profile_error(
-    table: list[list[object]], opts: Options
-) -> None:
+def import_cells(table: list[list[object]], opts: Options) -> None:
     rows = [Row(f"t.csv:{i + 1}", f"line {i + 1}", tuple(r)) for i, r in enumerate(table)]
     sheet = Sheet("t.csv", rows, lambda i: str(i + 1))
     try:
@@ -108,6 +122,23 @@ def test_random_cells_give_a_profile_or_a_profile_error(
         assert exc.problems and all(isinstance(p, str) and p for p in exc.problems)
         return
     check(imported)
+
+
+# More examples: a rich table (a string with its length, bits, divisors) is a rare draw.
+@settings(PROPERTY, max_examples=400)
+@given(table=tables(), opts=options)
+def test_garbled_tables_give_a_profile_or_a_profile_error(
+    table: list[list[object]], opts: Options
+) -> None:
+    import_cells(table, opts)
+
+
+@PROPERTY
+@given(table=st.lists(st.lists(cells, max_size=9), min_size=1, max_size=10), opts=options)
+def test_random_cells_give_a_profile_or_a_profile_error(
+    table: list[list[object]], opts: Options
+) -> None:
+    import_cells(table, opts)
 
 
 @PROPERTY
