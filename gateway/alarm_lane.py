@@ -1,9 +1,10 @@
 """The MQTT alarm lane: alarm transitions on their own thread, event loop, outbox and connection.
 
-Telemetry keeps the main event loop busy (at 50,000 points/s it is more than
-half a core of polls, rules and batches), and an alarm handed along that loop
+Telemetry keeps the main event loop busy (on a large site, polls, rules and
+batches take more than half a core), and an alarm handed along that loop
 waits its turn at every step: the outbox flusher, the commit, the sink
-worker, the publish (bench: p99 130-160 ms). On the lane it does not:
+worker, the publish (docs/bench.md gives the latencies measured with and
+without the lane). On the lane it does not:
 
     main loop:  rules -> Delivery.append_alarm -> AlarmLane.append ─┐ (thread-safe hand-over)
     lane loop:  outbox (own file) -> commit -> MQTT publish (own connection) <─┘

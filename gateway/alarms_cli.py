@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import aiomqtt
 
-from gateway.alerting.alarms import Alarm
+from gateway.alerting.alarm import Alarm
 from gateway.alerting.command_gate import sign_command
 from gateway.alerting.commands import build_command, printable_json
 from gateway.alerting.engine import AlertEngine

@@ -18,27 +18,25 @@ A once-a-second tick drives everything time-based (on-delays, no-data,
 shelve expiry, escalation, overdue rounds) and turns the gateway's own
 health (sources down, sinks down, backlog, data age) into alarm signals.
 ``Gateway.run`` returns when the stop event is set (SIGINT/SIGTERM) or the
-duration is over, and closes everything it opened.
+duration is over, and closes everything it opened. SIGHUP reloads the config
+(gateway/reloader.py), restarting only the sources that changed (``SourceSet``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import faulthandler
 import gc
 import logging
-import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from gateway.alerting.config import Severity
 from gateway.alerting.engine import AlertEngine
 from gateway.clockwatch import WallStepWatch
+from gateway.command_channels import command_channels
 from gateway.config import Site
 from gateway.delivery import Delivery
 from gateway.errors import GatewayError
@@ -46,60 +44,27 @@ from gateway.local_http import serve_local_http
 from gateway.model import HEALTH_KINDS, AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox import Event
 from gateway.patrol import PatrolEngine, SqlitePatrolStore, alarms_of, resolve_patrol, to_events
-from gateway.patrol.engine import PatrolOutput
-from gateway.plugins import BoundDevice, Source, SourceContext, registry
-from gateway.plugins.base import CommandContext
+from gateway.patrol.findings import PatrolOutput
+from gateway.plugins import Source, SourceContext
+from gateway.process import (
+    SHUTDOWN_LIMIT_S,
+    ShutdownWatchdog,
+    install_signal_handlers,
+    tune_runtime,
+)
 from gateway.redact import plaintext_secret_warnings
+from gateway.reloader import Reloader
 from gateway.reports.schedule import ReportScheduler
+from gateway.self_health import alarm_values, delivery_values, device_health
+from gateway.source_set import SourceSet
 from gateway.sources.device_poll import DeviceCounters
 from gateway.storage_alarms import StorageAlarms
-from gateway.tasks import cancel_and_wait, supervise
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
-# A clean stop flushes the outbox and closes every connection in well under
-# this; past it something is stuck and systemd/an operator would wait forever.
-SHUTDOWN_LIMIT_S = 20.0
 # A source that crashed (and was restarted) holds its source-lost alarm this long.
 CRASH_SIGNAL_S = 60.0
-
-
-class ShutdownWatchdog:
-    """A thread that ends the process if shutdown hangs, after dumping every stack.
-
-    A thread, not a task: it must work even if the event loop itself is blocked.
-    Nothing is lost by the hard exit: what was not delivered is in the outbox.
-    """
-
-    def __init__(self, limit_s: float) -> None:
-        self._timer = threading.Timer(limit_s, self._fire)
-        self._timer.daemon = True
-        self.limit_s = limit_s
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def start(self) -> None:
-        if not self._timer.is_alive():
-            self._loop = asyncio.get_running_loop()
-            self._timer.start()
-
-    def _dump_tasks(self, done: threading.Event) -> None:
-        for task in asyncio.all_tasks():
-            print(f"task {task.get_name()}: {task!r}", file=sys.stderr)
-            task.print_stack(file=sys.stderr)
-        done.set()
-
-    def _fire(self) -> None:
-        log.error("shutdown did not finish in %g s; stacks follow, exiting", self.limit_s)
-        if self._loop is not None and not self._loop.is_closed():
-            # The loop is usually idle in a hang: ask it for its tasks' stacks.
-            done = threading.Event()
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._dump_tasks, done)
-                done.wait(2.0)
-        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
-        sys.stderr.flush()
-        os._exit(3)
-
 
 TICK_S = 1.0
 # Samples the pipeline handles back to back before it yields to the event loop.
@@ -127,37 +92,24 @@ class Gateway:
         self.out = out or sys.stdout
         cfg = site.config
         self.queue: asyncio.Queue[Sample] = asyncio.Queue(maxsize=cfg.pipeline.queue_size)
-        self.sources: list[Source] = []
-        # Sources whose devices are patrol readers (their garbage and floods are findings).
-        self._patrol_readers: list[Source] = []
-        # Sources that poll devices by unit on an interval (the /healthz poll-stall check).
-        self.polled_sources: list[Source] = []
         self.samples_out = 0
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
         self.clock_watch = WallStepWatch(self.clock)
         # source id -> (monotonic time, error) of its last crash: a source-lost alarm.
         self._source_crashes: dict[str, tuple[float, str]] = {}
-        self._device_tags = {d.id: dict(d.tags) for d in cfg.devices}
+        self.set_device_tags()
         # Plugins are looked up here, at wiring time; samples never go through the registry.
-        plugins = registry()
         ctx = SourceContext(emit=self._emit, clock=self.clock, site_tags={"site": cfg.site})
-        units: dict[str, dict[str, str]] = {}
-        for src in cfg.sources:
-            devs = site.devices_of(src.id)
-            if not devs:
-                continue
-            bound = [BoundDevice(d, site.device_profiles[d.id]) for d in devs]
-            units.update({d.id: site.device_profiles[d.id].point_units() for d in devs})
-            plugin = plugins.source(src.type)
-            source = plugin.make(src, bound, ctx)
-            self.sources.append(source)
-            if plugin.patrol_reader:
-                self._patrol_readers.append(source)
-            if plugin.unit_addressed:
-                self.polled_sources.append(source)
+        self.source_set = SourceSet(ctx, self.clock, on_crash=self._crashed)
+        self.source_set.build(site)
+        # Live lists, updated in place when a reload restarts sources.
+        self.sources: list[Source] = self.source_set.sources
+        self._patrol_readers: list[Source] = self.source_set.patrol_readers
+        self.polled_sources: list[Source] = self.source_set.polled
         # State files live beside the outbox unless told otherwise.
         self.state_dir = state_dir or Path(cfg.outbox.path).parent
+        units = self.source_set.units
         self.delivery = Delivery.from_config(cfg, self.clock, units=units, stdout=self.out)
         self.alerts: AlertEngine | None = None
         if cfg.rules or cfg.alerting is not None:
@@ -174,6 +126,7 @@ class Gateway:
         if patrol_cfg is not None:
             store = SqlitePatrolStore(self.state_dir / "patrol-state.sqlite")
             self.patrol = PatrolEngine(patrol_cfg, self.clock, store)
+        self.reloader = Reloader(self, patrol_cfg)
         self.reports: ReportScheduler | None = None
         if cfg.reports is not None:
             self.reports = ReportScheduler(site, self.clock, self.delivery.append_event)
@@ -325,27 +278,7 @@ class Gateway:
         now = self.clock.now_ns()
         tags = {"site": self.site.config.site}
         for dev_id, c in self.device_counters().items():
-            yield (
-                Sample(
-                    device=dev_id,
-                    kind="device_health",
-                    ts_ns=now,
-                    values={
-                        "polls": c.polls,
-                        "good_polls": c.good_polls,
-                        "timeouts": c.timeouts,
-                        "exceptions": c.exceptions,
-                        "frame_errors": c.frame_errors,
-                        "connect_errors": c.connect_errors,
-                        "decode_errors": c.decode_errors,
-                        "overruns": c.overruns,
-                        "consecutive_failures": c.consecutive_failures,
-                        "latency_ms": round(c.last_latency_s * 1000, 3),
-                        "online": c.consecutive_failures == 0 and c.polls > 0,
-                    },
-                    tags={**tags, **self._device_tags.get(dev_id, {})},
-                )
-            )
+            yield device_health(dev_id, c, now, {**tags, **self._device_tags.get(dev_id, {})})
         values: dict[str, float | int | bool | str] = {
             "samples": self.samples_out,
             "queue_depth": self.queue.qsize(),
@@ -354,22 +287,9 @@ class Gateway:
             "clock_steps": self.clock_watch.steps,
             "clock_step_last_s": round(self.clock_watch.last_step_s, 3),
         }
-        stats = self.delivery.stats()
-        if stats.outbox is not None:
-            values["outbox_rows"] = stats.outbox.rows
-            values["outbox_bytes"] = stats.outbox.bytes
-            values["evictions"] = stats.outbox.evicted
-            values["outbox_quarantined"] = stats.outbox.quarantined
-            values["outbox_disk_full"] = stats.outbox.disk_full is not None
-            for name, b in stats.outbox.sinks.items():
-                values[f"backlog_{name}"] = b.backlog
-                values[f"oldest_age_s_{name}"] = round(b.oldest_age_s, 3)
-        for name, st in stats.sinks.items():
-            values[f"connected_{name}"] = st.connected
+        values.update(delivery_values(self.delivery.stats()))
         if self.alerts is not None:
-            for k, v in self.alerts.counters().items():
-                if isinstance(v, int | float | bool):
-                    values[f"alarm_{k}"] = v
+            values.update(alarm_values(self.alerts.counters()))
         self._max_age_s = 0.0
         self._max_lag_s = 0.0
         yield Sample(device="gateway", kind="gateway_health", ts_ns=now, values=values, tags=tags)
@@ -383,12 +303,13 @@ class Gateway:
                 if i % PIPELINE_RUN == 0:
                     await asyncio.sleep(0)  # a large site: thousands, not in one go
 
-    def _crashed(self, source_id: str) -> Callable[[BaseException], None]:
-        def note(exc: BaseException) -> None:
-            why = f"{type(exc).__name__}: {exc}"
-            self._source_crashes[source_id] = (self.clock.monotonic(), why)
+    def _crashed(self, source_id: str, exc: BaseException) -> None:
+        why = f"{type(exc).__name__}: {exc}"
+        self._source_crashes[source_id] = (self.clock.monotonic(), why)
 
-        return note
+    def set_device_tags(self) -> None:
+        """Each device's tags, for its health samples (at start and after a reload)."""
+        self._device_tags = {d.id: dict(d.tags) for d in self.site.config.devices}
 
     def _health_signals(self) -> list[tuple[str, bool, str]]:
         """(signal, ok, detail) for every health alarm the gateway raises on itself."""
@@ -411,6 +332,7 @@ class Gateway:
         out += self.storage.signals(stats, self.patrol)
         if self.reports is not None:
             out.append(self.reports.signal())
+        out.append(self.reloader.signal())
         return out
 
     def _check_clock(self) -> None:
@@ -469,6 +391,8 @@ class Gateway:
 
         if self.alerts is None:
             return {"ok": False, "error": "alerting is not configured on this gateway"}
+        if (reload_reply := self.reloader.command(payload, actor)) is not None:
+            return reload_reply
         try:
             events, reply = self.alerts.command(payload, actor)
         except (CommandError, AlarmError) as exc:
@@ -495,8 +419,9 @@ class Gateway:
                 # A clean stop checkpoints its WAL: one self-contained file is left.
                 stack.callback(self.patrol.store.close)
             self._append_alarms(self.storage.opened(self.delivery, self.patrol))
-            for s in self.sources:
-                await stack.enter_async_context(s)
+            stack.push_async_callback(self.source_set.stop)
+            await self.source_set.start()
+            self.reloader.write_pid()
             if self.freeze_gc:
                 # What start-up built lives as long as the process (profiles,
                 # rules, the alarm book): keep it out of the cyclic collector,
@@ -506,13 +431,7 @@ class Gateway:
                 gc.freeze()
             try:
                 async with asyncio.TaskGroup() as tg:
-                    tasks = [
-                        tg.create_task(
-                            supervise(f"source {s.cfg.id}", s.run, on_crash=self._crashed(s.cfg.id))
-                        )
-                        for s in self.sources
-                    ]
-                    tasks.append(tg.create_task(self._pipeline()))
+                    tasks = [tg.create_task(self._pipeline())]
                     tasks.append(tg.create_task(self._health()))
                     tasks.append(tg.create_task(self._ticker()))
                     tasks.append(tg.create_task(self._lag_probe()))
@@ -529,10 +448,11 @@ class Gateway:
                         await asyncio.wait_for(stop.wait(), timeout=duration)
                     if self.shutdown_watchdog is not None:
                         self.shutdown_watchdog.start()
-                    # Sources first, then let the pipeline drain what they read.
-                    await cancel_and_wait(tasks[: len(self.sources)])
+                    # No reload from now on; then sources, then let the pipeline drain.
+                    await self.reloader.stop()
+                    await self.source_set.stop()
                     await self._drain()
-                    await cancel_and_wait(tasks[len(self.sources) :])
+                    await cancel_and_wait(tasks)
             except* asyncio.CancelledError:
                 pass
             await self.delivery.flush()
@@ -545,66 +465,20 @@ class Gateway:
 
     def _extra_tasks(self) -> list[Any]:
         """The sinks' command channels (MQTT's), when alerting and commands are on."""
-        commands = self.site.config.commands
-        if self.alerts is None or not commands.enabled:
+        if self.alerts is None:
             return []
-        sinks = registry().sinks
-        channels = [
-            (sinks[name], cfg)
-            for name, cfg in self.site.config.sinks.configured().items()
-            if sinks[name].commands is not None
-        ]
-        if not channels:
-            return []
-        from gateway.alerting.command_gate import CommandGate
-
-        # Senders stamp commands with real time: freshness is judged on the real clock,
-        # also when the gateway runs on simulated time (--sim-clock-start).
-        gate = CommandGate(
-            commands, SystemClock(), self.state_dir / "command-replay.sqlite", self.site.config.site
-        )
-        ctx = CommandContext(self.site.config.site, self.handle_command, gate)
-        return [p.make_command_channel(cfg, ctx) for p, cfg in channels]
-
-
-def install_signal_handlers(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGINT/SIGTERM set ``stop``; returns a function that removes the handlers."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    def remove() -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-
-    return remove
-
-
-# The interpreter settings of the gateway process (see tune_runtime).
-SWITCH_INTERVAL_S = 0.001
-GC_GEN0_THRESHOLD = 10_000
-
-
-def tune_runtime() -> None:
-    """Process-wide interpreter settings for the daemon (not for a library user).
-
-    - GIL switch interval 1 ms (default 5 ms): the outbox thread releases the
-      GIL around every SQLite call and waits up to the interval to get it back
-      while the event loop is busy, so a commit of 6 statements could take
-      30 ms and an alarm waited for it (bench: 100 ms commits at 50,000
-      points/s).
-    - Young-generation GC threshold 10,000 (default 700): samples, records and
-      futures are allocated by the thousand a second and freed by reference
-      counting; collecting every 700 allocations mostly walks live objects.
-    """
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+        return command_channels(self.site.config, self.state_dir, self.handle_command)
 
 
 async def run_site(site: Site, duration: float | None = None, clock: Clock | None = None) -> int:
     stop = asyncio.Event()
-    remove = install_signal_handlers(stop)
+    gw: Gateway | None = None
+
+    def reload() -> None:
+        if gw is not None and not stop.is_set():
+            gw.reloader.request()
+
+    remove = install_signal_handlers(stop, reload)
     try:
         tune_runtime()
         gw = Gateway(site, clock)

@@ -62,7 +62,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     for warning in plaintext_secret_warnings(cfg):
         print(f"warning: {warning}", file=sys.stderr)
     if cfg.rules:
-        from gateway.alerting.rules import load_rules, suppression_warnings
+        from gateway.alerting.rules import load_rules
+        from gateway.alerting.suppression import suppression_warnings
 
         # Valid but risky: reported, not refused (exit code stays 0).
         for line in suppression_warnings(load_rules([site.path.parent / r for r in cfg.rules])):
@@ -163,12 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
     register_profile_import(psub)
 
     from gateway.alarms_cli import register_cli as register_alarms
+    from gateway.commissioning.cli import register_cli as register_commissioning
     from gateway.patrol_cli import register_cli as register_report
+    from gateway.reload_cli import register_cli as register_reload
     from gateway.reports.cli import register_cli as register_daily_reports
 
+    register_reload(sub)
     register_alarms(sub)
     register_report(sub)
     register_daily_reports(sub)
+    register_commissioning(sub)
     try:
         from gateway.console.cli import register_cli as register_console
     except ImportError:  # the console's web packages not installed: the rest still works

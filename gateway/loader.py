@@ -70,8 +70,14 @@ def _cross_check(
             continue
         prof = registry.get(dev.profile)
         resolved[dev.id] = prof
+        computed = {c.name for c in getattr(prof, "computed", ())}
         for pname in dev.sim:
-            if pname not in prof.point_names():
+            if pname in computed:
+                problems.append(
+                    f"{at('sim')}: device {dev.id!r}: sim: point {pname!r} is computed;"
+                    " simulate the points it is computed from"
+                )
+            elif pname not in prof.point_names():
                 problems.append(f"{at('sim')}: device {dev.id!r}: sim: unknown point {pname!r}")
         if src is None:
             continue
@@ -82,6 +88,7 @@ def _cross_check(
                 f" {prof.protocol} but source {src.id!r} is {src.type}"
             )
             continue
+        problems.extend(f"{at('profile')}: {why}" for why in src.check_profile(dev.id, prof))
         if plugin.one_device:
             if src.id in serial_users:
                 problems.append(

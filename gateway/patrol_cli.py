@@ -9,7 +9,8 @@ from typing import Any
 
 from gateway.loader import load_site
 from gateway.patrol.config import PatrolConfig, resolve_patrol
-from gateway.patrol.report import ReportError, build_patrol_report, influx_query, site_influx
+from gateway.patrol.influxql import ReportError, influx_query, site_influx
+from gateway.patrol.report import build_patrol_report
 
 __all__ = ["cmd_report_patrol", "register_cli"]
 

@@ -32,123 +32,15 @@ from __future__ import annotations
 
 import fnmatch
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.alerting.checks import AlarmSpec
+from gateway.alerting.alarm import Alarm
 from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.detector import AlarmSpec
 from gateway.errors import AlarmError
 from gateway.model import AlarmEvent, AlarmState, Value
 
 FLOOD_ALARM = "gateway:alarm_flood"
-
-
-@dataclass
-class Alarm:
-    """One alarm: its identity (spec) and its live facts."""
-
-    spec: AlarmSpec
-    active: bool = False
-    latched_on: bool = False
-    acked: bool = True
-    shelved_until_ns: int | None = None
-    shelved_by: str | None = None
-    out_of_service: bool = False
-    # When an out-of-service alarm returns to service by itself (None: only by command).
-    out_of_service_until_ns: int | None = None
-    suppressed: bool = False
-    value: Value | None = None
-    message: str = ""
-    raised_ns: int | None = None
-    cleared_ns: int | None = None
-    acked_ns: int | None = None
-    acked_by: str | None = None
-    changed_ns: int = 0
-    activation_count: int = 0
-    chattering: bool = False
-    chatter_count: int = 0
-    # Recent activation times for chatter detection, bounded by the chatter count.
-    recent: deque[int] = field(default_factory=lambda: deque(maxlen=64))
-    comment: str | None = None
-
-    @property
-    def alarm_id(self) -> str:
-        return self.spec.alarm_id
-
-    @property
-    def on(self) -> bool:
-        return self.active or self.latched_on
-
-    @property
-    def state(self) -> AlarmState:
-        if self.out_of_service:
-            return AlarmState.OUT_OF_SERVICE
-        if self.shelved_until_ns is not None:
-            return AlarmState.SHELVED
-        if self.suppressed:
-            return AlarmState.SUPPRESSED
-        if self.on:
-            return AlarmState.ACKED if self.acked else AlarmState.UNACKED
-        return AlarmState.NORMAL if self.acked else AlarmState.RTN_UNACKED
-
-    def to_json_dict(self) -> dict[str, Any]:
-        s = self.spec
-        return {
-            "spec": {
-                "alarm_id": s.alarm_id,
-                "rule": s.rule,
-                "kind": s.kind,
-                "device": s.device,
-                "point": s.point,
-                "limit": s.limit,
-                "limit_value": s.limit_value,
-                "severity": str(s.severity),
-                "latch": s.latch,
-                "area": s.area,
-                "template": s.template,
-                "inhibited_by": list(s.inhibited_by),
-                "unit": s.unit,
-            },
-            "active": self.active,
-            "latched_on": self.latched_on,
-            "acked": self.acked,
-            "shelved_until_ns": self.shelved_until_ns,
-            "shelved_by": self.shelved_by,
-            "out_of_service": self.out_of_service,
-            "out_of_service_until_ns": self.out_of_service_until_ns,
-            "suppressed": self.suppressed,
-            "value": self.value,
-            "message": self.message,
-            "raised_ns": self.raised_ns,
-            "cleared_ns": self.cleared_ns,
-            "acked_ns": self.acked_ns,
-            "acked_by": self.acked_by,
-            "changed_ns": self.changed_ns,
-            "activation_count": self.activation_count,
-            "chattering": self.chattering,
-            "chatter_count": self.chatter_count,
-            "recent": list(self.recent),
-            "comment": self.comment,
-            "state": str(self.state),
-        }
-
-    @classmethod
-    def from_json_dict(cls, d: dict[str, Any]) -> Alarm:
-        s = dict(d["spec"])
-        s["severity"] = Severity(s["severity"])
-        s["inhibited_by"] = tuple(s.get("inhibited_by", ()))
-        spec = AlarmSpec(**s)
-        a = cls(spec=spec)
-        for key in (
-            "active", "latched_on", "acked", "shelved_until_ns", "shelved_by", "out_of_service",
-            "suppressed", "value", "message", "raised_ns", "cleared_ns", "acked_ns", "acked_by",
-            "changed_ns", "activation_count", "chattering", "chatter_count", "comment",
-            "out_of_service_until_ns",
-        ):  # fmt: skip
-            if key in d:
-                setattr(a, key, d[key])
-        a.recent = deque(d.get("recent", []), maxlen=64)
-        return a
 
 
 class AlarmBook:
@@ -245,38 +137,7 @@ class AlarmBook:
         self._track(a)
         a.changed_ns = ts_ns
         self.dirty.add(a.alarm_id)
-        s = a.spec
-        ex: dict[str, Any] = {"kind": s.kind}
-        if s.limit:
-            ex["limit"] = s.limit
-            ex["limit_value"] = s.limit_value
-        if a.chattering:
-            ex["chattering"] = True
-        if a.shelved_until_ns is not None:
-            ex["shelved_until_ns"] = a.shelved_until_ns
-        ex["activations"] = a.activation_count
-        if a.raised_ns is not None:
-            # A console that sees only the retained last transition still shows its age.
-            ex["raised_ns"] = a.raised_ns
-        ex.update(extra)
-        return AlarmEvent(
-            alarm_id=a.alarm_id,
-            ts_ns=ts_ns,
-            state=a.state,
-            previous=previous,
-            action=action,
-            severity=str(s.severity),
-            device=s.device,
-            point=s.point,
-            rule=s.rule,
-            message=a.message,
-            value=a.value,
-            actor=actor,
-            active=a.on,
-            latched=a.latched_on,
-            area=s.area,
-            extra=ex,
-        )
+        return a.event(previous, action, ts_ns, actor, **extra)
 
     def _inhibited(self, a: Alarm) -> bool:
         pats = a.spec.inhibited_by
@@ -609,3 +470,24 @@ class AlarmBook:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [a.to_json_dict() for a in sorted(self.alarms.values(), key=lambda a: a.alarm_id)]
+
+    def retire(self, alarm_id: str, ts_ns: int, note: str) -> list[AlarmEvent]:
+        """The alarm's rule, limit or device left the config (a reload): back to normal, with why.
+
+        Nothing can clear, reset or unshelve it any more, so it returns to normal
+        whatever it was (latched, shelved, out of service, unacknowledged); the
+        event carries ``note`` and the alarm keeps it as its comment.
+        """
+        a = self.alarms.get(alarm_id)
+        if a is None or a.state is AlarmState.NORMAL:
+            return []
+        prev = a.state
+        a.active = a.latched_on = a.out_of_service = a.suppressed = False
+        a.shelved_until_ns = a.shelved_by = a.out_of_service_until_ns = None
+        a.acked = True
+        if a.cleared_ns is None:
+            a.cleared_ns = ts_ns
+        a.comment = note
+        out = [self._event(a, prev, "retire", ts_ns, note=note)]
+        out.extend(self._propagate(a, ts_ns))
+        return out

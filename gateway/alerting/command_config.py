@@ -13,7 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-CommandName = Literal["ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list"]
+CommandName = Literal[
+    "ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list", "reload"
+]  # fmt: skip
+# What a user may do unless ``allow`` says otherwise: every alarm command. ``reload``
+# (re-read the site's config) must be named in ``allow``.
 ALL_COMMANDS: tuple[CommandName, ...] = (
     "ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list",
 )  # fmt: skip

@@ -137,6 +137,8 @@ class CommandGate:
     def _verify(self, data: dict[str, Any], c: AnyCommand) -> tuple[str | None, str]:
         """The verified user (None when unsigned and allowed) and the channel to record."""
         if c.sig is None:
+            if c.cmd == "reload":
+                raise CommandRefused("reload must be signed by a user whose allow names it")
             if not self.cfg.allow_unsigned:
                 raise CommandRefused(
                     "unsigned commands are not accepted on this site: sign with your key"

@@ -195,12 +195,23 @@ class ListCmd(_Cmd):
     all: bool = False
 
 
+class ReloadCmd(_Cmd):
+    """Read the site again and apply what changed (gateway/reloader.py): a gateway command,
+    signed only, by a user whose ``allow`` names it (command_gate)."""
+
+    cmd: Literal["reload"]
+
+
 Command = Annotated[
-    AckCmd | ShelveCmd | UnshelveCmd | ResetCmd | OutOfServiceCmd | InServiceCmd | ListCmd,
+    AckCmd | ShelveCmd | UnshelveCmd | ResetCmd | OutOfServiceCmd | InServiceCmd | ListCmd
+    | ReloadCmd,
     Field(discriminator="cmd"),
-]
-AnyCommand = AckCmd | ShelveCmd | UnshelveCmd | ResetCmd | OutOfServiceCmd | InServiceCmd | ListCmd
-COMMANDS = ("ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list")
+]  # fmt: skip
+AnyCommand = (
+    AckCmd | ShelveCmd | UnshelveCmd | ResetCmd | OutOfServiceCmd | InServiceCmd | ListCmd
+    | ReloadCmd
+)  # fmt: skip
+COMMANDS = ("ack", "shelve", "unshelve", "reset", "out_of_service", "in_service", "list", "reload")
 _ADAPTER: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 
 

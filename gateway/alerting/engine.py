@@ -11,48 +11,36 @@ journal (the transitions until the outbox has them, ``unpublished``) are
 written to SQLite in the same transaction, so a restart neither forgets,
 repeats nor leaves a saved transition unpublished.
 
+The engine keeps binding and dispatch; its other parts are mixins in
+modules of their own (see ``parts.py``): the no-data detectors
+(``nodata.py``), health and external alarms (``health.py``), the state
+journal (``journal.py``), operator commands and views (``operator.py``).
+
 Durations (delays, no-data silence, shelving, chatter and flood windows) run
 on the clock's monotonic ``mono_ns``; events carry wall-clock timestamps.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
-from gateway.alerting.alarms import Alarm, AlarmBook
-from gateway.alerting.checks import (
-    AlarmSpec,
-    Change,
-    Check,
-    Detector,
-    DeviceInfo,
-    build_check,
-    selects,
-)
-from gateway.alerting.commands import (
-    AckCmd,
-    InServiceCmd,
-    ListCmd,
-    OutOfServiceCmd,
-    ResetCmd,
-    ShelveCmd,
-    UnshelveCmd,
-    actor_of,
-    parse_command,
-)
-from gateway.alerting.config import AlertingConfig, Severity
-from gateway.alerting.notify import Notifier, Publish, SentHook
+from gateway.alerting.alarm import Alarm
+from gateway.alerting.alarms import AlarmBook
+from gateway.alerting.channels import Publish
+from gateway.alerting.checks import Check, DeviceInfo, build_check, selects
+from gateway.alerting.config import AlertingConfig
+from gateway.alerting.detector import Change, Detector
+from gateway.alerting.health import HealthSignals
+from gateway.alerting.nodata import NoDataWatch, _NoData
+from gateway.alerting.notify import Notifier, SentHook
+from gateway.alerting.operator import OperatorViews
 from gateway.alerting.rules import (
     DeviationRule,
     HealthRule,
-    LoadedRule,
     NoDataRule,
     RuleSet,
     check_against_devices,
@@ -60,46 +48,14 @@ from gateway.alerting.rules import (
 )
 from gateway.alerting.store import AlertStore
 from gateway.config import Site, SiteConfig
-from gateway.crashpoints import crash_point
-from gateway.disk_space import is_disk_full
 from gateway.errors import AlarmError, ConfigError
 from gateway.model import AlarmEvent, AlarmState, Clock, Sample
 from gateway.reports.gasplan import with_shedding_advice
 
 log = logging.getLogger(__name__)
-DEFAULT_INTERVAL_S = 60.0
 
 
-class _NoData:
-    """One no_data rule on one device: silence of the device, or of named points."""
-
-    def __init__(
-        self, lr: LoadedRule, info: DeviceInfo, pending: set[Detector], check: Check
-    ) -> None:
-        assert isinstance(lr.rule, NoDataRule)
-        self.lr = lr
-        self.rule: NoDataRule = lr.rule
-        self.info = info
-        self.check = check
-        timeout = self.rule.timeout_s
-        if timeout is None:
-            timeout = self.rule.missed_polls * (info.interval_s or DEFAULT_INTERVAL_S)
-        self.timeout_ns = int(timeout * 1e9)
-        self.pending = pending
-        self.inhibit: tuple[str, ...] = ()
-        if info.source:
-            self.inhibit = (f"{self.rule.id}:source:{info.source}", f"gateway:source:{info.source}")
-
-    def detector(self, point: str | None) -> Detector:
-        key = f"{self.rule.id}:{self.info.device}" + (f":{point}" if point else "")
-        det = self.check.detectors.get(key)
-        if det is None:
-            det = self.check.detector(key, point)
-            det.spec.inhibited_by = det.spec.inhibited_by + self.inhibit
-        return det
-
-
-class AlertEngine:
+class AlertEngine(NoDataWatch, HealthSignals, OperatorViews):
     """Rules, alarm book, state store and notifier for one site.
 
     ``site`` is a loaded ``Site`` (preferred: it knows each device's profile
@@ -412,368 +368,6 @@ class AlertEngine:
             self.notifier.wall_stepped(step_ns)
         self._flush([])
 
-    def _nodata_eval(self, mono: int) -> list[Change]:
-        changes: list[Change] = []
-        for dev, nds in self._nodata.items():
-            for nd in nds:
-                if not nd.rule.points:
-                    last = self.last_seen.get(dev, self._started_mono)
-                    self._nodata_feed(nd, None, f"{nd.rule.id}:{dev}", mono, last, changes)
-                    continue
-                for p in nd.rule.points:
-                    last = self.last_point.get((dev, p), self._started_mono)
-                    self._nodata_feed(nd, p, f"{nd.rule.id}:{dev}:{p}", mono, last, changes)
-        return changes
-
-    def _nodata_feed(
-        self, nd: _NoData, point: str | None, key: str, mono: int, last: int, changes: list[Change]
-    ) -> None:
-        silent = mono - last > nd.timeout_ns
-        det = nd.detector(point) if silent else nd.check.detectors.get(key)
-        if det is not None:
-            nd.check.emit(det, silent, mono, round((mono - last) / 1e9), changes)
-
-    def _source_eval(self, now: int, mono: int) -> list[AlarmEvent]:
-        """A source whose every selected device is silent gets one alarm that suppresses theirs.
-
-        ``now`` is the wall time for the events, ``mono`` the monotonic time for the silence.
-        """
-        by_source: dict[tuple[str, str], list[bool]] = {}
-        rules: dict[str, NoDataRule] = {}
-        for nds in self._nodata.values():
-            for nd in nds:
-                if not nd.rule.source_alarm or not nd.info.source or nd.rule.points:
-                    continue
-                last = self.last_seen.get(nd.info.device, self._started_mono)
-                silent = mono - last > nd.timeout_ns
-                by_source.setdefault((nd.rule.id, nd.info.source), []).append(silent)
-                rules[nd.rule.id] = nd.rule
-        events: list[AlarmEvent] = []
-        for (rule_id, src), flags in by_source.items():
-            rule = rules[rule_id]
-            raw = len(flags) >= rule.source_min_devices and all(flags)
-            key = (rule_id, src)
-            det = self._source_dets.get(key)
-            if det is None:
-                if not raw:
-                    continue
-                spec = AlarmSpec(
-                    alarm_id=f"{rule_id}:source:{src}",
-                    rule=rule_id,
-                    kind="no_data",
-                    device=f"source:{src}",
-                    point=None,
-                    limit=None,
-                    limit_value=None,
-                    severity=rule.severity,
-                    latch=False,
-                    area=rule.area,
-                    template=None,
-                )
-                det = Detector(spec, 0.0, 0.0)
-                stored = self.book.alarms.get(spec.alarm_id)
-                det.active = bool(stored and stored.active)
-                self._source_dets[key] = det
-            if raw != det.active:
-                if not raw:
-                    # The line is back: give each device behind it a fresh timeout to answer
-                    # and clear their silence while still suppressed, instead of presenting
-                    # every one of them the moment the source alarm stops suppressing them.
-                    for nds in self._nodata.values():
-                        for nd in nds:
-                            if nd.info.source != src or nd.rule.id != rule_id:
-                                continue
-                            dev = nd.info.device
-                            self.last_seen[dev] = max(self.last_seen.get(dev, 0), mono)
-                            for d in nd.check.detectors.values():
-                                if d.active and d.spec.point is None:
-                                    d.active, d.since_ns = False, None
-                                    self.pending.discard(d)
-                                    events.extend(self.book.set_active(d.spec, False, 0, now))
-                det.active = raw
-                det.last_value = len(flags)
-                events.extend(
-                    self.book.set_active(
-                        det.spec, raw, len(flags), now, f"all {len(flags)} devices silent"
-                    )
-                )
-        return events
-
-    # ------------------------------------------------------------------ health
-
-    def _health_detector(self, name: str, severity: Severity | None = None) -> Detector:
-        det = self._health.get(name)
-        if det is None:
-            rule: HealthRule | None = None
-            for lr in self._health_rules:
-                assert isinstance(lr.rule, HealthRule)
-                if lr.rule.enabled and any(fnmatch.fnmatchcase(name, p) for p in lr.rule.signals):
-                    rule = lr.rule
-                    break
-            spec = AlarmSpec(
-                alarm_id=f"gateway:{name}",
-                rule=rule.id if rule else "gateway",
-                kind="health",
-                device="gateway",
-                point=name,
-                limit=None,
-                limit_value=None,
-                severity=rule.severity if rule else severity or self.cfg.health_severity,
-                latch=False,
-                area=rule.area if rule else None,
-                template=rule.message if rule else None,
-            )
-            det = Detector(
-                spec, rule.on_delay_s if rule else 0.0, rule.off_delay_s if rule else 0.0
-            )
-            self._health[name] = det
-        return det
-
-    def _real_ns(self) -> int:
-        # Microseconds: a float of seconds does not hold nanoseconds exactly.
-        return round(self.clock.monotonic() * 1e6) * 1000
-
-    def health(
-        self, name: str, ok: bool, detail: str, severity: Severity | None = None
-    ) -> list[AlarmEvent]:
-        """A gateway health signal (``sink:mqtt``, ``outbox:backlog``, ``source:rtu-1``...).
-
-        Its delays are real durations (the real monotonic clock, also in a replay).
-        ``severity`` applies when no health rule names the signal (default: the site's).
-        """
-        det = self._health_detector(name, severity)
-        now = self._now()
-        new = det.feed(not ok, self._real_ns(), detail)
-        if det.since_ns is None:
-            self.pending.discard(det)
-        else:
-            self.pending.add(det)
-        if new is None:
-            return []
-        events = self.book.set_active(det.spec, new, detail, now, detail)
-        return self._flush(events)
-
-    def external(
-        self,
-        alarm_id: str,
-        active: bool,
-        *,
-        severity: str,
-        device: str,
-        message: str,
-        rule: str,
-        kind: str = "external",
-        point: str | None = None,
-        area: str | None = None,
-        ts_ns: int | None = None,
-    ) -> list[AlarmEvent]:
-        """An alarm decided outside the rule engine (the patrol check), in the same book.
-
-        ``active`` True raises it, False clears it; a one-off finding is raised
-        and cleared at once, so it waits return-to-normal-unacknowledged for an
-        operator. Persisted, notified, escalated like any other alarm. A clear
-        keeps the rule and severity the alarm was raised with: they are its
-        identity (InfluxDB tags, the retained state), not the clearing caller's.
-        """
-        known = self.book.alarms.get(alarm_id)
-        if not active and known is not None and known.on:
-            rule, severity = known.spec.rule, str(known.spec.severity)
-        spec = AlarmSpec(
-            alarm_id=alarm_id,
-            rule=rule,
-            kind=kind,
-            device=device,
-            point=point,
-            limit=None,
-            limit_value=None,
-            severity=Severity(severity),
-            latch=False,
-            area=area,
-            template="{detail}",
-        )
-        now = self._now()
-        if ts_ns is not None:
-            now = ts_ns
-        return self._flush(self.book.set_active(spec, active, None, now, message))
-
-    def _notifier_health(self, name: str, ok: bool, detail: str) -> None:
-        events = self.health(name, ok, detail)
-        if not events:
-            return
-        if self.emit is not None:
-            self.emit(events)
-        else:
-            self._later.extend(events)
-
-    def drain_events(self) -> list[AlarmEvent]:
-        """Events made outside a call (notifier health) when no ``emit`` hook is set."""
-        out, self._later = self._later, []
-        return out
-
-    # ------------------------------------------------------------------ commands
-
-    def command(
-        self, cmd: dict[str, Any] | str | bytes, actor: str
-    ) -> tuple[list[AlarmEvent], dict[str, Any]]:
-        """Apply an operator command; CommandError / AlarmError leave everything unchanged."""
-        c = parse_command(cmd)
-        self._need_store()
-        who = actor_of(c, actor)
-        now = self._now()
-        reply: dict[str, Any] = {"ok": True, "cmd": c.cmd, "request_id": c.request_id}
-        if isinstance(c, ListCmd):
-            reply["alarms"] = [
-                self.describe(a)
-                for a in sorted(self.book.alarms.values(), key=lambda a: a.alarm_id)
-                if c.all or a.state is not AlarmState.NORMAL
-            ]
-            return [], reply
-        b = self.book
-        if isinstance(c, AckCmd):
-            events = b.ack(c.alarm_id, who, now, c.comment)
-        elif isinstance(c, ShelveCmd):
-            events = b.shelve(c.alarm_id, c.duration, who, now, c.note)
-        elif isinstance(c, UnshelveCmd):
-            events = b.unshelve(c.alarm_id, who, now)
-        elif isinstance(c, ResetCmd):
-            events = b.reset(c.alarm_id, who, now, c.comment)
-        elif isinstance(c, OutOfServiceCmd):
-            events = b.out_of_service(c.alarm_id, who, now, c.note, c.duration)
-        else:
-            assert isinstance(c, InServiceCmd)
-            events = b.in_service(c.alarm_id, who, now, c.comment)
-        self._flush(events)
-        a = b.alarms[c.alarm_id]
-        reply.update({"alarm_id": c.alarm_id, "state": str(a.state), "actor": who})
-        return events, reply
-
-    # ------------------------------------------------------------------ state
-
-    def _facts(self, alarm_id: str) -> AlarmEvent | None:
-        a = self.book.alarms.get(alarm_id)
-        if a is None:
-            return None
-        s = a.spec
-        return AlarmEvent(
-            alarm_id=a.alarm_id,
-            ts_ns=a.changed_ns,
-            state=a.state,
-            previous=a.state,
-            action="facts",
-            severity=str(s.severity),
-            device=s.device,
-            point=s.point,
-            rule=s.rule,
-            message=a.message,
-            value=a.value,
-            active=a.on,
-            latched=a.latched_on,
-            area=s.area,
-        )
-
-    def _flush(self, events: list[AlarmEvent]) -> list[AlarmEvent]:
-        """Persist changed alarms and plan notifications in one transaction."""
-        store = self.store
-        if store is None:
-            return events
-        if not events and not self.book.dirty and not self._unsaved:
-            return events
-        todo = self._unsaved + events
-        try:
-            with store.transaction():
-                if self.book.dirty:
-                    store.save_alarms(
-                        [self.book.alarms[i].to_json_dict() for i in sorted(self.book.dirty)]
-                    )
-                    store.set_meta("counters", self.book.counters)
-                    store.set_meta(
-                        "flood",
-                        {
-                            "in_flood": self.book.in_flood,
-                            "recent": list(self.book.flood_recent)[-1000:],
-                        },
-                    )
-                if todo:
-                    # With the state, not after it: a crash before the outbox commits
-                    # leaves the transition here, and the restart publishes it.
-                    store.journal([e.to_json_dict() for e in todo])
-                if todo and self.notifier is not None:
-                    self.notifier.on_events(todo)
-        except sqlite3.OperationalError as exc:
-            if not is_disk_full(exc):
-                raise
-            # A full disk must not stop alarming: the transitions still go to the
-            # outboxes (the caller appends them); state, journal and notifications
-            # are written with the next change that fits (gateway/disk_space.py
-            # makes room).
-            if self.state_error is None:
-                log.error("alarm state %s cannot be saved: %s; kept in memory", store.path, exc)
-            self.state_error = f"alarm state {store.path} cannot be saved: {exc}"
-            self._unsaved = todo
-            return events
-        self.book.dirty.clear()
-        self._unsaved = []
-        if self.state_error is not None:
-            log.warning("alarm state %s saved again", store.path)
-            self.state_error = None
-        if events:
-            crash_point("alarm-state-saved")
-        return events
-
-    def unpublished(self) -> tuple[list[AlarmEvent], int]:
-        """Journaled transitions the outbox has not confirmed, and the journal head.
-
-        Every public call appends (through its caller) the events it returns
-        before the caller yields, so once the outbox has committed what was
-        appended so far, everything up to ``journal_head()`` is in it.
-        """
-        store = self._need_store()
-        return [AlarmEvent.from_json_dict(d) for d in store.journaled()], store.journal_head()
-
-    def journal_head(self) -> int:
-        return self._need_store().journal_head()
-
-    def confirm_published(self, upto: int) -> None:
-        """The outbox committed every transition journaled up to ``upto``."""
-        if self.store is not None:
-            self.store.confirm_journal(upto)
-
-    @staticmethod
-    def describe(a: Alarm) -> dict[str, Any]:
-        """One alarm as the ``list`` command and ``gateway alarms list --json`` show it."""
-        return {
-            "alarm_id": a.alarm_id,
-            "state": str(a.state),
-            "severity": str(a.spec.severity),
-            "area": a.spec.area,
-            "device": a.spec.device,
-            "point": a.spec.point,
-            "rule": a.spec.rule,
-            "message": a.message,
-            "value": a.value,
-            "latched": a.latched_on,
-            "raised_ns": a.raised_ns,
-            "acked_by": a.acked_by,
-            "shelved_until_ns": a.shelved_until_ns,
-            "activations": a.activation_count,
-            "chattering": a.chattering,
-        }
-
-    def alarms(self, include_normal: bool = False) -> list[dict[str, Any]]:
-        return [
-            self.describe(a)
-            for a in sorted(self.book.alarms.values(), key=lambda a: a.alarm_id)
-            if include_normal or a.state is not AlarmState.NORMAL
-        ]
-
-    def counters(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.book.counters)
-        out["in_flood"] = self.book.in_flood
-        out["chattering_now"] = sum(1 for a in self.book.alarms.values() if a.chattering)
-        if self.store is not None:
-            out["notifications"] = self.store.counts()
-        return out
-
     # ------------------------------------------------------------------ notifier
 
     async def run_notifier(self, poll_s: float = 1.0) -> None:
@@ -781,3 +375,66 @@ class AlertEngine:
         self._need_store()
         assert self.notifier is not None
         await self.notifier.run(poll_s)
+
+    # ------------------------------------------------------------------ reload
+
+    def reconfigure(self, site: Site) -> list[AlarmEvent]:
+        """A reloaded site (gateway/reloader.py): its rules bound to its devices, every alarm kept.
+
+        The alarm book, the store and the notifier with its queue stay as they
+        are; the checks are bound again as at a start, so an active alarm keeps
+        its detector active and a changed threshold clears or raises it on the
+        next sample. Alarms whose rule, limit, device or source left the
+        config, or whose rule no longer selects the device, return to normal
+        with a note (AlarmBook.retire). The ``alerting:`` block is not swapped.
+        """
+        fresh = AlertEngine(site, self.clock, alerting=self.cfg, state_path=":memory:")
+        old_rules = {lr.rule.id for lr in self.rules.rules}
+        for checks in self._checks.values():
+            for c in checks:
+                self.pending.difference_update(c.detectors.values())
+        for nds in self._nodata.values():
+            for nd in nds:
+                self.pending.difference_update(nd.check.detectors.values())
+        self.config = fresh.config
+        self.devices, self.rules, self._watched = fresh.devices, fresh.rules, fresh._watched
+        self._kinds_known, self._health_rules = fresh._kinds_known, fresh._health_rules
+        self._checks, self._nodata, self._point_nodata = {}, {}, set()
+        self._source_dets = {}
+        self.pending.difference_update(self._health.values())
+        self._health = {}
+        for info in self.devices.values():
+            self._bind(info)
+        for a in self.book.alarms.values():
+            if a.spec.kind == "health" and a.active:
+                self._health_detector(a.spec.alarm_id.removeprefix("gateway:")).active = True
+        now = self._now()
+        events: list[AlarmEvent] = []
+        for a in list(self.book.alarms.values()):
+            why = self._orphaned(a, old_rules)
+            if why is not None:
+                events.extend(self.book.retire(a.alarm_id, now, f"{why} (config reload)"))
+        return self._flush(events)
+
+    def _orphaned(self, a: Alarm, old_rules: set[str]) -> str | None:
+        """Why a rule alarm has nothing left to clear it after a reload (None: it has)."""
+        s = a.spec
+        if a.state is AlarmState.NORMAL or s.kind in ("health", "flood", "patrol"):
+            return None
+        rules = {lr.rule.id: lr for lr in self.rules.rules}
+        if s.rule not in rules:
+            return f"rule {s.rule!r} removed" if s.rule in old_rules else None
+        if s.device.startswith("source:"):
+            src = s.device.removeprefix("source:")
+            gone = not any(d.source == src for d in self.devices.values())
+            return f"source {src!r} removed" if gone else None
+        if s.device not in self.devices:
+            return f"device {s.device!r} removed"
+        bound = [c.lr.rule.id for c in self._checks.get(s.device, [])]
+        bound += [nd.rule.id for nd in self._nodata.get(s.device, [])]
+        if s.rule not in bound:
+            return f"rule {s.rule!r} no longer applies to {s.device!r}"
+        limits = getattr(rules[s.rule].rule, "limits", None)
+        if s.limit and isinstance(limits, dict) and s.limit not in limits:
+            return f"limit {s.limit!r} removed from rule {s.rule!r}"
+        return None

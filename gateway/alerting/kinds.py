@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 from gateway.alerting.checks import (
     Check,
-    Detector,
     DeviationCheck,
     DeviceInfo,
     LimitCheck,
@@ -18,6 +17,7 @@ from gateway.alerting.checks import (
     RateCheck,
     StatusCheck,
 )
+from gateway.alerting.detector import Detector
 from gateway.alerting.rules import (
     DeviationRule,
     HealthRule,

@@ -1,4 +1,7 @@
-"""Notifications: routes, the on-call roster, escalation, grouping, channels and durable retry.
+"""Notifications: escalation, grouping and durable retry of the pages an alarm makes.
+
+Who is told is ``roster.py`` (on-call shifts, routes), what they are told
+``messages.py``, how it is sent ``channels.py`` (webhook, e-mail, MQTT).
 
 ``Notifier.on_events`` (synchronous, called by the engine inside its state
 transaction) decides who must hear about an alarm: routes match severity,
@@ -28,38 +31,19 @@ the ``X-Gateway-Possible-Duplicate: true`` header (webhook, e-mail), the
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import fnmatch
-import hashlib
-import hmac
-import html
 import logging
-import smtplib
 import sqlite3
-import ssl
-import urllib.parse
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from email.message import EmailMessage
+from collections.abc import Callable
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 
 from gateway.alerting import ack_link
-from gateway.alerting.config import (
-    WEEKDAYS,
-    AlertingConfig,
-    EmailChannel,
-    MqttChannel,
-    Person,
-    Route,
-    Severity,
-    WebhookChannel,
-    parse_hhmm,
-)
+from gateway.alerting.channels import Publish, send_through_stop
+from gateway.alerting.config import AlertingConfig, Route, Severity
+from gateway.alerting.messages import LinkFor, Message, compose, sent_record
+from gateway.alerting.roster import Roster, routes_for
 from gateway.alerting.store import AlertStore, Escalation, QueuedNotification
 from gateway.crashpoints import crash_point
 from gateway.disk_space import is_disk_full
@@ -69,317 +53,9 @@ from gateway.model import AlarmEvent, AlarmState, Clock
 log = logging.getLogger(__name__)
 
 NEVER = 2**62
-Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 HealthHook = Callable[[str, bool, str], None]
 # Told of every message delivered on any channel (a sent_record), e.g. to put it on ``events``.
 SentHook = Callable[[dict[str, Any]], None]
-MAX_LINES = 25  # a grouped message lists this many alarms, then says how many more
-# How long a stop waits for a send in flight (the gateway's shutdown limit is 20 s).
-STOP_GRACE_S = 10.0
-DUPLICATE_HEADER = "X-Gateway-Possible-Duplicate"
-
-
-class NotifyError(GatewayError):
-    """A channel could not deliver a notification (it stays queued and is retried).
-
-    ``maybe_sent``: the request went out and its answer was lost, so the far
-    side may have it; the retry is marked as a possible duplicate.
-    """
-
-    def __init__(self, message: str, *, maybe_sent: bool = False) -> None:
-        super().__init__(message)
-        self.maybe_sent = maybe_sent
-
-
-# --------------------------------------------------------------------------- roster
-
-
-class Roster:
-    """Who is on call now, per escalation level, from weekday and time-of-day shifts."""
-
-    def __init__(self, cfg: AlertingConfig) -> None:
-        self.cfg = cfg.roster
-        self.tz = ZoneInfo(self.cfg.timezone)
-
-    def _on(self, shift_days: list[str], start: str, end: str, local: datetime) -> bool:
-        day = WEEKDAYS[local.weekday()]
-        prev_day = WEEKDAYS[(local.weekday() - 1) % 7]
-        t = local.time()
-        st = parse_hhmm(start)
-        en = parse_hhmm(end)
-        assert st is not None  # start is never 24:00 in practice; 24:00 would mean never
-        if en is None or st < en:
-            return day in shift_days and t >= st and (en is None or t < en)
-        # A shift that wraps midnight belongs to the weekday it started on.
-        return (day in shift_days and t >= st) or (prev_day in shift_days and t < en)
-
-    def on_call(self, now_ns: int, level: int) -> list[str]:
-        local = datetime.fromtimestamp(now_ns / 1e9, self.tz)
-        names: list[str] = []
-        for shift in self.cfg.shifts:
-            if not self._on(list(shift.days), shift.start, shift.end, local):
-                continue
-            # Past the last level of a shift, keep telling its last level.
-            for who in shift.levels[min(level, len(shift.levels) - 1)]:
-                if who not in names:
-                    names.append(who)
-        return names
-
-    def person(self, name: str) -> Person:
-        return self.cfg.people.get(name, Person())
-
-    def local(self, ts_ns: int) -> datetime:
-        return datetime.fromtimestamp(ts_ns / 1e9, self.tz)
-
-
-def route_matches(route: Route, severity: str, area: str | None, rule: str) -> bool:
-    try:
-        sev = Severity(severity)
-    except ValueError:
-        sev = Severity.HIGH
-    m = route.match
-    if sev.rank < m.min_severity.rank:
-        return False
-    if m.areas and (area or "") not in m.areas:
-        return False
-    return not (m.rules and not any(fnmatch.fnmatchcase(rule, p) for p in m.rules))
-
-
-def routes_for(cfg: AlertingConfig, severity: str, area: str | None, rule: str) -> list[Route]:
-    out: list[Route] = []
-    for route in cfg.routes:
-        if route_matches(route, severity, area, rule):
-            out.append(route)
-            if not route.continue_matching:
-                break
-    return out
-
-
-# --------------------------------------------------------------------------- messages
-
-
-@dataclass
-class Message:
-    title: str
-    text: str
-    items: list[dict[str, Any]]
-    people: list[tuple[str, Person]] = field(default_factory=list)
-    possible_duplicate: bool = False
-    # (file name, content, MIME type "maintype/subtype"): e-mail only (the daily reports' PDF).
-    attachments: list[tuple[str, bytes, str]] = field(default_factory=list)
-
-    @property
-    def phones(self) -> list[str]:
-        return [p.phone for _, p in self.people if p.phone]
-
-    @property
-    def emails(self) -> list[str]:
-        return [p.email for _, p in self.people if p.email]
-
-
-_WHAT = {
-    "alarm": "ALARM",
-    "repeat": "STILL UNACKNOWLEDGED",
-    "escalation": "ESCALATED",
-    "rtn": "back to normal",
-    "chatter": "CHATTERING",
-}
-
-
-LinkFor = Callable[[dict[str, Any], list[str]], str | None]
-
-
-def compose(
-    site: str,
-    items: list[dict[str, Any]],
-    roster: Roster,
-    people: list[str],
-    possible_duplicate: bool = False,
-    link_for: LinkFor | None = None,
-) -> Message:
-    """One message for a group of queued items (highest severity first).
-
-    ``link_for(item, people)``: the item's signed acknowledgement link, if the site has a console.
-    """
-    order = {s.value: s.rank for s in Severity}
-    items = sorted(
-        items, key=lambda i: (-order.get(i.get("severity", ""), 0), i.get("raised_ns", 0))
-    )
-    top = items[0]
-    sev = str(top.get("severity", "")).upper()
-    if len(items) == 1:
-        where = f"{top.get('area')}: " if top.get("area") else ""
-        title = f"[{sev}] {_WHAT.get(top['what'], top['what'])} {where}{top['message']}"
-    else:
-        areas = sorted({str(i.get("area")) for i in items if i.get("area")})
-        title = f"[{sev}] {len(items)} alarms at {site}" + (
-            f" ({', '.join(areas)})" if areas else ""
-        )
-    lines = []
-    for i in items[:MAX_LINES]:
-        when = roster.local(int(i.get("raised_ns") or i["created_ns"])).strftime("%m-%d %H:%M:%S")
-        lvl = f", level {i['level'] + 1}" if i.get("level") else ""
-        lines.append(
-            f"- {str(i.get('severity', '')).upper()} {_WHAT.get(i['what'], i['what'])} {when}"
-            f" [{i.get('area') or '-'}] {i['message']} ({i['state']}{lvl}) id={i['alarm_id']}"
-        )
-        url = link_for(i, people) if link_for is not None and i["what"] != "rtn" else None
-        if url:
-            lines.append(f"  acknowledge: {url}")
-        if i.get("escalates_ns"):
-            at = roster.local(int(i["escalates_ns"])).strftime("%H:%M")
-            nxt = i.get("escalates_level")
-            to = f"to level {nxt}" if nxt else "again (repeat)"
-            lines.append(f"  escalates {to} at {at} unless acknowledged")
-    if len(items) > MAX_LINES:
-        lines.append(f"... and {len(items) - MAX_LINES} more; see `gateway alarms list`")
-    lines.append("")
-    if people:
-        lines.append(f"On duty: {', '.join(people)}")
-    lines.append("Acknowledge: gateway alarms ack <id>  (or the MQTT command topic)")
-    if possible_duplicate:
-        title = f"(possible duplicate) {title}"
-        lines.append("Possible duplicate: the gateway may have sent this once already.")
-    return Message(
-        title=title,
-        text="\n".join(lines),
-        items=items,
-        people=[(n, roster.person(n)) for n in people],
-        possible_duplicate=possible_duplicate,
-    )
-
-
-def webhook_body(ch: WebhookChannel, msg: Message, now_s: float) -> tuple[str, dict[str, Any]]:
-    """URL and JSON body for a channel preset (the robots' documented payload shapes)."""
-    url = ch.url
-    text = f"{msg.title}\n{msg.text}"
-    if ch.preset == "dingtalk":
-        if ch.secret:
-            ts = str(int(now_s * 1000))
-            digest = hmac.new(ch.secret.encode(), f"{ts}\n{ch.secret}".encode(), hashlib.sha256)
-            sign = urllib.parse.quote_plus(base64.b64encode(digest.digest()).decode())
-            url += ("&" if "?" in url else "?") + f"timestamp={ts}&sign={sign}"
-        at = " ".join(f"@{p}" for p in msg.phones)
-        md = f"### {msg.title}\n\n" + msg.text.replace("\n", "\n\n") + (f"\n\n{at}" if at else "")
-        return url, {
-            "msgtype": "markdown",
-            "markdown": {"title": msg.title[:64], "text": md},
-            "at": {"atMobiles": msg.phones, "isAtAll": False},
-        }
-    if ch.preset == "wecom":
-        return url, {
-            "msgtype": "text",
-            "text": {"content": text, "mentioned_mobile_list": msg.phones},
-        }
-    if ch.preset == "feishu":
-        # A custom bot mentions people in a text message by their user id (open_id or user_id).
-        mentions = " ".join(
-            f'<at user_id="{html.escape(p.chat_id)}">{html.escape(n)}</at>'
-            for n, p in msg.people
-            if p.chat_id
-        )
-        content = text + (f"\n{mentions}" if mentions else "")
-        body: dict[str, Any] = {"msg_type": "text", "content": {"text": content}}
-        if ch.secret:
-            ts = str(int(now_s))
-            key = f"{ts}\n{ch.secret}".encode()
-            body["timestamp"] = ts
-            body["sign"] = base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
-        return url, body
-    if ch.preset == "slack":
-        mentions = " ".join(f"<@{p.chat_id}>" for _, p in msg.people if p.chat_id)
-        return url, {"text": f"*{msg.title}*\n{msg.text}" + (f"\n{mentions}" if mentions else "")}
-    return url, {
-        "title": msg.title,
-        "text": msg.text,
-        "recipients": [n for n, _ in msg.people],
-        "alarms": msg.items,
-        "possible_duplicate": msg.possible_duplicate,
-    }
-
-
-async def send_webhook(
-    client: httpx.AsyncClient, ch: WebhookChannel, msg: Message, now_s: float
-) -> None:
-    url, body = webhook_body(ch, msg, now_s)
-    headers = dict(ch.headers)
-    if msg.possible_duplicate:
-        headers[DUPLICATE_HEADER] = "true"
-    try:
-        resp = await client.post(url, json=body, headers=headers, timeout=ch.timeout_s)
-    except httpx.HTTPError as exc:
-        # Not connected: nothing went out. Anything later: the robot may have it.
-        unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-        raise NotifyError(
-            f"webhook {ch.name}: {type(exc).__name__}: {exc}", maybe_sent=not unsent
-        ) from exc
-    if resp.status_code >= 300:
-        raise NotifyError(f"webhook {ch.name}: HTTP {resp.status_code}: {resp.text[:200]}")
-    # Group robots answer 200 with an error code in the body when they refuse a message.
-    try:
-        answer = resp.json()
-    except ValueError:
-        return
-    if isinstance(answer, dict):
-        code = answer.get("errcode", answer.get("code", answer.get("StatusCode", 0)))
-        if code not in (0, None, "0"):
-            detail = answer.get("errmsg") or answer.get("msg") or answer
-            raise NotifyError(f"webhook {ch.name}: refused: code {code}: {detail}")
-
-
-def _ssl_context(ch: EmailChannel) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ch.ca_file)
-    if not ch.verify_tls:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def send_email_sync(ch: EmailChannel, msg: Message) -> None:
-    """Blocking SMTP send (run it in a worker thread)."""
-    to = msg.emails or ch.to
-    if not to:
-        raise NotifyError(f"email {ch.name}: nobody to send to (no roster e-mail, no 'to')")
-    em = EmailMessage()
-    em["From"] = ch.sender
-    em["To"] = ", ".join(to)
-    em["Subject"] = msg.title[:200]
-    em["X-Gateway-Alarms"] = ",".join(i["alarm_id"] for i in msg.items[:MAX_LINES])
-    if msg.possible_duplicate:
-        em[DUPLICATE_HEADER] = "true"
-    em.set_content(msg.text)
-    for name, data, mime in msg.attachments:
-        main, _, sub = mime.partition("/")
-        em.add_attachment(data, maintype=main, subtype=sub, filename=name)
-    try:
-        smtp: smtplib.SMTP
-        if ch.security == "ssl":
-            smtp = smtplib.SMTP_SSL(
-                ch.host, ch.port, timeout=ch.timeout_s, context=_ssl_context(ch)
-            )
-        else:
-            smtp = smtplib.SMTP(ch.host, ch.port, timeout=ch.timeout_s)
-        with smtp:
-            if ch.security == "starttls":
-                smtp.starttls(context=_ssl_context(ch))
-            if ch.username is not None and ch.password is not None:
-                smtp.login(ch.username, ch.password)
-            smtp.send_message(em, to_addrs=to)
-    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
-        raise NotifyError(f"email {ch.name}: {type(exc).__name__}: {exc}") from exc
-
-
-def sent_record(channel: str, items: list[QueuedNotification], msg: Message) -> dict[str, Any]:
-    """What one delivered message was: its alarms, channel, recipients and (1-based) level."""
-    return {
-        "alarm_ids": list(dict.fromkeys(str(q.item.get("alarm_id")) for q in items)),
-        "channel": channel,
-        "recipients": [n for n, _ in msg.people],
-        "level": max(int(q.item.get("level") or 0) for q in items) + 1,
-        "what": sorted({str(q.item.get("what")) for q in items}),
-        "title": msg.title,
-        "possible_duplicate": msg.possible_duplicate,
-    }
 
 
 # --------------------------------------------------------------------------- notifier
@@ -673,7 +349,7 @@ class Notifier:
             link_for=self.link_for,
         )
         self.store.mark_sending(ids)
-        stopping, error = await self._send_through_stop(client, ch, msg)
+        stopping, error = await send_through_stop(client, ch, msg, self.clock, self.publish)
         if error is not None:
             self._failed(name, ch.fail_alarm_after, items, now, str(error), error.maybe_sent)
         else:
@@ -704,45 +380,6 @@ class Notifier:
         except Exception:  # the message is out and recorded; a report must not stop paging
             log.exception("notifier: could not report a sent notification on %s", name)
 
-    async def _send_through_stop(
-        self,
-        client: httpx.AsyncClient,
-        ch: MqttChannel | WebhookChannel | EmailChannel,
-        msg: Message,
-    ) -> tuple[bool, NotifyError | None]:
-        """``_send``, which a stop (cancellation) lets finish: (stopping, the failure or None).
-
-        Cut short, a POST or an SMTP dialogue may have reached the far side
-        without the gateway knowing, and the restart would send it again. The
-        stop cancels again and again (gateway/tasks.py): the wait goes on until
-        the send ends or the grace period is over. The caller records the
-        outcome, then stops. A send still running then is abandoned, left
-        ``sending``: the next start resends it as a possible duplicate.
-        """
-        send = asyncio.ensure_future(self._send(client, ch, msg))
-        stopping = False
-        try:
-            await asyncio.shield(send)
-        except asyncio.CancelledError:
-            stopping = True
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + min(getattr(ch, "timeout_s", STOP_GRACE_S), STOP_GRACE_S)
-            while not send.done() and loop.time() < deadline:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait({send}, timeout=deadline - loop.time())
-            if not send.done():
-                send.cancel()
-                log.warning("notification channel %s: send not finished at stop", ch.name)
-                raise
-        except NotifyError as exc:
-            return False, exc
-        if send.cancelled():
-            return stopping, NotifyError(f"{ch.name}: send cancelled", maybe_sent=True)
-        failure = send.exception()
-        if failure is not None and not isinstance(failure, NotifyError):
-            raise failure
-        return stopping, failure
-
     def _failed(
         self,
         name: str,
@@ -769,32 +406,6 @@ class Notifier:
             self.alarmed.add(name)
             if self.health:
                 self.health(f"notify:{name}", False, f"{n} failures in a row: {err}")
-
-    async def _send(
-        self,
-        client: httpx.AsyncClient,
-        ch: MqttChannel | WebhookChannel | EmailChannel,
-        msg: Message,
-    ) -> None:
-        if isinstance(ch, WebhookChannel):
-            await send_webhook(client, ch, msg, self.clock.now_ns() / 1e9)
-        elif isinstance(ch, EmailChannel):
-            await asyncio.to_thread(send_email_sync, ch, msg)
-        else:
-            if self.publish is None:
-                raise NotifyError(f"mqtt {ch.name}: no MQTT publisher is wired")
-            payload = {
-                "title": msg.title,
-                "text": msg.text,
-                "recipients": [n for n, _ in msg.people],
-                "alarms": msg.items,
-                "ts_ns": self.clock.now_ns(),
-                "possible_duplicate": msg.possible_duplicate,
-            }
-            try:
-                await self.publish(ch.topic, payload)
-            except GatewayError as exc:
-                raise NotifyError(f"mqtt {ch.name}: {exc}") from exc
 
     def next_wake_s(self, poll_s: float) -> float:
         """Seconds until something may be due (bounded by ``poll_s``)."""

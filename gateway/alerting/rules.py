@@ -15,7 +15,8 @@ known kind needs no new rule, and has one ``kind``:
 
 Each kind is registered (model and check) in ``kinds.py``; a plugin adds
 its own through ``gateway.plugins``. ``checks.py`` turns a rule bound to a
-device into detectors; the alarm book (``alarms.py``) owns the ISA-18.2 states.
+device into detectors; the alarm book (``alarms.py``) owns the ISA-18.2 states;
+``suppression.py`` checks suppression by design across the loaded rules.
 """
 
 from __future__ import annotations
@@ -442,94 +443,3 @@ def check_against_devices(
                     f" (they have: {', '.join(sorted(names))})"
                 )
     return problems
-
-
-@dataclass(frozen=True)
-class AlarmClass:
-    """The alarms one rule raises at one severity: one per limit, or the rule's own."""
-
-    rule: LoadedRule
-    limit: str | None
-    severity: Severity
-    suppressed_by: tuple[str, ...]
-
-    @property
-    def name(self) -> str:
-        return f"rule {self.rule.rule.id!r}" + (f" limit {self.limit}" if self.limit else "")
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """An alarm class that suppression by design may hide, and what may hide it."""
-
-    alarm: AlarmClass
-    patterns: tuple[str, ...]
-    # Every enabled alarm class whose rule id a pattern matches.
-    causes: tuple[AlarmClass, ...]
-
-    @property
-    def rule(self) -> LoadedRule:
-        return self.alarm.rule
-
-    @property
-    def limit(self) -> str | None:
-        return self.alarm.limit
-
-    @property
-    def severity(self) -> Severity:
-        return self.alarm.severity
-
-
-def alarm_classes(lr: LoadedRule) -> list[AlarmClass]:
-    rule = lr.rule
-    if isinstance(rule, _LimitsMixin):
-        return [
-            AlarmClass(lr, name, lim.severity or rule.severity, tuple(lim.suppressed_by))
-            for name, lim in rule.limits.items()
-        ]
-    return [AlarmClass(lr, None, rule.severity, tuple(rule.suppressed_by))]
-
-
-def suppressions(ruleset: RuleSet) -> list[Suppression]:
-    """Every alarm class of an enabled rule that names a suppressor, with the causes it names."""
-    enabled = [lr for lr in ruleset.rules if lr.rule.enabled]
-    out: list[Suppression] = []
-    for lr in enabled:
-        for cls in alarm_classes(lr):
-            pats = cls.suppressed_by
-            if not pats:
-                continue
-            causes = tuple(
-                c
-                for other in enabled
-                if any(fnmatch.fnmatchcase(other.rule.id, p) for p in pats)
-                for c in alarm_classes(other)
-                if c != cls
-            )
-            out.append(Suppression(cls, pats, causes))
-    return out
-
-
-def suppression_warnings(ruleset: RuleSet) -> list[str]:
-    """What ``gateway check`` warns about: a milder alarm that can hide a graver one, and
-    suppressor patterns that match no rule (a typo that leaves the intent undone)."""
-    warnings: list[str] = []
-    for s in suppressions(ruleset):
-        head = f"{s.rule.where}: {s.alarm.name} ({s.severity})"
-        for pat in s.patterns:
-            if not any(fnmatch.fnmatchcase(c.rule.rule.id, pat) for c in s.causes):
-                warnings.append(f"{head}: suppressed_by {pat!r} matches no rule that is enabled")
-        mildest: dict[str, AlarmClass] = {}
-        for c in s.causes:
-            known = mildest.get(c.rule.rule.id)
-            if c.severity.rank < s.severity.rank and (
-                known is None or c.severity.rank < known.severity.rank
-            ):
-                mildest[c.rule.rule.id] = c
-        for c in mildest.values():
-            warnings.append(
-                f"{head} can be suppressed by {c.name} ({c.severity}): a suppressor must be at"
-                " least as severe as the alarm it hides; suppress only the limits that are its"
-                " consequence, or raise the suppressor's severity"
-            )
-    return warnings

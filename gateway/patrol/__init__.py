@@ -1,8 +1,10 @@
 """Night patrol: RFID checkpoints, rounds, the patrol verdicts and the night report.
 
 ``config`` holds the models (checkpoints, guards, routes, night window),
-``engine`` turns taps and time into records and findings, ``store`` keeps the
-engine's state across restarts, ``report`` reads a night back from InfluxDB.
+``engine`` turns taps and time into records and ``findings`` (its parts: see
+``patrol/mixin.py``; its memory: ``state``), ``store`` keeps the
+engine's state across restarts, ``night`` reads a night back from InfluxDB
+(over the InfluxQL client of ``influxql``) and ``report`` renders it.
 """
 
 import importlib
@@ -16,11 +18,11 @@ if TYPE_CHECKING:
         parse_patrol,
         resolve_patrol,
     )
-    from gateway.patrol.engine import (
+    from gateway.patrol.engine import PatrolEngine
+    from gateway.patrol.findings import (
         MEASUREMENT,
         Finding,
         FindingType,
-        PatrolEngine,
         PatrolOutput,
         alarms_of,
         to_events,
@@ -35,10 +37,10 @@ _HOME = {
         "config",
     ),
     **dict.fromkeys(
-        ["MEASUREMENT", "Finding", "FindingType", "PatrolEngine", "PatrolOutput", "alarms_of"],
-        "engine",
+        ["MEASUREMENT", "Finding", "FindingType", "PatrolOutput", "alarms_of", "to_events"],
+        "findings",
     ),
-    "to_events": "engine",
+    "PatrolEngine": "engine",
     **dict.fromkeys(["MemoryPatrolStore", "PatrolStore", "SqlitePatrolStore"], "store"),
 }
 

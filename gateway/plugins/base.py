@@ -79,6 +79,10 @@ class SourceConfig(Strict):
         """Problems between this source's settings and its devices (ids), for the loader."""
         return []
 
+    def check_profile(self, device_id: str, profile: Any) -> list[str]:
+        """Problems between this source's settings and one device's profile, for the loader."""
+        return []
+
     def secret_warnings(self) -> list[str]:
         """Secrets this source would send in the clear (``gateway check``, start-up log)."""
         return []

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.profiles.computed import Expression, ExpressionError
+
 NAME_RE = r"^[A-Za-z][A-Za-z0-9_]*$"
 PROFILE_NAME_RE = r"^[a-z0-9][a-z0-9_.-]*$"
 
@@ -209,6 +211,15 @@ class Unreadable(Strict):
         return self
 
 
+class ComputedPoint(Strict):
+    """A point worked out from other points of the device (gateway.profiles.computed)."""
+
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    compute: Annotated[str, Field(min_length=1, max_length=256)]
+    unit: str = ""
+    description: str = ""
+
+
 class ModbusProfile(Strict):
     name: Annotated[str, Field(pattern=PROFILE_NAME_RE)]
     protocol: Literal["modbus"] = "modbus"
@@ -219,12 +230,38 @@ class ModbusProfile(Strict):
     max_gap: Annotated[int, Field(ge=0, le=124)] = 16
     unreadable: list[Unreadable] = Field(default_factory=list)
     points: list[ModbusPoint] = Field(min_length=1)
+    computed: list[ComputedPoint] = Field(default_factory=list)
 
     def point_names(self) -> list[str]:
-        return [p.name for p in self.points]
+        return [p.name for p in self.points] + [c.name for c in self.computed]
 
     def point_units(self) -> dict[str, str]:
-        return {p.name: p.unit for p in self.points if p.unit}
+        units = {p.name: p.unit for p in self.points if p.unit}
+        units.update({c.name: c.unit for c in self.computed if c.unit})
+        return units
+
+    @functools.cached_property
+    def expressions(self) -> list[tuple[str, Expression]]:
+        """Each computed point's name and parsed expression, in profile order."""
+        known = frozenset(p.name for p in self.points if p.type is not DataType.STRING)
+        return [(c.name, Expression.parse(c.compute, known)) for c in self.computed]
+
+    @model_validator(mode="after")
+    def _computed_parse(self) -> ModbusProfile:
+        names = {p.name for p in self.points}
+        for c in self.computed:
+            if c.name in names:
+                raise ValueError(f"computed point {c.name!r} is already a point of the profile")
+            names.add(c.name)
+        known = frozenset(p.name for p in self.points if p.type is not DataType.STRING)
+        for c in self.computed:
+            try:
+                Expression.parse(c.compute, known)
+            except ExpressionError as exc:
+                raise ValueError(
+                    f"computed point {c.name!r}: compute {c.compute!r}: {exc}"
+                ) from None
+        return self
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ModbusProfile:

@@ -4,7 +4,7 @@ Pure: alarm transition rows (the ``alarm`` measurement) in, one
 ``Episode`` per activation out, with its timeline. An acknowledgement is
 late when it came after the alarm's escalation had to move past its first
 level: the first ``escalation[i].after_s > 0`` (i >= 1) of the routes the
-alarm matches (``gateway.alerting.notify.routes_for``); where no route
+alarm matches (``gateway.alerting.roster.routes_for``); where no route
 says, ``reports.ack_late_s``; otherwise lateness is not judged. An alarm
 still unacknowledged at the end of the day is flagged as such.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.alerting.config import AlertingConfig
-from gateway.alerting.notify import routes_for
+from gateway.alerting.roster import routes_for
 
 NS = 1_000_000_000
 _START_ACTIONS = ("activate",)

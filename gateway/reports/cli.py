@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.config import Site
 from gateway.loader import load_site
-from gateway.patrol.report import (
+from gateway.patrol.influxql import (
     Query,
     ReportError,
     influx_query,

@@ -15,7 +15,7 @@ from datetime import date
 from typing import Any
 
 from gateway.config import DeviceConfig, Site
-from gateway.patrol.report import Query
+from gateway.patrol.influxql import Query
 from gateway.plugins.base import DeviceProfile
 from gateway.profiles.schema import SerialLineProfile
 from gateway.reports.alarms import Episode, episodes

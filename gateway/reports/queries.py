@@ -2,8 +2,8 @@
 
 Works on InfluxDB 1.x (and 2.x/3.x through their InfluxQL endpoints): plain
 ``SELECT`` of fields with ``site``/``device`` tag filters and ns time bounds.
-The HTTP client and the answer parsing are the patrol report's
-(``gateway.patrol.report.influx_query``); this module only builds queries.
+The HTTP client and the answer parsing are shared with the patrol report
+(``gateway.patrol.influxql.influx_query``); this module only builds queries.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from gateway.patrol.report import Query, ReportError, _quote
+from gateway.patrol.influxql import Query, ReportError, _quote
 
 NS = 1_000_000_000
 

@@ -16,7 +16,8 @@ from datetime import date
 
 from gateway.config import Site
 from gateway.patrol.config import resolve_patrol
-from gateway.patrol.report import NightReport, Query, collect_night
+from gateway.patrol.influxql import Query
+from gateway.patrol.night import NightReport, collect_night
 from gateway.reports.alarms import Episode
 from gateway.reports.completeness import Coverage, Gap, fmt_duration
 from gateway.reports.day import DayData

@@ -32,13 +32,14 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from gateway.alerting.channels import send_email_sync, send_webhook
 from gateway.alerting.config import EmailChannel, MqttChannel, WebhookChannel
-from gateway.alerting.notify import Message, send_email_sync, send_webhook
+from gateway.alerting.messages import Message
 from gateway.config import Site
 from gateway.errors import GatewayError
 from gateway.model import Clock
 from gateway.outbox import Event
-from gateway.patrol.report import Query
+from gateway.patrol.influxql import Query
 from gateway.reports.cli import build_document, render, site_query
 from gateway.reports.config import ReportsConfig
 from gateway.reports.day import site_timezone

@@ -538,6 +538,7 @@ def test_systemd_unit(tmp_path: Path) -> None:
     svc = ini["Service"]
     assert "gateway run /etc/facility-safety-gateway/site.yaml" in svc["ExecStart"]
     assert svc["Restart"] == "always"
+    assert svc["ExecReload"] == "/bin/kill -HUP $MAINPID"  # hot reload (gateway/reloader.py)
     assert svc["ProtectSystem"] == "strict"
     assert svc["StateDirectory"] == "facility-safety-gateway"
     assert svc.get("DynamicUser") == "yes" or svc.get("User")

@@ -62,7 +62,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from gateway.alerting.notify import DUPLICATE_HEADER
+from gateway.alerting.channels import DUPLICATE_HEADER
 from gateway.app import Gateway
 from gateway.crashpoints import ENV as CRASH_ENV
 from gateway.loader import load_site

@@ -31,7 +31,7 @@ from gateway.loader import load_site
 from gateway.model import AlarmEvent, Clock, FakeClock, Sample, ScaledClock, SystemClock, Value
 from gateway.outbox import Event
 from gateway.patrol import Finding, PatrolOutput
-from gateway.patrol.engine import NS
+from gateway.patrol.mixin import NS
 from tests.fixtures.servers import InfluxDB1
 from tests.integration.delivery_support import wait_until
 from tests.simproc import ROOT, free_port

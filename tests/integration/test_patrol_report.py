@@ -17,7 +17,9 @@ import yaml
 from gateway.config import InfluxSinkConfig
 from gateway.outbox import Record, RecordKind
 from gateway.patrol import load_patrol
-from gateway.patrol.report import build_patrol_report, collect_night, influx_query
+from gateway.patrol.influxql import influx_query
+from gateway.patrol.night import collect_night
+from gateway.patrol.report import build_patrol_report
 from gateway.patrol_cli import register_cli
 from gateway.plugins.influx.sink import InfluxSink
 from tests.fixtures.servers import InfluxDB1

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gateway.loader import load_site
-from gateway.patrol.report import influx_query
+from gateway.patrol.influxql import influx_query
 from gateway.patrol_cli import register_cli as register_patrol
 from gateway.reports.cli import build_document, build_report, register_cli
 from gateway.reports.day import GATEWAY, read_day

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.loader import load_site
-from gateway.patrol.report import influx_query
+from gateway.patrol.influxql import influx_query
 from gateway.reports.day import read_day
 from gateway.reports.pdf import render_pdf
 from gateway.reports.render import render_text

@@ -78,7 +78,7 @@ async def _read_demo(port: int, rtu_path: str) -> tuple[object, object]:
     rtu = AsyncModbusSerialClient(port=rtu_path, baudrate=9600, timeout=1, retries=0)
     assert await asyncio.wait_for(rtu.connect(), 5)
     try:
-        rr = await asyncio.wait_for(rtu.read_holding_registers(9, count=2, device_id=3), 5)
+        rr = await asyncio.wait_for(rtu.read_holding_registers(24, count=2, device_id=3), 5)
         total = decode(next(p for p in flow.points if p.name == "totaliser"), rr.registers)
     finally:
         rtu.close()
@@ -91,7 +91,7 @@ async def test_serves_the_demo_site_and_stops_cleanly(tmp_path: Path) -> None:
     run = tmp_path / "run"
     try:
         port = env["FSG_SIM_TCP_PORT"]
-        assert f"serving plant-tcp on tcp 127.0.0.1:{port} units 1,2,3" in lines
+        assert f"serving plant-tcp on tcp 127.0.0.1:{port} units 1,2,3,4,5,6,7,8" in lines
         rtu_line = next(line for line in lines if line.startswith("serving rs485-park on "))
         assert f"{run}/rs485-park -> /dev/pts/" in rtu_line and rtu_line.endswith("units 1,2,3")
         assert any(line.startswith(f"serving rfid-gate on {run}/rfid-gate -> ") for line in lines)

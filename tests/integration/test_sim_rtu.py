@@ -81,7 +81,7 @@ async def test_several_units_on_one_line(line: RtuLine) -> None:
         rr = await asyncio.wait_for(client.read_holding_registers(501, count=2, device_id=1), 5)
         assert decode(leak.points["alarm_threshold"], rr.registers[:1]) == 300
         flow = line.units[3].model
-        rr = await asyncio.wait_for(client.read_holding_registers(1, count=10, device_id=3), 5)
+        rr = await asyncio.wait_for(client.read_holding_registers(0, count=10, device_id=3), 5)
         assert not rr.isError(), rr
         assert decode(flow.points["flow_rate"], rr.registers[0:2]) == pytest.approx(130.0)
     finally:
@@ -140,7 +140,7 @@ async def test_slow_unit_answers_late(line: RtuLine) -> None:
     client = await connect(line.link_path, request_timeout_s=2)
     try:
         t0 = time.monotonic()
-        rr = await asyncio.wait_for(client.read_holding_registers(1, count=2, device_id=6), 5)
+        rr = await asyncio.wait_for(client.read_holding_registers(0, count=2, device_id=6), 5)
         took = time.monotonic() - t0
         assert not rr.isError(), rr
         assert 0.3 <= took < 1.0

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gateway.alerting.alarms import FLOOD_ALARM, AlarmBook
-from gateway.alerting.checks import AlarmSpec
 from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.detector import AlarmSpec
 from gateway.errors import AlarmError
 from gateway.model import AlarmEvent, AlarmState, FakeClock
 from tests.unit.test_rules import make_engine, sample, transitions

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from gateway.alerting.alarms import AlarmBook
-from gateway.alerting.checks import AlarmSpec
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import (
     Admitted,
@@ -27,6 +26,7 @@ from gateway.alerting.command_gate import (
 )
 from gateway.alerting.commands import OutOfServiceCmd, parse_command
 from gateway.alerting.config import AlertingConfig, Severity
+from gateway.alerting.detector import AlarmSpec
 from gateway.app import Gateway
 from gateway.config import Site, SiteConfig
 from gateway.errors import AlarmError, CommandError, CommandRefused

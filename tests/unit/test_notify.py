@@ -13,16 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
+from gateway.alerting.channels import webhook_body
 from gateway.alerting.config import AlertingConfig, MqttChannel, Person, Route, WebhookChannel
-from gateway.alerting.notify import (
-    Message,
-    Roster,
-    compose,
-    route_matches,
-    routes_for,
-    sent_record,
-    webhook_body,
-)
+from gateway.alerting.messages import Message, compose, sent_record
+from gateway.alerting.roster import Roster, route_matches, routes_for
 from gateway.alerting.store import QueuedNotification
 
 TZ = ZoneInfo("Asia/Shanghai")

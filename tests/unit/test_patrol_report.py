@@ -22,12 +22,9 @@ import pytest
 from gateway.model import FakeClock, Sample
 from gateway.outbox import Event
 from gateway.patrol import MemoryPatrolStore, PatrolEngine, load_patrol, to_events
-from gateway.patrol.report import (
-    ReportError,
-    build_patrol_report,
-    collect_night,
-    parse_influx_response,
-)
+from gateway.patrol.influxql import ReportError, parse_influx_response
+from gateway.patrol.night import collect_night
+from gateway.patrol.report import build_patrol_report
 from gateway.patrol_cli import register_cli
 
 REPO = Path(__file__).resolve().parents[2]

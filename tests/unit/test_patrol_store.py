@@ -10,7 +10,7 @@ import pytest
 from gateway.model import FakeClock, Sample
 from gateway.outbox import Event
 from gateway.patrol import FindingType, PatrolEngine, PatrolOutput, SqlitePatrolStore
-from gateway.patrol.engine import Finding
+from gateway.patrol.findings import Finding
 from gateway.patrol.store import PatrolStoreError
 from tests.unit.test_patrol_engine import NS, ROUTE, WANG, at, cfg
 

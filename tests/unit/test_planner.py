@@ -19,7 +19,7 @@ def _registry() -> ProfileRegistry:
 EXPECTED = {
     "leakage-monitor": (22, 4),
     "boiler-controller": (16, 2),
-    "ultrasonic-flow-meter": (5, 3),
+    "ultrasonic-flow-meter": (9, 3),
     "pipe-heat-meter": (9, 1),
     "cold-room-thermometer": (5, 2),
 }
@@ -109,5 +109,5 @@ def test_tables_never_merge() -> None:
 def test_site_override_of_max_gap() -> None:
     prof = _registry().get("ultrasonic-flow-meter")
     assert isinstance(prof, ModbusProfile)
-    assert len(plan_profile(prof, max_gap=100)) == 1  # 1..92 in one read
-    assert len(plan_profile(prof, max_gap=0)) == 5
+    assert len(plan_profile(prof, max_gap=100)) == 1  # 0..91 in one read
+    assert len(plan_profile(prof, max_gap=0)) == 6

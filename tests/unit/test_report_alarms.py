@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.alerting.config import AlertingConfig
-from gateway.patrol.report import ReportError
+from gateway.patrol.influxql import ReportError
 from gateway.reports.alarms import episodes, late_after_s
 from gateway.reports.heating import burner
 from gateway.reports.queries import day_bounds

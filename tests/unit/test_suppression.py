@@ -11,7 +11,8 @@ import yaml
 
 from gateway.alerting.alarms import AlarmBook
 from gateway.alerting.config import AlertingConfig
-from gateway.alerting.rules import load_rules, suppression_warnings, suppressions
+from gateway.alerting.rules import load_rules
+from gateway.alerting.suppression import suppression_warnings, suppressions
 from gateway.cli import main
 from gateway.errors import ConfigError
 from gateway.model import AlarmEvent, AlarmState, FakeClock

@@ -12,8 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from gateway.errors import CodecError
 from gateway.plugins.base import SourceConfig
+from gateway.plugins.mbus import cjt188
 from gateway.plugins.mbus.codec import SecondaryAddress
+from gateway.plugins.mbus.profile import MBusProfile
 
 ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
@@ -21,6 +24,8 @@ ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64
 class MBusSourceConfig(SourceConfig):
     type: Literal["mbus"]
     id: ID
+    # The link layer on the wire: EN 13757-2/-3, or CJ/T 188 (gateway.plugins.mbus.cjt188).
+    protocol: Literal["en13757", "cjt188"] = "en13757"
     # Exactly one transport: a serial port, or a TCP transparent converter (host, tcp_port).
     port: str | None = None
     host: str | None = None
@@ -43,12 +48,26 @@ class MBusSourceConfig(SourceConfig):
     dead_meter_backoff_s: float = Field(default=60.0, ge=1, le=3600)
     # Devices read by secondary address: device id -> "12345678" or "12345678-MAN-VV-MM".
     secondary: dict[str, str] = Field(default_factory=dict)
+    # CJ/T 188: device id -> the meter's 14-digit address as printed on it (A6..A0); a
+    # device not listed is addressed by its unit, zero-padded to 14 digits.
+    addresses: dict[str, str] = Field(default_factory=dict)
+    # CJ/T 188: FE wake-up bytes before each request; whether a value's unit code comes
+    # before its BCD digits (some vendors) instead of after them.
+    cjt188_wakeup: int = Field(default=2, ge=0, le=8)
+    cjt188_unit_first: bool = False
 
     @field_validator("secondary")
     @classmethod
     def _addresses(cls, v: dict[str, str]) -> dict[str, str]:
         for addr in v.values():
             SecondaryAddress.parse(addr)
+        return v
+
+    @field_validator("addresses")
+    @classmethod
+    def _cjt188_addresses(cls, v: dict[str, str]) -> dict[str, str]:
+        for addr in v.values():
+            cjt188.parse_address(addr)
         return v
 
     @model_validator(mode="after")
@@ -60,18 +79,57 @@ class MBusSourceConfig(SourceConfig):
             raise ValueError("a TCP converter needs both 'host' and 'tcp_port'")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if self.protocol == "cjt188" and self.secondary:
+            raise ValueError("'secondary' is EN 13757 addressing; CJ/T 188 meters take 'addresses'")
+        if self.protocol == "en13757" and self.addresses:
+            raise ValueError("'addresses' are CJ/T 188 addresses; set protocol: cjt188")
         return self
 
     def addresses_by_unit(self, device_id: str) -> bool:
-        return device_id not in self.secondary  # a secondary address leaves unit unused
+        # A secondary or CJ/T 188 address leaves unit unused.
+        return device_id not in self.secondary and device_id not in self.addresses
+
+    def check_profile(self, device_id: str, profile: object) -> list[str]:
+        """A CJ/T 188 source needs profiles made for it (meter_type, 901F quantities), and back."""
+        if not isinstance(profile, MBusProfile):
+            return []
+        where = f"device {device_id!r}: profile {profile.name!r}"
+        if self.protocol == "en13757":
+            if profile.meter_type is None:
+                return []
+            return [f"{where} is for CJ/T 188 (meter_type set); source {self.id!r} is en13757"]
+        if profile.meter_type is None:
+            return [f"{where} has no meter_type, which CJ/T 188 source {self.id!r} needs"]
+        try:
+            carried = cjt188.quantities(profile.meter_type)
+        except CodecError as exc:
+            return [f"{where}: {exc}"]
+        count = len(cjt188.layout(profile.meter_type))
+        problems = []
+        for p in profile.points:
+            sel = p.record
+            if sel is not None and (sel.quantity, sel.storage) not in carried:
+                problems.append(
+                    f"{where}: point {p.name!r}: CJ/T 188 901F carries no {sel.quantity}"
+                    f" at storage {sel.storage} (it has: "
+                    + ", ".join(f"{q}/{s}" for q, s in sorted(carried)) + ")"
+                )
+            elif p.index is not None and p.index >= count:
+                problems.append(f"{where}: point {p.name!r}: 901F has {count} records only")
+        return problems
 
     def check_devices(self, device_ids: set[str]) -> list[str]:
         """Problems with the devices this source names (those must be on this source)."""
         return [
-            f"source {self.id!r}: secondary: device {dev!r} is not a device of this source"
-            for dev in self.secondary
+            f"source {self.id!r}: {key}: device {dev!r} is not a device of this source"
+            for key, named in (("secondary", self.secondary), ("addresses", self.addresses))
+            for dev in named
             if dev not in device_ids
         ]
+
+    def cjt188_address(self, device_id: str, unit: int) -> bytes:
+        """The device's CJ/T 188 address in wire order."""
+        return cjt188.parse_address(self.addresses.get(device_id, f"{unit:014d}"))
 
     @property
     def bits_per_char(self) -> int:

@@ -26,7 +26,7 @@ UNITS: dict[str, tuple[str, int]] = {
     "m3/h": ("m3/h", 0), "m³/h": ("m3/h", 0), "l/h": ("m3/h", 3),
     "degC": ("degC", 0), "°C": ("degC", 0), "K": ("K", 0),
     "bar": ("bar", 0), "kPa": ("bar", 2), "MPa": ("bar", -1),
-    "s": ("s", 0), "kg": ("kg", 0), "t": ("kg", -3), "V": ("V", 0), "A": ("A", 0),
+    "s": ("s", 0), "h": ("h", 0), "kg": ("kg", 0), "t": ("kg", -3), "V": ("V", 0), "A": ("A", 0),
 }  # fmt: skip
 
 
@@ -76,6 +76,9 @@ class MBusProfile(Strict):
     description: str = ""
     # Simulator only: the medium byte of the header (0x04 heat outlet, 0x0C heat inlet).
     medium: Annotated[int, Field(ge=0, le=255)] = 0x04
+    # CJ/T 188 meter type T (0x10 cold water, 0x20 heat, 0x30 gas): set for meters on a
+    # ``protocol: cjt188`` source, which asks for it and expects it in the answer.
+    meter_type: Annotated[int, Field(ge=0x10, le=0x49)] | None = None
     points: list[MBusPoint] = Field(min_length=1)
 
     def point_names(self) -> list[str]:

@@ -299,6 +299,10 @@ class MBusLineSim:
 
 async def start(src: MBusSourceConfig, ctx: SimContext) -> tuple[SimPart, str] | None:
     """The plugin's simulator for gateway-sim: the source's meters on a pty (serial only)."""
+    if src.protocol == "cjt188":
+        from gateway.plugins.mbus import cjt188_sim
+
+        return await cjt188_sim.start(src, ctx)
     devs = ctx.site.devices_of(src.id)
     if src.port is None or not devs:
         return None

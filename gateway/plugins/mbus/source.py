@@ -279,6 +279,10 @@ def build_meters(
 
 def build(cfg: MBusSourceConfig, devices: Sequence[BoundDevice], ctx: SourceContext) -> Source:
     """The plugin's factory (gateway.plugins): one source per M-Bus line."""
+    if cfg.protocol == "cjt188":
+        from gateway.plugins.mbus import cjt188_source  # it builds on this module
+
+        return cjt188_source.build(cfg, devices, ctx)
     tags = dict(ctx.site_tags)
     meters = [MBusMeter(d.config, d.profile, cfg.address_of(d.config.id), tags) for d in devices]
     return MBusSource(cfg, meters, ctx.emit, ctx.clock)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 from collections.abc import Awaitable, Callable, Sequence
 
 from pymodbus import FramerType
@@ -34,6 +35,7 @@ from gateway.errors import (
 from gateway.model import Clock, Sample
 from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.profiles import computed
 from gateway.profiles.schema import ModbusProfile, Table
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.planner import plan_profile
@@ -90,7 +92,8 @@ class ModbusClient:
     async def connect(self) -> None:
         try:
             ok = await self._client.connect()
-        except (OSError, ModbusException) as exc:
+        except (OSError, ModbusException, termios.error) as exc:
+            # termios.error is no OSError: pyserial lets a refused tcsetattr escape.
             raise ConnectError(f"{self.cfg.id}: cannot connect: {exc}") from exc
         if not ok:
             where = (
@@ -307,12 +310,26 @@ def build(
 ) -> Source:
     tags = dict(ctx.site_tags)
     mdevs = [ModbusDevice(d.config, d.profile, tags) for d in devices]
-    return ModbusSource(cfg, mdevs, ctx.emit, ctx.clock)
+    return ModbusSource(cfg, mdevs, with_computed(mdevs, ctx.emit), ctx.clock)
+
+
+def with_computed(devices: Sequence[ModbusDevice], emit: Emit) -> Emit:
+    """``emit`` that first adds each device's computed points (profile ``computed:``)."""
+    exprs = {d.id: d.profile.expressions for d in devices if d.profile.computed}
+    if not exprs:
+        return emit
+
+    async def emit_computed(sample: Sample) -> None:
+        found = exprs.get(sample.device)
+        await emit(computed.apply(sample, found) if found else sample)
+
+    return emit_computed
 
 
 def describe(device: DeviceConfig, profile: ModbusProfile) -> str:
     reqs = plan_profile(profile, device.max_gap)
-    return f"{len(profile.points)} points in {len(reqs)} read(s)"
+    extra = f" + {len(profile.computed)} computed" if profile.computed else ""
+    return f"{len(profile.points)} points{extra} in {len(reqs)} read(s)"
 
 
 def read_plan(profile: ModbusProfile) -> list[str]:
@@ -322,4 +339,6 @@ def read_plan(profile: ModbusProfile) -> list[str]:
     for r in reqs:
         names = ", ".join(p.name for p in r.points)
         lines.append(f"  {r.table} {r.address}..{r.end} ({r.count}): {names}")
+    for c in profile.computed:
+        lines.append(f"  computed {c.name} = {c.compute}")
     return lines

@@ -88,9 +88,7 @@ async def test_two_meters_to_mqtt_and_influxdb_with_a_dead_neighbour(
     site = load_site(write_site(tmp_path, mosquitto, influxdb1))
     src = site.config.sources[0]
     assert isinstance(src, MBusSourceConfig)
-    sim = MBusLineSim.for_site(
-        src, site.devices_of(src.id), site.device_profiles, wire_time=True
-    )
+    sim = MBusLineSim.for_site(src, site.devices_of(src.id), site.device_profiles, wire_time=True)
     sim.meters[2].no_answer = True
     col = mqtt_collector(mosquitto, "fsg/heat-net/#")
 

@@ -1,0 +1,178 @@
+"""End to end: CJ/T 188 heat meters on a pty -> the real Gateway -> Mosquitto and InfluxDB.
+
+The gateway runs in-process from a site file (the built-in heat-meter-cjt188
+profile, an ``mbus`` source with ``protocol: cjt188``); the broker and the
+database are the real servers of tests/fixtures/servers.py. On one line: a
+meter that answers, one whose answers carry a bad checksum (refused and
+counted as frame errors, shown in its device_health over MQTT) with noise
+injected on the line, and a dead one; none of them stalls the good meter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import Gateway
+from gateway.errors import ConfigError
+from gateway.loader import load_site
+from gateway.plugins.mbus.cjt188_sim import Cjt188LineSim
+from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.tests.test_e2e import good, telemetry
+from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, Received
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def write_site(tmp: Path, mq: Mosquitto, influx: InfluxDB1) -> Path:
+    path = tmp / "site.yaml"
+    path.write_text(
+        f"""
+site: heat-net
+sources:
+  - id: cj-1
+    type: mbus
+    protocol: cjt188
+    port: {tmp}/ttyCJ
+    baudrate: 38400
+    timeout_s: 0.2
+    retries: 0
+    dead_after: 1
+    dead_meter_backoff_s: 600
+    addresses: {{heat-1: "20260000000001", heat-bad: "20260000000002"}}
+devices:
+  - {{id: heat-1, profile: heat-meter-cjt188, source: cj-1, interval_s: 0.5}}
+  - {{id: heat-bad, profile: heat-meter-cjt188, source: cj-1, interval_s: 0.5}}
+  - {{id: heat-dead, profile: heat-meter-cjt188, source: cj-1, unit: 3, interval_s: 0.5}}
+sinks:
+  mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
+  influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
+outbox: {{path: {tmp}/outbox.sqlite}}
+pipeline: {{health_interval_s: 1}}
+"""
+    )
+    return path
+
+
+def health(msgs: list[Received], device: str) -> list[dict[str, Any]]:
+    return [
+        p
+        for p in (m.json() for m in msgs if m.topic == f"fsg/heat-net/{device}/telemetry")
+        if p.get("kind") == "device_health"
+    ]
+
+
+def influx_wait(influx: InfluxDB1, within_s: float) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + within_s
+    while True:
+        rows = influx.rows('SELECT energy, supply_temp, volume FROM heat_meter GROUP BY "device"')
+        if any(r["device"] == "heat-1" for r in rows) or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+async def test_cjt188_meters_to_mqtt_and_influxdb_with_bad_and_dead_neighbours(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    influxdb1: InfluxDB1,
+    mqtt_collector: Callable[..., MqttCollector],
+) -> None:
+    site = load_site(write_site(tmp_path, mosquitto, influxdb1))
+    src = site.config.sources[0]
+    assert isinstance(src, MBusSourceConfig)
+    sim = Cjt188LineSim.for_site(src, site.devices_of(src.id), site.device_profiles)
+    sim.cj_meters[1].garble = True
+    sim.cj_meters[2].no_answer = True
+    col = mqtt_collector(mosquitto, "fsg/heat-net/#")
+
+    def done(msgs: list[Received]) -> bool:
+        counted = any(h["values"].get("frame_errors", 0) >= 1 for h in health(msgs, "heat-bad"))
+        return counted and sum(good(p) for p in telemetry(msgs, "heat-1")) >= 4
+
+    rng = random.Random(5)
+    async with sim:
+        gw = Gateway(site, out=io.StringIO())
+        stop = asyncio.Event()
+        run = asyncio.create_task(gw.run(stop, duration=60))
+        try:
+            sim.inject(bytes(rng.randrange(256) for _ in range(64)))
+            await asyncio.to_thread(col.wait_for, done, 45, "good samples and a counted bad frame")
+            influx_rows = await asyncio.to_thread(influx_wait, influxdb1, 30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(run, 30)
+
+    msgs = col.snapshot()
+    last = [p for p in telemetry(msgs, "heat-1") if good(p)][-1]
+    values = last["values"]
+    assert isinstance(values, dict)
+    assert set(values) == {
+        "energy", "energy_settled", "power", "flow", "volume", "supply_temp", "return_temp",
+        "working_hours", "meter_time", "status",
+    }  # fmt: skip
+    assert 1_250_000 <= float(values["energy"]) < 1_260_000
+    assert values["energy_settled"] == 1_200_000.0 and values["status"] == 0
+    assert 70 < float(values["supply_temp"]) < 80 and 45 < float(values["return_temp"]) < 55
+    for dev in ("heat-bad", "heat-dead"):
+        samples = telemetry(msgs, dev)
+        assert samples, f"{dev} is still reported"
+        for p in samples:
+            quality = p["quality"]
+            assert not p["values"] and isinstance(quality, dict)
+            assert set(quality.values()) == {"bad"}
+    assert "garbage answer" in str(telemetry(msgs, "heat-bad")[0].get("error"))
+    assert any(h["values"]["timeouts"] >= 1 for h in health(msgs, "heat-dead"))
+
+    by_dev = {r["device"] for r in influx_rows if r.get("energy") is not None}
+    assert by_dev == {"heat-1"}
+    assert all(70 < r["supply_temp"] < 80 for r in influx_rows if r["device"] == "heat-1")
+
+
+@pytest.mark.parametrize(
+    ("source", "profile", "why"),
+    [
+        ("protocol: cjt188", "heat-meter-mbus", "has no meter_type, which CJ/T 188 source"),
+        ("", "heat-meter-cjt188", "is for CJ/T 188 (meter_type set); source 'cj-1' is en13757"),
+        ('protocol: cjt188, addresses: {heat-1: "12"}', "heat-meter-cjt188", "want 14 digits"),
+        ('protocol: cjt188, addresses: {ghost: "20260000000001"}', "heat-meter-cjt188",
+         "addresses: device 'ghost' is not a device of this source"),
+        ('addresses: {heat-1: "20260000000001"}', "heat-meter-cjt188",
+         "'addresses' are CJ/T 188 addresses; set protocol: cjt188"),
+        ('protocol: cjt188, secondary: {heat-1: "12345678"}', "heat-meter-cjt188",
+         "'secondary' is EN 13757 addressing"),
+        ("protocol: dlt645", "heat-meter-cjt188", "protocol"),
+    ],
+)  # fmt: skip
+def test_site_errors_name_the_problem(tmp_path: Path, source: str, profile: str, why: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"""
+site: bad
+sources:
+  - {{id: cj-1, type: mbus, port: {tmp_path}/cj{", " + source if source else ""}}}
+devices:
+  - {{id: heat-1, profile: {profile}, source: cj-1, interval_s: 5}}
+"""
+    )
+    with pytest.raises(ConfigError) as err:
+        load_site(path)
+    assert why in "\n".join(err.value.problems)
+
+
+def test_readme_sample_loads(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    (sample,) = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "cjt188" in b]
+    path = tmp_path / "site.yaml"
+    path.write_text("site: sample\n" + sample)
+    site = load_site(path)
+    src = site.config.sources[0]
+    assert isinstance(src, MBusSourceConfig) and src.protocol == "cjt188"
+    assert src.cjt188_address("flat-102", 102) == bytes.fromhex("02 01 00 00 00 00 00")
