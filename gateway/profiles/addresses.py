@@ -170,7 +170,7 @@ def _in_range(value: int) -> str | None:
 def _conflict(ref: Reference, declared: Table | None) -> str | None:
     if declared is None or declared == ref.table:
         return None
-    return f"a {ref.label} reference is a {ref.table}, but the table column says {declared}"
+    return f"a {ref.label} reference is in {ref.table}, but the table column says {declared}"
 
 
 def resolve(

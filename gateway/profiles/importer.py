@@ -27,7 +27,14 @@ from pydantic import ValidationError
 from gateway.errors import GatewayError, ProfileError
 from gateway.plugins import validate_profile
 from gateway.profiles.addresses import Notation
-from gateway.profiles.schema import NAME_RE, PROFILE_NAME_RE, ModbusProfile, Order, Table
+from gateway.profiles.schema import (
+    NAME_RE,
+    PROFILE_NAME_RE,
+    DataType,
+    ModbusProfile,
+    Order,
+    Table,
+)
 from gateway.profiles.table_cells import Field, parse_order, parse_table
 from gateway.profiles.table_file import Sheet, read_table
 from gateway.profiles.table_rows import Layout, RowReader, RowsResult, find_layout
@@ -145,13 +152,13 @@ def _where(err: Any, result: RowsResult, fields: dict[str, Any]) -> str:
 
 
 def _conversion_notes(layout: Layout, result: RowsResult, options: Options) -> list[str]:
-    notes = [f"note: {c.describe()}" for c in result.conversions]
+    notes = [f"note: {line}" for line in _conversions(result)]
     if result.warning:
         notes.append(f"warning: {result.warning}")
-    if Field.TABLE not in layout.columns and not any(c.table for c in result.conversions):
-        table = options.table or Table.HOLDING_REGISTER
-        if options.table is None:
-            notes.append(f"note: no table column: every point is read from a {table} (--table)")
+    tables_known = Field.TABLE in layout.columns or any(c.table for c in result.conversions)
+    if not tables_known and options.table is None:
+        default = Table.HOLDING_REGISTER
+        notes.append(f"note: no table column: every point is read from a {default} (--table)")
     if Field.TYPE not in layout.columns:
         notes.append("note: no type column: every register point is uint16")
     if result.assumed_order:
@@ -172,6 +179,19 @@ def _conversion_notes(layout: Layout, result: RowsResult, options: Options) -> l
     return notes
 
 
+def _conversions(result: RowsResult) -> list[str]:
+    """One line per kind of conversion of the table's numbers."""
+    lines = [c.describe() for c in result.conversions]
+    hexes = [e.number for e, _ in result.points if e.number is not None and e.number.hex]
+    if hexes:
+        n = len(hexes)
+        lines.append(
+            f"{n} address{'es' if n > 1 else ''} read as hexadecimal"
+            f" (e.g. {hexes[0].text} -> {hexes[0].value})"
+        )
+    return lines
+
+
 def _flow(data: dict[str, Any]) -> str:
     text: str = yaml.safe_dump(
         data, default_flow_style=True, sort_keys=False, allow_unicode=True, width=1 << 30
@@ -179,14 +199,19 @@ def _flow(data: dict[str, Any]) -> str:
     return text.strip()
 
 
+def _one_line(text: str) -> str:
+    """Text for a YAML comment: a line break in a file or sheet name must not end it."""
+    return " ".join(text.split())
+
+
 def render(sheet: Sheet, result: RowsResult, fields: dict[str, Any]) -> str:
     """The profile as YAML, one flow mapping per point, commented with its row."""
     count = len(result.points)
     lines = [
-        f"# Imported by `gateway profiles import` from {sheet.source}: {count} point"
+        f"# Imported by `gateway profiles import` from {_one_line(sheet.source)}: {count} point"
         + ("s." if count != 1 else ".")
     ]
-    lines += [f"# {c.describe()[0].upper()}{c.describe()[1:]}." for c in result.conversions]
+    lines += [f"# {line[0].upper()}{line[1:]}." for line in _conversions(result)]
     lines.append(
         "# Each point's comment names its row in the table (and the number written there)."
     )
@@ -196,20 +221,19 @@ def render(sheet: Sheet, result: RowsResult, fields: dict[str, Any]) -> str:
     for e, p in result.points:
         rest = p.model_dump(mode="json", exclude_defaults=True)
         data = {"name": p.name, "table": p.table.value, "address": p.address, "type": p.type.value}
-        if p.count > 1 and p.type.value != "string":
+        if p.count > 1 and p.type is not DataType.STRING:
             data["order"] = p.order.value  # explicit: the word order is what gets mixed up
         data.update((k, v) for k, v in rest.items() if k not in data)
         written = e.number.text if e.number is not None else ""
         where = e.row.place if written == str(p.address) else f"{e.row.place}: {written}"
-        lines.append(f"  - {_flow(data)}  # {where}")
+        lines.append(f"  - {_flow(data)}  # {_one_line(where)}")
     return "\n".join(lines) + "\n"
 
 
 def _check_round_trip(text: str, profile: ModbusProfile) -> None:
     again = validate_profile(yaml.safe_load(text))
-    if (
-        not isinstance(again, ModbusProfile) or again != profile
-    ):  # a bug of the renderer, never of the table
+    # A difference is a bug of the renderer, never a problem of the table.
+    if not isinstance(again, ModbusProfile) or again != profile:
         raise GatewayError("the generated YAML does not load back to the same profile")
 
 
@@ -253,15 +277,17 @@ def cmd_import(args: argparse.Namespace) -> int:
         encoding=args.encoding,
     )
     imported = import_table(Path(args.table_file), options)
+    if args.output:
+        write_atomically(Path(args.output), imported.text)  # first: no notes for a failed write
+    else:
+        sys.stdout.write(imported.text)
     for line in imported.notes:
         print(line, file=sys.stderr)
     n = len(imported.profile.points)
     points = f"{n} point{'s' if n != 1 else ''}"
     if args.output:
-        write_atomically(Path(args.output), imported.text)
         print(f"wrote {args.output}: profile {imported.profile.name!r}, {points}", file=sys.stderr)
     else:
-        sys.stdout.write(imported.text)
         print(f"profile {imported.profile.name!r}: {points}", file=sys.stderr)
     return 0
 

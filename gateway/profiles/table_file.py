@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,6 +82,14 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
 
 
 def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
+    declared = _EXCEL_SEP.match(text)
+    if declared is not None:  # Excel's own hint: "sep=;" on the first line
+        sep = declared.group(1)
+
+        class Declared(csv.excel):
+            delimiter = sep
+
+        return Declared
     sample = "\n".join(text.splitlines()[:50])
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t")
@@ -94,21 +103,37 @@ def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
         return Guessed
 
 
+_EXCEL_SEP = re.compile(r"sep=(.)\r?\n")
+
+
+def _past_limit(row: Row) -> bool:
+    """Whether a row past MAX_ROWS ends the reading (blank: the table has ended) or is
+    an error (raised here)."""
+    if not row.blank:
+        raise ProfileError(f"{row.where}: more than {MAX_ROWS} rows")
+    return True
+
+
 def _read_csv(path: Path, encoding: str) -> Sheet:
     text = _decode(path, read_bounded(path, MAX_FILE_BYTES), encoding)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise ProfileError(f"{path}:{line}: NUL byte: this is not a text table")
-    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text))
+    dialect = _dialect(text)
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
     rows: list[Row] = []
     start = 1
     try:
+        if _EXCEL_SEP.match(text):
+            next(reader)
+            start = 2
         for cells in reader:
-            if len(rows) >= MAX_ROWS:
-                raise ProfileError(f"{path}:{start}: more than {MAX_ROWS} rows")
             if len(cells) > MAX_COLUMNS and any(c.strip() for c in cells[MAX_COLUMNS:]):
                 raise ProfileError(f"{path}:{start}: more than {MAX_COLUMNS} columns")
-            rows.append(Row(f"{path}:{start}", f"line {start}", tuple(cells[:MAX_COLUMNS])))
+            row = Row(f"{path}:{start}", f"line {start}", tuple(cells[:MAX_COLUMNS]))
+            if len(rows) >= MAX_ROWS and _past_limit(row):
+                break
+            rows.append(row)
             start = reader.line_num + 1
     except csv.Error as exc:
         raise ProfileError(f"{path}:{start}: cannot read the CSV row: {exc}") from None
@@ -127,9 +152,10 @@ def _xlsx_rows(ws: Any, path: Path, ref: str) -> Iterator[Row]:
         ws.iter_rows(min_row=1, max_row=MAX_ROWS + 1, max_col=MAX_COLUMNS, values_only=True),
         start=1,
     ):
-        if n > MAX_ROWS:
-            raise ProfileError(f"{path}:{ref}!{n}: more than {MAX_ROWS} rows")
-        yield Row(f"{path}:{ref}!{n}", f"{ref}!{n}", tuple(cells))
+        row = Row(f"{path}:{ref}!{n}", f"{ref}!{n}", tuple(cells))
+        if n > MAX_ROWS and _past_limit(row):
+            return
+        yield row
 
 
 def _read_xlsx(path: Path, sheet: str | None) -> Sheet:

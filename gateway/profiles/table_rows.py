@@ -256,7 +256,9 @@ class RowReader:
             value = self.cell(row, fld)
             if value is None:
                 if fld is Field.ADDRESS:
-                    self.fail(row, fld, "no address")
+                    alone = sum(c is not None and text_of(c) != "" for c in row.cells) == 1
+                    hint = " (a section heading? delete the row)" if alone and e.original else ""
+                    self.fail(row, fld, f"no address{hint}")
                 continue
             try:
                 got[fld] = parse(value)
@@ -401,7 +403,8 @@ class RowReader:
             return None
         if not self.word_order(e, dtype, values):
             return None
-        last = e.resolved.address + values.get("length", WORDS[dtype]) - 1
+        count = values["length"] if dtype is DataType.STRING else WORDS[dtype]
+        last = e.resolved.address + count - 1
         if last > MAX_ADDRESS:
             self.fail(e.row, Field.ADDRESS, f"a {dtype} here would run past address {MAX_ADDRESS}")
             return None

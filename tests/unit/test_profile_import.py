@@ -332,7 +332,7 @@ def test_wrong_type_and_duplicate_address_xlsx_name_sheet_and_row(
             [],
             ["t.csv:2: column 2 'Address': 'forty' is not a register number (write it as 40001,"
              " 0x9C41 or 9C41h)",
-             "t.csv:3: column 2 'Address': no address",
+             "t.csv:3: column 2 'Address': no address (a section heading? delete the row)",
              "t.csv:4: column 2 'Address': '-3' is not a register number (write it as 40001,"
              " 0x9C41 or 9C41h)"],
             id="non-numeric-address",
@@ -468,3 +468,119 @@ def test_a_mixed_table_is_read_as_written_with_a_warning(
         " notation (or its table): every address is read as written (--modicon or --one-based to"
         " convert them)"
     ) in err.splitlines()
+
+
+VIGIREX_CSV = (
+    "sep=;\n"
+    "Parameter;Address (hex);Type;Unit;Comment\n"
+    "Earth leakage current;0190;UINT16;mA;\n"
+    "Alarm;00C9;UINT16;;1 = alarm\n"
+    "Pre-alarm;00CB;UINT16;;1 = pre-alarm\n"
+    "Alarm threshold;01F5;UINT16;mA;\n"
+)
+VIGIREX_YAML = """\
+# Imported by `gateway profiles import` from vigirex.csv: 4 points.
+# 4 addresses read as hexadecimal (e.g. 0190 -> 400).
+# Each point's comment names its row in the table (and the number written there).
+name: vigirex
+kind: leakage
+vendor: Schneider
+model: Vigirex RHU
+points:
+  - {name: earth_leakage_current, table: holding_register, address: 400, type: uint16, unit: mA}  # line 3: 0190
+  - {name: alarm, table: holding_register, address: 201, type: uint16, description: 1 = alarm}  # line 4: 00C9
+  - {name: pre_alarm, table: holding_register, address: 203, type: uint16, description: 1 = pre-alarm}  # line 5: 00CB
+  - {name: alarm_threshold, table: holding_register, address: 501, type: uint16, unit: mA}  # line 6: 01F5
+"""  # noqa: E501
+
+
+def test_hex_addresses_under_a_hex_heading_and_excels_sep_line(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "vigirex.csv").write_text(VIGIREX_CSV, encoding="utf-8")
+    code, out, err = run(
+        capsys, "vigirex.csv", "--kind", "leakage", "--vendor", "Schneider",
+        "--model", "Vigirex RHU", "--table", "holding",
+    )  # fmt: skip
+    assert (code, out) == (0, VIGIREX_YAML), err
+    assert err.splitlines()[:3] == [
+        "columns of vigirex.csv (headings on line 2):",
+        "  column 1 'Parameter'      -> name",
+        "  column 2 'Address (hex)'  -> address (hex)",
+    ]
+    assert "note: 4 addresses read as hexadecimal (e.g. 0190 -> 400)" in err.splitlines()
+    assert_round_trip(here / "vigirex.yaml", out)
+
+
+def test_a_section_heading_row_is_named_as_such(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "t.csv").write_text("Name,Address,Type\nMeasurements,,\nFlow,0,uint16\n")
+    assert run(capsys, "t.csv") == (
+        2,
+        "",
+        "error: t.csv:2: column 2 'Address': no address (a section heading? delete the row)\n",
+    )
+
+
+def test_rows_past_the_limit_end_the_table_when_blank_and_are_refused_otherwise(
+    here: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.profiles.table_file.MAX_ROWS", 3)
+    (here / "t.csv").write_text("Name,Address\nA,0\nB,1\n" + ",\n" * 50)
+    code, out, _ = run(capsys, "t.csv")
+    assert code == 0 and "name: b" in out.replace("{", "")
+    (here / "t.csv").write_text("Name,Address\nA,0\nB,1\nC,2\n")
+    assert run(capsys, "t.csv") == (2, "", "error: t.csv:4: more than 3 rows\n")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    assert ws is not None
+    for row in (["Name", "Address"], ["A", 0], ["B", 1]):
+        ws.append(row)
+    ws["A900"] = ""  # a formatted, empty cell far below: the reading stops at the limit
+    wb.save(here / "t.xlsx")
+    code, out, _ = run(capsys, "t.xlsx")
+    assert code == 0 and "name: b" in out.replace("{", "")
+    ws["A4"], ws["B4"] = "C", 2
+    wb.save(here / "t.xlsx")
+    assert run(capsys, "t.xlsx") == (2, "", "error: t.xlsx:Sheet!4: more than 3 rows\n")
+
+
+def test_an_output_that_cannot_be_written_is_one_error(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "heat.csv").write_text(HEAT_CSV, encoding="utf-8")
+    assert run(capsys, "heat.csv", "-o", "missing/heat.yaml") == (
+        2,
+        "",
+        "error: missing/heat.yaml: cannot write: No such file or directory\n",
+    )
+
+
+MISC_CSV = (
+    "Name,Register,Type,Registers,Bit,Divisor,Value offset,Decimals,Unit,FC\n"
+    "Model,0,string,8,,,,,,3\n"
+    "Status run,8,bit,,0,,,,,3\n"
+    "Status fault,8,bit,,1,,,,,3\n"
+    "Status word,8,uint16,1,,,,,,3\n"
+    "Temperature,9,int16,1,,10,-40,1,°C,4\n"
+    "Counter,10,uint64,4,,,,,,4\n"
+)
+
+
+def test_strings_bits_divisors_offsets_and_decimals(
+    here: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (here / "misc.csv").write_text(MISC_CSV, encoding="utf-8")
+    code, out, err = run(capsys, "misc.csv", "--kind", "boiler", "--word-order", "CDAB")
+    assert code == 0, err
+    assert [ln.split("  #")[0] for ln in out.splitlines() if ln.startswith("  - ")] == [
+        "  - {name: model, table: holding_register, address: 0, type: string, length: 8}",
+        "  - {name: status_run, table: holding_register, address: 8, type: bit, bit: 0}",
+        "  - {name: status_fault, table: holding_register, address: 8, type: bit, bit: 1}",
+        "  - {name: status_word, table: holding_register, address: 8, type: uint16}",
+        "  - {name: temperature, table: input_register, address: 9, type: int16, scale: 0.1,"
+        " offset: -40.0, decimals: 1, unit: °C}",
+        "  - {name: counter, table: input_register, address: 10, type: uint64, order: CDAB}",
+    ]
+    assert_round_trip(here / "misc.yaml", out)
