@@ -62,6 +62,8 @@ class DeviceCounters:
     last_error: str | None = None
     requests: int = 0
     latency_sum_s: float = 0.0
+    # Merged reads refused with exception 2 and replaced by the parts that read.
+    learned_splits: int = 0
 
     def count_error(self, exc: SourceError) -> None:
         if isinstance(exc, DeviceTimeout):
@@ -89,8 +91,17 @@ class ModbusDevice:
     counters: DeviceCounters = field(default_factory=DeviceCounters)
 
     def __post_init__(self) -> None:
-        self.plan = plan_profile(self.profile, self.config.max_gap, self.merge)
         self.tags = {**self.site_tags, **self.config.tags}
+        self._set_plan(plan_profile(self.profile, self.config.max_gap, self.merge))
+        self._fault_points = [p for p in self.profile.points if p.fault_of]
+
+    @property
+    def max_gap(self) -> int:
+        """The gap the plan reads through: the site's override, else the profile's."""
+        return self.profile.max_gap if self.config.max_gap is None else self.config.max_gap
+
+    def _set_plan(self, plan: list[ReadRequest]) -> None:
+        self.plan = plan
         # Per request, precomputed once: how to turn its words into bytes, and each
         # point's byte offset and direct Struct (None: the general ``decode``).
         self._unpack: list[tuple[struct.Struct, list[_Slot], struct.Struct | None] | None] = []
@@ -105,7 +116,12 @@ class ModbusDevice:
             self._unpack.append(
                 (struct.Struct(f">{req.count}H"), slots, _whole_read(slots, req.count))
             )
-        self._fault_points = [p for p in self.profile.points if p.fault_of]
+
+    def split(self, request: ReadRequest, pieces: Sequence[ReadRequest]) -> None:
+        """Read ``pieces`` instead of ``request`` from now on (a learned hole, holes.py)."""
+        i = next(i for i, r in enumerate(self.plan) if r is request)
+        self._set_plan([*self.plan[:i], *pieces, *self.plan[i + 1 :]])
+        self.counters.learned_splits += 1
 
     @property
     def id(self) -> str:
