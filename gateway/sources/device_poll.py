@@ -17,6 +17,7 @@ from gateway.errors import CodecError, DeviceException, DeviceTimeout, FrameErro
 from gateway.model import Quality, Sample, Value
 from gateway.profiles.schema import ModbusPoint, ModbusProfile
 from gateway.sources.planner import ReadRequest, plan_profile
+from gateway.sources.samples import DeviceSamples
 
 
 class _Slot(NamedTuple):
@@ -93,7 +94,7 @@ class ModbusDevice:
     def __post_init__(self) -> None:
         self.tags = {**self.site_tags, **self.config.tags}
         self._set_plan(plan_profile(self.profile, self.config.max_gap, self.merge))
-        self._fault_points = [p for p in self.profile.points if p.fault_of]
+        self._samples = DeviceSamples(self.id, self.profile.kind, self.tags, self.profile.points)
 
     @property
     def max_gap(self) -> int:
@@ -179,31 +180,10 @@ class ModbusDevice:
                     values[p.name] = decode_bits(p, res[off : off + 1])  # type: ignore[arg-type]
                 except CodecError as exc:
                     undecodable(p.name, exc)
-        # A sensor-fault bit turns the readings it guards into faults: a broken
-        # leakage loop reads as 0 mA, which must never look like "no leakage".
-        for p in self._fault_points:
-            if values.get(p.name):
-                for target in p.fault_of:
-                    values.pop(target, None)
-                    quality[target] = Quality.FAULT
-        return Sample(
-            device=self.id,
-            kind=self.profile.kind,
-            ts_ns=ts_ns,
-            values=values,
-            quality=quality,
-            tags=self.tags,
-            error="; ".join(dict.fromkeys(errors)) if errors else None,
+        return self._samples.sample(
+            ts_ns, values, quality, "; ".join(dict.fromkeys(errors)) if errors else None
         )
 
     def all_bad(self, ts_ns: int, error: str) -> Sample:
         """A Sample saying nothing could be read (device unreachable)."""
-        return Sample(
-            device=self.id,
-            kind=self.profile.kind,
-            ts_ns=ts_ns,
-            values={},
-            quality={p.name: Quality.BAD for p in self.profile.points},
-            tags=self.tags,
-            error=error,
-        )
+        return self._samples.all_bad(ts_ns, error)

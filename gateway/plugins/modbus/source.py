@@ -16,7 +16,6 @@ pymodbus is imported only here: its exceptions become ``SourceError`` subclasses
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import termios
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +36,7 @@ from gateway.errors import (
 from gateway.model import Clock, Sample
 from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.plugins.schedule import poll_on_schedule
 from gateway.profiles import computed
 from gateway.profiles.schema import ModbusProfile, Table
 from gateway.sources import holes
@@ -199,28 +199,8 @@ class ModbusSource:
 
     async def run(self) -> None:
         """Poll until cancelled. Never raises for device or connection trouble."""
-        if not self.devices:
-            return
-        now = self._clock.monotonic()
-        # Spread first polls over the shortest interval so devices do not all
-        # hit the line in the same instant.
-        spread = min(d.config.interval_s for d in self.devices) / len(self.devices)
-        due = {d.id: now + i * spread for i, d in enumerate(self.devices)}
-        while True:
-            dev = min(self.devices, key=lambda d: due[d.id])
-            delay = due[dev.id] - self._clock.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.poll_device(dev)
-            nxt = due[dev.id] + dev.config.interval_s
-            now = self._clock.monotonic()
-            if nxt < now:
-                # Fell behind a whole interval: skip the missed cycles rather
-                # than bursting, and count it so it shows.
-                dev.counters.overruns += 1
-                missed = int((now - nxt) // dev.config.interval_s) + 1
-                nxt += missed * dev.config.interval_s
-            due[dev.id] = nxt
+        # First polls spread over the shortest interval: not every unit in one instant.
+        await poll_on_schedule(self.devices, self.poll_device, self._clock, spread=True)
 
     async def _ensure_connected(self) -> bool:
         if self._client.connected:
