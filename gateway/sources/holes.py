@@ -30,9 +30,10 @@ from gateway.sources.planner import ReadRequest, plan_points
 
 ILLEGAL_ADDRESS = 2
 # Reads one learning may spend searching the gaps of one refused read; past it
-# the rest of a gap still refused is reported whole (declaring it is still
-# right: a gap holds no point). Registers never get near it (a read is at most
-# 125); a coil gap of up to 2000 bits could.
+# each gap is read once more and, if still refused, declared whole from where
+# the search stopped (declaring it is still right: a gap holds no point).
+# Registers never get near it (a read is at most 125); a coil gap of up to
+# 2000 bits could. ``gateway probe`` passes a smaller one.
 PROBE_BUDGET = 300
 
 # (table, address, count) -> the words/bits read, or why not.
@@ -62,7 +63,9 @@ class Finding:
     come back by themselves if the device starts to serve them).
     ``whole``: nothing in the read reads on its own (the device refuses the
     table, or is not the device the profile describes): there is nothing to
-    learn, keep the read as it is.
+    learn, keep the read as it is. ``cut``: the first address from which the
+    gaps were declared whole, unsearched, because the budget ran out (None:
+    every refused address was found one by one).
     """
 
     request: ReadRequest
@@ -70,6 +73,7 @@ class Finding:
     points: tuple[ModbusPoint, ...]
     pieces: tuple[ReadRequest, ...]
     probes: int
+    cut: int | None = None
 
     @property
     def whole(self) -> bool:
@@ -110,10 +114,12 @@ def _ranges(addresses: Sequence[int]) -> list[tuple[int, int]]:
 
 
 class _Prober:
-    def __init__(self, table: Table, read: Read) -> None:
+    def __init__(self, table: Table, read: Read, budget: int) -> None:
         self.table = table
         self._read = read
         self.count = 0
+        self.budget = budget
+        self.cut: int | None = None
 
     async def ok(self, lo: int, hi: int) -> bool:
         """Whether lo..hi reads; exception 2 is False, any other failure abandons."""
@@ -138,10 +144,11 @@ class _Prober:
         """Every address of lo..hi the device refuses (past the budget: the rest whole)."""
         out: list[int] = []
         while lo <= hi:
-            if self.count >= PROBE_BUDGET:
-                return out + list(range(lo, hi + 1))
             if await self.ok(lo, hi):
                 return out
+            if self.count >= self.budget:
+                self.cut = lo if self.cut is None else self.cut
+                return out + list(range(lo, hi + 1))
             # The first refused address: the shortest refused prefix of lo..hi.
             a, b = lo, hi
             while a < b:
@@ -153,7 +160,7 @@ class _Prober:
             out.append(a)
             lo = a + 1
             # Reserved ranges are usually long: walk the run one address at a time.
-            while lo <= hi and self.count < PROBE_BUDGET and not await self.ok(lo, lo):
+            while lo <= hi and self.count < self.budget and not await self.ok(lo, lo):
                 out.append(lo)
                 lo += 1
         return out
@@ -164,14 +171,16 @@ async def learn(
     read: Read,
     max_gap: int,
     unreadable: Sequence[Unreadable] = (),
+    budget: int = PROBE_BUDGET,
 ) -> Finding:
     """Split the refused ``request`` along its points (see the module docstring).
 
-    ``max_gap`` and ``unreadable`` are what the device's plan was made with.
+    ``max_gap`` and ``unreadable`` are what the device's plan was made with;
+    ``budget`` bounds the reads spent searching gaps (see ``PROBE_BUDGET``).
     Raises ``Abandoned`` when a probe fails otherwise than with exception 2
     (a timeout, a lost link, another exception): nothing is learned then.
     """
-    probe = _Prober(request.table, read)
+    probe = _Prober(request.table, read, budget)
     runs = _runs(request.points)
     bad: list[ModbusPoint] = []
     for run in runs:
@@ -193,7 +202,7 @@ async def learn(
         pieces = [ReadRequest(table, *_count(run), tuple(run)) for run in runs]
     pieces += [ReadRequest(table, p.address, p.count, (p,)) for p in bad]
     pieces.sort(key=lambda r: r.address)
-    return Finding(request, gaps, tuple(bad), tuple(pieces), probe.count)
+    return Finding(request, gaps, tuple(bad), tuple(pieces), probe.count, probe.cut)
 
 
 def _count(run: Sequence[ModbusPoint]) -> tuple[int, int]:
@@ -233,9 +242,15 @@ def advice(
         ranges = ", ".join(f"{s}..{e}" if s != e else f"{s}" for s, e in finding.gaps)
         listed = [_yaml(u.table, u.start, u.end) for u in declared]
         listed += [_yaml(t, s, e) for s, e in finding.gaps]
+        unsearched = (
+            ""
+            if finding.cut is None
+            else f" (from {finding.cut} on not searched register by register: {finding.probes}"
+            " reads spent; the device's own range may be narrower)"
+        )
         lines.append(
-            f"device {device}: {t} {ranges} {why}; declare `unreadable: [{', '.join(listed)}]`"
-            f" in profile {profile}"
+            f"device {device}: {t} {ranges} {why}{unsearched};"
+            f" declare `unreadable: [{', '.join(listed)}]` in profile {profile}"
         )
     elif not finding.points:
         lines.append(

@@ -138,8 +138,18 @@ async def test_a_long_bit_gap_stops_at_the_budget_and_is_declared_whole() -> Non
     found = await learn_on(pts(0, 1900, table=Table.COIL), dev, max_gap=124)
     assert found.probes <= holes.PROBE_BUDGET + 1
     # Known refused from 100 on; the rest of the gap, past the budget, declared with it.
-    assert found.gaps == ((100, 1899),)
+    assert found.gaps == ((100, 1899),) and found.cut is not None and 100 < found.cut < 1899
     assert spans(found) == [(0, 0), (1900, 1900)]
+    (line,) = holes.advice("m", "prof", found)
+    assert f"(from {found.cut} on not searched register by register" in line
+
+
+async def test_past_the_budget_a_readable_gap_is_still_read_not_declared() -> None:
+    dev = Device(lambda a: 5 <= a <= 25)
+    (req,) = plan_points(pts(0, 30, 40), 32)
+    found = await holes.learn(req, dev.read, 32, budget=4)
+    assert found.gaps == ((1, 29),) and found.cut == 1  # 3 point reads + 1 gap read
+    assert spans(found) == [(0, 0), (30, 40)]  # 31..39 read once and kept
 
 
 def test_advice_lists_the_ranges_already_declared_first() -> None:
