@@ -131,14 +131,19 @@ class _Prober:
             raise Abandoned(res)
         return True
 
-    async def refused_points(self, run: Sequence[ModbusPoint]) -> list[ModbusPoint]:
-        """The points of a run refused on their own (halving the run while it is refused)."""
+    async def split_run(
+        self, run: Sequence[ModbusPoint]
+    ) -> tuple[list[ModbusPoint], list[Sequence[ModbusPoint]]]:
+        """The points of a run refused on their own, and the parts of it that read
+        (halving the run while it is refused)."""
         if await self.ok(*_span(run)):
-            return []
+            return [], [run]
         if len(run) == 1:
-            return list(run)
+            return list(run), []
         half = len(run) // 2
-        return await self.refused_points(run[:half]) + await self.refused_points(run[half:])
+        bad_a, good_a = await self.split_run(run[:half])
+        bad_b, good_b = await self.split_run(run[half:])
+        return bad_a + bad_b, good_a + good_b
 
     async def refused_in_gap(self, lo: int, hi: int) -> list[int]:
         """Every address of lo..hi the device refuses (past the budget: the rest whole)."""
@@ -183,8 +188,11 @@ async def learn(
     probe = _Prober(request.table, read, budget)
     runs = _runs(request.points)
     bad: list[ModbusPoint] = []
+    parts: list[Sequence[ModbusPoint]] = []  # each read alone
     for run in runs:
-        bad += await probe.refused_points(run)
+        run_bad, run_parts = await probe.split_run(run)
+        bad += run_bad
+        parts += run_parts
     in_gaps: list[int] = []
     if len(bad) < len(request.points):
         for before, after in itertools.pairwise(runs):
@@ -198,8 +206,8 @@ async def learn(
     pieces = plan_points(good, max_gap, [*unreadable, *learned])
     if not gaps and not bad:
         # Refused as one read though every part reads alone (some devices cap
-        # the length of a read): read the runs separately.
-        pieces = [ReadRequest(table, *_count(run), tuple(run)) for run in runs]
+        # the length of a read): read the parts that were read.
+        pieces = [ReadRequest(table, *_count(part), tuple(part)) for part in parts]
     pieces += [ReadRequest(table, p.address, p.count, (p,)) for p in bad]
     pieces.sort(key=lambda r: r.address)
     return Finding(request, gaps, tuple(bad), tuple(pieces), probe.count, probe.cut)

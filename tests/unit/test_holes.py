@@ -107,6 +107,14 @@ async def test_a_length_cap_answered_with_exception_2_reads_the_runs_apart() -> 
     assert "as one read, though each of its parts reads alone; reading it in 4 parts" in line
 
 
+async def test_a_run_longer_than_the_cap_is_read_in_the_parts_that_read() -> None:
+    dev = Device(lambda a: False, cap=5)
+    found = await learn_on(pts(*range(12)), dev)
+    assert found.gaps == () and found.points == ()
+    # Never the refused read again: the halves of halves that were read.
+    assert spans(found) == [(0, 2), (3, 5), (6, 8), (9, 11)]
+
+
 async def test_everything_refused_is_not_a_hole() -> None:
     dev = Device(lambda a: True)
     found = await learn_on(pts(0, 10, 30, 40), dev)
