@@ -162,6 +162,9 @@ class GatewayCollector:
         good = _counters("fsg_polls_good", "Polls that read every point", "device")
         errors = _counters("fsg_poll_errors", "Poll errors per device and kind", "device", "kind")
         overruns = _counters("fsg_poll_overruns", "Late polls", "device")
+        splits = _counters(
+            "fsg_poll_learned_splits", "Merged reads split after exception 2", "device"
+        )
         latency = SummaryMetricFamily(
             "fsg_poll_latency_seconds", "Time a poll took", labels=["device"]
         )
@@ -179,10 +182,11 @@ class GatewayCollector:
             ):
                 errors.add_metric([dev, kind], getattr(c, kind))
             overruns.add_metric([dev], c.overruns)
+            splits.add_metric([dev], c.learned_splits)
             latency.add_metric([dev], count_value=c.polls, sum_value=c.latency_sum_s)
             last.add_metric([dev], c.last_latency_s)
             online.add_metric([dev], int(c.consecutive_failures == 0 and c.polls > 0))
-        yield from (polls, good, errors, overruns, latency, last, online)
+        yield from (polls, good, errors, overruns, splits, latency, last, online)
 
     def _delivery(self) -> Iterator[Metric]:
         stats = self.gw.delivery.stats()

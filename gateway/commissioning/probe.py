@@ -307,9 +307,10 @@ async def _advise(
                 ]
         except SourceError:
             pass
+    gap = target.profile.max_gap if target.max_gap is None else target.max_gap
     advice: list[str] = []
     for req in refused:
-        advice += await unreadable_advice(read, req)
+        advice += await unreadable_advice(read, req, target.name, target.profile, gap)
     return advice
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -25,6 +26,43 @@ PROFILE_NAME_RE = r"^[a-z0-9][a-z0-9_.-]*$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NamedPoint(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def unit(self) -> str: ...
+
+
+class PointsProfile(Strict):
+    """What every profile made of named ``points`` shares (Modbus, M-Bus, OPC UA, plugins):
+    the names and units the core asks for, and no point name defined twice, nor
+    a ``fault_of`` naming a point the profile does not have."""
+
+    if TYPE_CHECKING:
+        # Each profile model declares its own list of points (a pydantic field).
+        points: Sequence[NamedPoint]
+
+    def point_names(self) -> list[str]:
+        return [p.name for p in self.points]
+
+    def point_units(self) -> dict[str, str]:
+        return {p.name: p.unit for p in self.points if p.unit}
+
+    @model_validator(mode="after")
+    def _point_names(self) -> Self:
+        names: set[str] = set()
+        for p in self.points:
+            if p.name in names:
+                raise ValueError(f"point {p.name!r} is defined twice")
+            names.add(p.name)
+        for p in self.points:
+            for target in getattr(p, "fault_of", ()):
+                if target not in names:
+                    raise ValueError(f"point {p.name!r}: fault_of names unknown point {target!r}")
+        return self
 
 
 class Table(StrEnum):
@@ -220,7 +258,7 @@ class ComputedPoint(Strict):
     description: str = ""
 
 
-class ModbusProfile(Strict):
+class ModbusProfile(PointsProfile):
     name: Annotated[str, Field(pattern=PROFILE_NAME_RE)]
     protocol: Literal["modbus"] = "modbus"
     kind: Annotated[str, Field(pattern=NAME_RE)]
@@ -233,10 +271,10 @@ class ModbusProfile(Strict):
     computed: list[ComputedPoint] = Field(default_factory=list)
 
     def point_names(self) -> list[str]:
-        return [p.name for p in self.points] + [c.name for c in self.computed]
+        return super().point_names() + [c.name for c in self.computed]
 
     def point_units(self) -> dict[str, str]:
-        units = {p.name: p.unit for p in self.points if p.unit}
+        units = super().point_units()
         units.update({c.name: c.unit for c in self.computed if c.unit})
         return units
 
@@ -265,12 +303,8 @@ class ModbusProfile(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> ModbusProfile:
-        names: set[str] = set()
         owner: dict[tuple[Table, int], str] = {}
         for p in self.points:
-            if p.name in names:
-                raise ValueError(f"point {p.name!r} is defined twice")
-            names.add(p.name)
             # Bits of one register may be shared by several 'bit' points.
             if p.type is DataType.BIT:
                 continue
@@ -282,9 +316,6 @@ class ModbusProfile(Strict):
                     )
                 owner[key] = p.name
         for p in self.points:
-            for target in p.fault_of:
-                if target not in names:
-                    raise ValueError(f"point {p.name!r}: fault_of names unknown point {target!r}")
             for u in self.unreadable:
                 if u.table == p.table and p.address <= u.end and u.start <= p.address + p.count - 1:
                     raise ValueError(

@@ -17,6 +17,7 @@ from gateway.errors import CodecError, DeviceException, DeviceTimeout, FrameErro
 from gateway.model import Quality, Sample, Value
 from gateway.profiles.schema import ModbusPoint, ModbusProfile
 from gateway.sources.planner import ReadRequest, plan_profile
+from gateway.sources.samples import DeviceSamples
 
 
 class _Slot(NamedTuple):
@@ -62,6 +63,8 @@ class DeviceCounters:
     last_error: str | None = None
     requests: int = 0
     latency_sum_s: float = 0.0
+    # Merged reads refused with exception 2 and replaced by the parts that read.
+    learned_splits: int = 0
 
     def count_error(self, exc: SourceError) -> None:
         if isinstance(exc, DeviceTimeout):
@@ -89,8 +92,17 @@ class ModbusDevice:
     counters: DeviceCounters = field(default_factory=DeviceCounters)
 
     def __post_init__(self) -> None:
-        self.plan = plan_profile(self.profile, self.config.max_gap, self.merge)
         self.tags = {**self.site_tags, **self.config.tags}
+        self._set_plan(plan_profile(self.profile, self.config.max_gap, self.merge))
+        self._samples = DeviceSamples(self.id, self.profile.kind, self.tags, self.profile.points)
+
+    @property
+    def max_gap(self) -> int:
+        """The gap the plan reads through: the site's override, else the profile's."""
+        return self.profile.max_gap if self.config.max_gap is None else self.config.max_gap
+
+    def _set_plan(self, plan: list[ReadRequest]) -> None:
+        self.plan = plan
         # Per request, precomputed once: how to turn its words into bytes, and each
         # point's byte offset and direct Struct (None: the general ``decode``).
         self._unpack: list[tuple[struct.Struct, list[_Slot], struct.Struct | None] | None] = []
@@ -105,7 +117,12 @@ class ModbusDevice:
             self._unpack.append(
                 (struct.Struct(f">{req.count}H"), slots, _whole_read(slots, req.count))
             )
-        self._fault_points = [p for p in self.profile.points if p.fault_of]
+
+    def split(self, request: ReadRequest, pieces: Sequence[ReadRequest]) -> None:
+        """Read ``pieces`` instead of ``request`` from now on (a learned hole, holes.py)."""
+        i = next(i for i, r in enumerate(self.plan) if r is request)
+        self._set_plan([*self.plan[:i], *pieces, *self.plan[i + 1 :]])
+        self.counters.learned_splits += 1
 
     @property
     def id(self) -> str:
@@ -163,31 +180,10 @@ class ModbusDevice:
                     values[p.name] = decode_bits(p, res[off : off + 1])  # type: ignore[arg-type]
                 except CodecError as exc:
                     undecodable(p.name, exc)
-        # A sensor-fault bit turns the readings it guards into faults: a broken
-        # leakage loop reads as 0 mA, which must never look like "no leakage".
-        for p in self._fault_points:
-            if values.get(p.name):
-                for target in p.fault_of:
-                    values.pop(target, None)
-                    quality[target] = Quality.FAULT
-        return Sample(
-            device=self.id,
-            kind=self.profile.kind,
-            ts_ns=ts_ns,
-            values=values,
-            quality=quality,
-            tags=self.tags,
-            error="; ".join(dict.fromkeys(errors)) if errors else None,
+        return self._samples.sample(
+            ts_ns, values, quality, "; ".join(dict.fromkeys(errors)) if errors else None
         )
 
     def all_bad(self, ts_ns: int, error: str) -> Sample:
         """A Sample saying nothing could be read (device unreachable)."""
-        return Sample(
-            device=self.id,
-            kind=self.profile.kind,
-            ts_ns=ts_ns,
-            values={},
-            quality={p.name: Quality.BAD for p in self.profile.points},
-            tags=self.tags,
-            error=error,
-        )
+        return self._samples.all_bad(ts_ns, error)

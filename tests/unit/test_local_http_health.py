@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gateway.app import Gateway
 from gateway.config import Site, SiteConfig
-from gateway.local_http import HealthWatch, serve_local_http
+from gateway.local_http import GatewayCollector, HealthWatch, serve_local_http
 from gateway.model import FakeClock
 from gateway.plugins.modbus.source import ModbusSource
 from gateway.profiles.registry import ProfileRegistry
@@ -59,3 +59,16 @@ async def test_a_slow_device_gets_three_of_its_intervals(tmp_path: Path) -> None
 async def test_a_disabled_endpoint_starts_nothing(tmp_path: Path) -> None:
     gw = gateway(tmp_path, local_http={"enabled": False})
     await asyncio.wait_for(serve_local_http(gw), 5)  # returns at once
+
+
+async def test_learned_splits_are_a_counter_per_device(tmp_path: Path) -> None:
+    gw = gateway(tmp_path)
+    gw.sources[0].devices[0].counters.learned_splits = 2  # type: ignore[union-attr]
+    (family,) = (
+        m
+        for m in GatewayCollector(gw, HealthWatch(gw, stall_s=10)).collect()
+        if m.name == "fsg_poll_learned_splits"
+    )
+    assert [(s.labels, s.value) for s in family.samples if s.name.endswith("_total")] == [
+        ({"device": "blr-1"}, 2)
+    ]

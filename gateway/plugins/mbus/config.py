@@ -77,8 +77,6 @@ class MBusSourceConfig(SourceConfig):
             raise ValueError("give either 'port' (serial) or 'host' and 'tcp_port' (TCP converter)")
         if tcp and (self.host is None or self.tcp_port is None):
             raise ValueError("a TCP converter needs both 'host' and 'tcp_port'")
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         if self.protocol == "cjt188" and self.secondary:
             raise ValueError("'secondary' is EN 13757 addressing; CJ/T 188 meters take 'addresses'")
         if self.protocol == "en13757" and self.addresses:

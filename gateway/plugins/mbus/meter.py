@@ -16,6 +16,7 @@ from gateway.plugins.mbus.codec import ADDR_SELECTED, SecondaryAddress
 from gateway.plugins.mbus.profile import UNITS, MBusPoint, MBusProfile
 from gateway.plugins.mbus.records import Record
 from gateway.sources.device_poll import DeviceCounters
+from gateway.sources.samples import DeviceSamples
 
 
 class PointMissing(Exception):
@@ -73,7 +74,7 @@ class MBusMeter:
 
     def __post_init__(self) -> None:
         self.tags = {**self.site_tags, **self.config.tags}
-        self._fault_points = [p for p in self.profile.points if p.fault_of]
+        self._samples = DeviceSamples(self.id, self.profile.kind, self.tags, self.profile.points)
 
     @property
     def id(self) -> str:
@@ -97,29 +98,8 @@ class MBusMeter:
                 self.counters.decode_errors += 1
                 quality[p.name] = Quality.BAD
                 errors.append(str(exc))
-        # Error flags set: the meter says its readings cannot be trusted.
-        for p in self._fault_points:
-            if values.get(p.name):
-                for target in p.fault_of:
-                    values.pop(target, None)
-                    quality[target] = Quality.FAULT
-        return Sample(
-            device=self.id,
-            kind=self.profile.kind,
-            ts_ns=ts_ns,
-            values=values,
-            quality=quality,
-            tags=self.tags,
-            error="; ".join(errors) if errors else None,
-        )
+        # Error flags set (fault_of): the meter says its readings cannot be trusted.
+        return self._samples.sample(ts_ns, values, quality, "; ".join(errors) if errors else None)
 
     def all_bad(self, ts_ns: int, error: str) -> Sample:
-        return Sample(
-            device=self.id,
-            kind=self.profile.kind,
-            ts_ns=ts_ns,
-            values={},
-            quality={p.name: Quality.BAD for p in self.profile.points},
-            tags=self.tags,
-            error=error,
-        )
+        return self._samples.all_bad(ts_ns, error)

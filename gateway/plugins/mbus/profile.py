@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from gateway.profiles.schema import NAME_RE, PROFILE_NAME_RE, SimBehaviour
+from gateway.profiles.schema import NAME_RE, PROFILE_NAME_RE, PointsProfile, SimBehaviour, Strict
 
 # Point unit -> (canonical unit, power of ten from canonical to point unit).
 UNITS: dict[str, tuple[str, int]] = {
@@ -28,10 +28,6 @@ UNITS: dict[str, tuple[str, int]] = {
     "bar": ("bar", 0), "kPa": ("bar", 2), "MPa": ("bar", -1),
     "s": ("s", 0), "h": ("h", 0), "kg": ("kg", 0), "t": ("kg", -3), "V": ("V", 0), "A": ("A", 0),
 }  # fmt: skip
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class RecordSelector(Strict):
@@ -67,7 +63,7 @@ class MBusPoint(Strict):
         return self
 
 
-class MBusProfile(Strict):
+class MBusProfile(PointsProfile):
     name: Annotated[str, Field(pattern=PROFILE_NAME_RE)]
     protocol: Literal["mbus"]
     kind: Annotated[str, Field(pattern=NAME_RE)]
@@ -81,21 +77,8 @@ class MBusProfile(Strict):
     meter_type: Annotated[int, Field(ge=0x10, le=0x49)] | None = None
     points: list[MBusPoint] = Field(min_length=1)
 
-    def point_names(self) -> list[str]:
-        return [p.name for p in self.points]
-
-    def point_units(self) -> dict[str, str]:
-        return {p.name: p.unit for p in self.points if p.unit}
-
     @model_validator(mode="after")
     def _cross_checks(self) -> MBusProfile:
-        names = [p.name for p in self.points]
-        for p in self.points:
-            if names.count(p.name) > 1:
-                raise ValueError(f"point {p.name!r} is defined twice")
-            for target in p.fault_of:
-                if target not in names:
-                    raise ValueError(f"point {p.name!r}: fault_of names unknown point {target!r}")
         selectors = [p.record for p in self.points if p.record is not None]
         for p in self.points:
             if p.record is not None and selectors.count(p.record) > 1:

@@ -18,7 +18,6 @@ counted (``garbage_bytes``, and per meter as frame errors), never raised.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -43,6 +42,7 @@ from gateway.plugins.mbus.link import Link
 from gateway.plugins.mbus.meter import MBusMeter
 from gateway.plugins.mbus.profile import MBusProfile
 from gateway.plugins.mbus.records import Record, decode_telegram
+from gateway.plugins.schedule import poll_on_schedule
 from gateway.sources.device_poll import DeviceCounters
 
 log = logging.getLogger(__name__)
@@ -87,24 +87,7 @@ class MBusSource:
 
     async def run(self) -> None:
         """Read until cancelled. Never raises for meter or line trouble."""
-        if not self.devices:
-            return
-        now = self._clock.monotonic()
-        due = {m.id: now for m in self.devices}
-        while True:
-            meter = min(self.devices, key=lambda m: due[m.id])
-            delay = due[meter.id] - self._clock.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.poll_meter(meter)
-            interval = meter.config.interval_s
-            nxt = due[meter.id] + interval
-            now = self._clock.monotonic()
-            if nxt < now:
-                # Behind by a whole interval (slow line): skip, don't burst, and count it.
-                meter.counters.overruns += 1
-                nxt += (int((now - nxt) // interval) + 1) * interval
-            due[meter.id] = nxt
+        await poll_on_schedule(self.devices, self.poll_meter, self._clock, spread=False)
 
     async def _ensure_open(self) -> bool:
         if self._link.connected:

@@ -7,14 +7,15 @@ delays a neighbour's poll at most once; a unit that failed ``dead_after``
 polls in a row is only retried every ``dead_unit_backoff_s`` (its points stay
 bad meanwhile) so it cannot eat the line's time. Connection loss is retried
 with capped exponential back-off. Errors are counted per device and logged
-once per state change, not once per cycle.
+once per state change, not once per cycle. A merged read refused with
+exception 2 is split into the parts that read (``gateway.sources.holes``),
+kept for the life of the source.
 
 pymodbus is imported only here: its exceptions become ``SourceError`` subclasses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import termios
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,8 +36,10 @@ from gateway.errors import (
 from gateway.model import Clock, Sample
 from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.plugins.schedule import poll_on_schedule
 from gateway.profiles import computed
 from gateway.profiles.schema import ModbusProfile, Table
+from gateway.sources import holes
 from gateway.sources.device_poll import DeviceCounters, ModbusDevice
 from gateway.sources.planner import plan_profile
 
@@ -46,6 +49,19 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 Emit = Callable[[Sample], Awaitable[None]]
 Words = list[int] | list[bool]
+# Modbus application protocol v1.1b3, section 7.
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    6: "server device busy",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+# A read whose every point is refused even alone is learned again only after
+# this long: a device answers exception 2 to everything while it boots.
+RELEARN_AFTER_S = 60.0
 
 
 class ModbusClient:
@@ -130,7 +146,10 @@ class ModbusClient:
             raise FrameError(f"unit {unit}: {exc}") from exc
         if isinstance(rr, ExceptionResponse) or rr.isError():
             code = int(getattr(rr, "exception_code", 0))
-            raise DeviceException(f"unit {unit}: exception code {code}", code)
+            name = EXCEPTION_NAMES.get(code)
+            raise DeviceException(
+                f"unit {unit}: exception code {code}" + (f" ({name})" if name else ""), code
+            )
         if table.is_bit:
             return list(rr.bits[:count])
         regs = list(rr.registers)
@@ -158,6 +177,9 @@ class ModbusSource:
         self._next_connect = 0.0
         self._down_logged = False
         self._dead_until: dict[str, float] = {}
+        # (device, table, address, count) of reads refused whole -> when to try again.
+        self._refused_whole: dict[tuple[str, Table, int, int], float] = {}
+        self._advised: set[str] = set()
         self.connected = False
         # None until the first connection attempt, then whether the link is up.
         self.link_ok: bool | None = None
@@ -177,28 +199,8 @@ class ModbusSource:
 
     async def run(self) -> None:
         """Poll until cancelled. Never raises for device or connection trouble."""
-        if not self.devices:
-            return
-        now = self._clock.monotonic()
-        # Spread first polls over the shortest interval so devices do not all
-        # hit the line in the same instant.
-        spread = min(d.config.interval_s for d in self.devices) / len(self.devices)
-        due = {d.id: now + i * spread for i, d in enumerate(self.devices)}
-        while True:
-            dev = min(self.devices, key=lambda d: due[d.id])
-            delay = due[dev.id] - self._clock.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await self.poll_device(dev)
-            nxt = due[dev.id] + dev.config.interval_s
-            now = self._clock.monotonic()
-            if nxt < now:
-                # Fell behind a whole interval: skip the missed cycles rather
-                # than bursting, and count it so it shows.
-                dev.counters.overruns += 1
-                missed = int((now - nxt) // dev.config.interval_s) + 1
-                nxt += missed * dev.config.interval_s
-            due[dev.id] = nxt
+        # First polls spread over the shortest interval: not every unit in one instant.
+        await poll_on_schedule(self.devices, self.poll_device, self._clock, spread=True)
 
     async def _ensure_connected(self) -> bool:
         if self._client.connected:
@@ -277,17 +279,49 @@ class ModbusSource:
             c.consecutive_failures = 0
             self._dead_until.pop(dev.id, None)
         await self._emit(sample)
+        if failed:
+            await self._learn_holes(dev, results)
+
+    async def _learn_holes(self, dev: ModbusDevice, results: Sequence[Words | SourceError]) -> None:
+        """Split each read of the last poll refused with exception 2 (gateway.sources.holes)."""
+
+        async def read(table: Table, address: int, count: int) -> Words | SourceError:
+            return await self._read_with_retries(dev, table, address, count, probing=True)
+
+        for req, res in list(zip(dev.plan, results, strict=True)):
+            key = (dev.id, req.table, req.address, req.count)
+            now = self._clock.monotonic()
+            if not holes.refused(res) or self._refused_whole.get(key, now) > now:
+                continue
+            try:
+                found = await holes.learn(req, read, dev.max_gap, dev.profile.unreadable)
+            except holes.Abandoned as exc:
+                # Tried again on the next poll that is refused.
+                where = f"{req.table} {req.address}..{req.end}"
+                log.info("%s/%s: hole search in %s given up: %s", self.cfg.id, dev.id, where, exc)
+                return
+            for line in holes.advice(dev.id, dev.profile.name, found, dev.profile.unreadable):
+                if line not in self._advised:
+                    self._advised.add(line)
+                    log.warning("%s", line)
+            if found.whole:
+                self._refused_whole[key] = now + RELEARN_AFTER_S
+            else:
+                dev.split(req, found.pieces)
 
     async def _read_with_retries(
-        self, dev: ModbusDevice, table: Table, address: int, count: int
+        self, dev: ModbusDevice, table: Table, address: int, count: int, probing: bool = False
     ) -> Words | SourceError:
+        """One read, retried on silence and garbage. ``probing``: a refusal (exception 2)
+        is what the hole search asks about, not a device error to count."""
         last: SourceError | None = None
         for _attempt in range(self.cfg.retries + 1):
             dev.counters.requests += 1
             try:
                 return await self._client.read(table, address, count, dev.config.unit)
             except DeviceException as exc:
-                dev.counters.count_error(exc)
+                if not (probing and holes.refused(exc)):
+                    dev.counters.count_error(exc)
                 return exc  # the device answered: asking again gives the same answer
             except ConnectError as exc:
                 dev.counters.count_error(exc)

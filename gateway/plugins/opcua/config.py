@@ -14,14 +14,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from gateway.plugins.base import SourceConfig
+from gateway.plugins.base import SourceConfig, Strict
 from gateway.validators import is_local_host
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class OpcUaSecurity(Strict):
@@ -59,8 +55,6 @@ class OpcUaSourceConfig(SourceConfig):
     # How often the session is probed for a dead-but-open connection.
     watchdog_s: float = Field(default=1.0, ge=0.1, le=60)
     session_timeout_s: float = Field(default=60.0, ge=1, le=86400)
-    reconnect_min_s: float = Field(default=0.5, ge=0.05, le=60)
-    reconnect_max_s: float = Field(default=30.0, ge=0.1, le=3600)
 
     def secret_warnings(self) -> list[str]:
         if not self.password or self.security.policy != "None":
@@ -79,6 +73,4 @@ class OpcUaSourceConfig(SourceConfig):
     def _checks(self) -> OpcUaSourceConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password go together")
-        if self.reconnect_min_s > self.reconnect_max_s:
-            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         return self

@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.profiles.schema import NAME_RE, PROFILE_NAME_RE, SimBehaviour
+from gateway.profiles.schema import NAME_RE, PROFILE_NAME_RE, PointsProfile, SimBehaviour, Strict
 
 # NodeId string forms of OPC UA Part 6 5.3.1.10 (numeric, string, GUID, opaque).
 NODEID_RE = re.compile(r"^(ns=\d{1,5};)?(i=\d{1,10}|s=.+|g=[0-9A-Fa-f-]{36}|b=[A-Za-z0-9+/=]+)$")
@@ -27,10 +27,6 @@ def browse_path(node: str) -> list[str] | None:
     if not node.startswith("/"):
         return None
     return node[1:].split("/")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OpcUaPoint(Strict):
@@ -74,7 +70,7 @@ class OpcUaPoint(Strict):
         return self
 
 
-class OpcUaProfile(Strict):
+class OpcUaProfile(PointsProfile):
     name: Annotated[str, Field(pattern=PROFILE_NAME_RE)]
     protocol: Literal["opcua"]
     kind: Annotated[str, Field(pattern=NAME_RE)]
@@ -83,20 +79,10 @@ class OpcUaProfile(Strict):
     description: str = ""
     points: list[OpcUaPoint] = Field(min_length=1)
 
-    def point_names(self) -> list[str]:
-        return [p.name for p in self.points]
-
-    def point_units(self) -> dict[str, str]:
-        return {p.name: p.unit for p in self.points if p.unit}
-
     @model_validator(mode="after")
     def _unique(self) -> OpcUaProfile:
-        names: set[str] = set()
         nodes: dict[str, str] = {}
         for p in self.points:
-            if p.name in names:
-                raise ValueError(f"point {p.name!r} is defined twice")
-            names.add(p.name)
             if p.node in nodes:
                 raise ValueError(f"point {p.name!r} reads the node of point {nodes[p.node]!r}")
             nodes[p.node] = p.name
