@@ -23,8 +23,13 @@ import pytest
 from gateway.app import Gateway
 from gateway.errors import ConfigError
 from gateway.loader import load_site
+from gateway.model import SystemClock
+from gateway.plugins import registry as plugin_registry
+from gateway.plugins.base import BoundDevice, SimContext, SourceContext
 from gateway.plugins.mbus.cjt188_sim import Cjt188LineSim
+from gateway.plugins.mbus.cjt188_source import Cjt188Source
 from gateway.plugins.mbus.config import MBusSourceConfig
+from gateway.plugins.mbus.source import build
 from gateway.plugins.mbus.tests.test_e2e import (
     LINE,
     good,
@@ -33,6 +38,7 @@ from gateway.plugins.mbus.tests.test_e2e import (
     meters,
     telemetry,
 )
+from gateway.plugins.mbus.tests.test_source import Samples
 from tests import sitebuilder
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, Received
 
@@ -155,3 +161,29 @@ def test_readme_sample_loads(tmp_path: Path) -> None:
     src = site.config.sources[0]
     assert isinstance(src, MBusSourceConfig) and src.protocol == "cjt188"
     assert src.cjt188_address("flat-102", 102) == bytes.fromhex("02 01 00 00 00 00 00")
+
+
+async def test_gateway_sim_starts_the_cjt188_line(tmp_path: Path) -> None:
+    """The plugin's simulator entry (what gateway-sim calls) serves a protocol: cjt188 source."""
+    source = LINE | {"id": "cj-1", "protocol": "cjt188", "port": f"{tmp_path}/ttyCJ"}
+    devices = meters("cj-1", "heat-meter-cjt188", ("heat-7", 7))
+    doc = sitebuilder.site("sim", sources=[source], devices=devices)
+    site = load_site(sitebuilder.write_site(tmp_path, doc))
+    src = site.config.sources[0]
+    assert isinstance(src, MBusSourceConfig)
+    ctx = SimContext(site=site, scenario=None, clock=None, wire_time=True, seed=0)
+    started = await plugin_registry().source("mbus").start_sim(src, ctx)
+    assert started is not None
+    part, line = started
+    try:
+        assert "(CJ/T 188)" in line and isinstance(part, Cjt188LineSim)
+        got = Samples()
+        bound = [BoundDevice(site.config.devices[0], site.device_profiles["heat-7"])]
+        gw_source = build(src, bound, SourceContext(emit=got, clock=SystemClock(), site_tags={}))
+        assert isinstance(gw_source, Cjt188Source)
+        async with gw_source:
+            await gw_source.poll_meter(gw_source.devices[0])
+        (s,) = got.of("heat-7")
+        assert s.error is None and 1_250_000 <= float(s.values["energy"]) < 1_260_000
+    finally:
+        await part.aclose()
