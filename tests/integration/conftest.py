@@ -9,7 +9,8 @@ import pytest
 
 from tests.fixtures.servers import InfluxDB1, Mosquitto
 from tests.integration.receivers import Mailbox, WebhookReceiver, smtp_on_loopback
-from tests.integration.test_alerting_e2e import L2_AFTER_S, L3_AFTER_S, site_yaml
+from tests.integration.test_alerting_e2e import site_doc
+from tests.sitebuilder import Doc, write_site
 
 
 @pytest.fixture
@@ -29,15 +30,20 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-def one_level_site(
+def one_level_doc(
     tmp_path: Path,
     mosquitto: Mosquitto,
     influxdb1: InfluxDB1,
     webhook: WebhookReceiver,
     mailbox: tuple[Mailbox, int],
-) -> Path:
-    """The end-to-end site, told at level 1 only (no escalation during the test)."""
-    path = site_yaml(tmp_path, mosquitto, influxdb1, mailbox[1], webhook.port)
-    levels = f"[{{after_s: 0}}, {{after_s: {L2_AFTER_S}}}, {{after_s: {L3_AFTER_S}}}]"
-    path.write_text(path.read_text().replace(levels, "[{after_s: 0}]"))
-    return path
+) -> Doc:
+    """The end-to-end site, told at level 1 only (no escalation during the test), as data."""
+    doc = site_doc(tmp_path, mosquitto, influxdb1, mailbox[1], webhook.port)
+    doc["alerting"]["routes"][0]["escalation"] = [{"after_s": 0}]
+    return doc
+
+
+@pytest.fixture
+def one_level_site(tmp_path: Path, one_level_doc: Doc) -> Path:
+    """``one_level_doc`` written as the site file."""
+    return write_site(tmp_path, one_level_doc)

@@ -16,6 +16,7 @@ import httpx
 from tests.fixtures.servers import InfluxDB1, Mosquitto
 from tests.integration.test_alerting_e2e import stop
 from tests.simproc import bin_path, free_port
+from tests.sitebuilder import Doc, leak_monitor_site, write_site
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE_KEY = "console-" + "k" * 40
@@ -23,44 +24,14 @@ PASSWORD = "correct horse battery"
 ALARM = "leakage:leak-1:leak_ch1:hihi"
 
 
-def site_yaml(tmp: Path, site: str, mq: Mosquitto, influx: InfluxDB1 | None = None) -> Path:
+def site_doc(tmp: Path, site: str, mq: Mosquitto, influx: InfluxDB1 | None = None) -> Doc:
     """A site with one leakage monitor whose channel 1 stands at 450 mA (latched 300 mA alarm)."""
-    folder = tmp / site
-    folder.mkdir(parents=True, exist_ok=True)
-    rules = ROOT / "rules" / "park_lighting.yaml"
-    influx_line = (
-        f'  influx: {{mode: v1, url: "{influx.url}", database: {influx.database},'
-        " create_database: true}\n"
-        if influx is not None
-        else ""
-    )
-    text = f"""
-site: {site}
-sources:
-  - {{id: tcp-1, type: modbus_tcp, host: 127.0.0.1, port: {free_port()}, timeout_s: 0.4,
-     retries: 0}}
-devices:
-  - id: leak-1
-    profile: leakage-monitor
-    source: tcp-1
-    unit: 1
-    interval_s: 0.5
-    tags: {{area: north-gate}}
-    sim:
-      leak_ch1: {{kind: constant, value: 450}}
-sinks:
-  mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
-{influx_line}outbox: {{path: {folder}/outbox.sqlite}}
-commands:
-  users:
-    console: {{key: "{CONSOLE_KEY}", on_behalf: true}}
-rules: [{rules}]
-alerting:
-  state_db: {folder}/alarms.sqlite
-"""
-    path = folder / "site.yaml"
-    path.write_text(text)
-    return path
+    users = {"console": {"key": CONSOLE_KEY, "on_behalf": True}}
+    return leak_monitor_site(site, tmp / site, mq, influx, **users)
+
+
+def site_yaml(tmp: Path, site: str, mq: Mosquitto, influx: InfluxDB1 | None = None) -> Path:
+    return write_site(tmp / site, site_doc(tmp, site, mq, influx))
 
 
 @contextmanager

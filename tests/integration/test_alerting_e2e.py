@@ -23,7 +23,8 @@ import pytest
 from gateway.alerting.command_gate import sign_command
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
 from tests.integration.receivers import Mailbox, WebhookReceiver
-from tests.simproc import bin_path, free_port, running_sim
+from tests.simproc import bin_path, running_sim
+from tests.sitebuilder import Doc, leak_monitor_site, write_site
 
 ALARM = "leakage:leak-1:leak_ch1:hihi"
 LI_KEY = "li-" + "0" * 40  # the on-call engineer's command key (commands.users)
@@ -31,54 +32,37 @@ L2_AFTER_S = 8
 L3_AFTER_S = 20
 
 
+def site_doc(tmp: Path, mq: Mosquitto, influx: InfluxDB1, smtp_port: int, hook: int) -> Doc:
+    doc = leak_monitor_site("e2e-park", tmp, mq, influx, li={"key": LI_KEY})
+    doc["alerting"] |= {
+        "group_window_s": 0.5,
+        "channels": [
+            {"type": "email", "name": "mail", "host": "127.0.0.1", "port": smtp_port,
+             "security": "none", "sender": "gateway@park.example"},
+            {"type": "webhook", "name": "chat", "url": f"http://127.0.0.1:{hook}/robot",
+             "preset": "dingtalk"},
+        ],
+        "roster": {
+            "timezone": "UTC",
+            "people": {
+                "wang": {"email": "wang@park.example", "phone": "13800000001"},
+                "li": {"email": "li@park.example"},
+                "chief": {"email": "chief@park.example"},
+            },
+            "shifts": [{"name": "always", "levels": [["wang"], ["li"], ["chief"]]}],
+        },
+        "routes": [{
+            "name": "safety",
+            "match": {"min_severity": "high", "rules": ["leakage"]},  # only the 300 mA alarm
+            "channels": ["mail", "chat"],
+            "escalation": [{"after_s": 0}, {"after_s": L2_AFTER_S}, {"after_s": L3_AFTER_S}],
+        }],
+    }  # fmt: skip
+    return doc
+
+
 def site_yaml(tmp: Path, mq: Mosquitto, influx: InfluxDB1, smtp_port: int, hook: int) -> Path:
-    rules = Path(__file__).resolve().parents[2] / "rules" / "park_lighting.yaml"
-    text = f"""
-site: e2e-park
-sources:
-  - {{id: tcp-1, type: modbus_tcp, host: 127.0.0.1, port: {free_port()},
-     timeout_s: 0.4, retries: 0}}
-devices:
-  - id: leak-1
-    profile: leakage-monitor
-    source: tcp-1
-    unit: 1
-    interval_s: 0.5
-    tags: {{area: north-gate}}
-    sim:
-      leak_ch1: {{kind: constant, value: 450}}
-sinks:
-  mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
-  influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
-outbox: {{path: {tmp}/outbox.sqlite}}
-commands:
-  users:
-    li: {{key: "{LI_KEY}"}}
-rules: [{rules}]
-alerting:
-  state_db: {tmp}/alarms.sqlite
-  group_window_s: 0.5
-  channels:
-    - {{type: email, name: mail, host: 127.0.0.1, port: {smtp_port}, security: none,
-       sender: gateway@park.example}}
-    - {{type: webhook, name: chat, url: "http://127.0.0.1:{hook}/robot", preset: dingtalk}}
-  roster:
-    timezone: UTC
-    people:
-      wang: {{email: wang@park.example, phone: "13800000001"}}
-      li: {{email: li@park.example}}
-      chief: {{email: chief@park.example}}
-    shifts:
-      - {{name: always, levels: [[wang], [li], [chief]]}}
-  routes:
-    - name: safety
-      match: {{min_severity: high, rules: [leakage]}}  # only the 300 mA alarm
-      channels: [mail, chat]
-      escalation: [{{after_s: 0}}, {{after_s: {L2_AFTER_S}}}, {{after_s: {L3_AFTER_S}}}]
-"""
-    path = tmp / "site.yaml"
-    path.write_text(text)
-    return path
+    return write_site(tmp, site_doc(tmp, mq, influx, smtp_port, hook))
 
 
 def start_gateway(site: Path) -> subprocess.Popen[str]:

@@ -15,30 +15,24 @@ from tests.integration.console_support import (
     login,
     running_console,
     running_gateway,
-    site_yaml,
+    site_doc,
     wait,
 )
 from tests.simproc import running_sim
+from tests.sitebuilder import write_site
 
 SITE = "devices-park"
 
 
 def two_unit_site(tmp: Path, mq: Mosquitto) -> Path:
     """The console test site plus leak-2 (unit 2) and a scenario in which leak-2 goes silent."""
-    path = site_yaml(tmp, SITE, mq)
-    text = path.read_text().replace(
-        "sinks:\n",
-        "  - {id: leak-2, profile: leakage-monitor, source: tcp-1, unit: 2, interval_s: 0.5,\n"
-        "     tags: {area: north-gate}}\n"
-        "pipeline: {health_interval_s: 1}\n"
-        "sinks:\n",
-    )
-    text += (
-        "simulation:\n  scenarios:\n    dead:\n      devices:\n"
-        "        leak-2: {fault: {kind: no_answer}}\n"
-    )
-    path.write_text(text)
-    return path
+    doc = site_doc(tmp, SITE, mq)
+    leak_2 = {"id": "leak-2", "profile": "leakage-monitor", "source": "tcp-1", "unit": 2}
+    doc["devices"].append(leak_2 | {"interval_s": 0.5, "tags": {"area": "north-gate"}})
+    doc["pipeline"] = {"health_interval_s": 1}
+    silent = {"devices": {"leak-2": {"fault": {"kind": "no_answer"}}}}
+    doc["simulation"] = {"scenarios": {"dead": silent}}
+    return write_site(tmp / SITE, doc)
 
 
 def device(client: httpx.Client, name: str) -> dict[str, Any] | None:

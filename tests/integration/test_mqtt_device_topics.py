@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.fixtures.servers import Mosquitto, MqttCollector, Received
 from tests.integration.test_alerting_e2e import start_gateway, stop
 from tests.simproc import free_port, running_sim
+from tests.sitebuilder import mqtt_sink, site, write_site
 
 DEVICE = "cold-1"
 HEALTH_INTERVAL_S = 1.0  # the schema's lowest
@@ -33,29 +33,20 @@ DEAD_FOR_S = 8
 
 
 def site_yaml(tmp: Path, mq: Mosquitto) -> Path:
-    site = {
-        "site": "avail-park",
-        "sources": [
-            {"id": "tcp-1", "type": "modbus_tcp", "host": "127.0.0.1", "port": free_port(),
-             "timeout_s": 0.3, "retries": 0},
-        ],
-        "devices": [
-            {"id": DEVICE, "profile": "cold-room-thermometer", "source": "tcp-1", "unit": 1,
-             "interval_s": 0.5, "sim": {"temperature": {"kind": "constant", "value": 20.4}}},
-        ],
-        "sinks": {
-            "console": {"enabled": False},
-            "mqtt": {"host": "127.0.0.1", "port": mq.port, "prefix": "fsg"},
-        },
-        "outbox": {"path": str(tmp / "outbox.sqlite")},
-        "pipeline": {"health_interval_s": HEALTH_INTERVAL_S},
-        "simulation": {"scenarios": {"dead-then-back": {"devices": {DEVICE: {"fault": {
+    doc = site(
+        "avail-park",
+        folder=tmp,
+        sources=[{"id": "tcp-1", "type": "modbus_tcp", "host": "127.0.0.1", "port": free_port(),
+                  "timeout_s": 0.3, "retries": 0}],
+        devices=[{"id": DEVICE, "profile": "cold-room-thermometer", "source": "tcp-1", "unit": 1,
+                  "interval_s": 0.5, "sim": {"temperature": {"kind": "constant", "value": 20.4}}}],
+        sinks={"console": {"enabled": False}, "mqtt": mqtt_sink(mq)},
+        pipeline={"health_interval_s": HEALTH_INTERVAL_S},
+        simulation={"scenarios": {"dead-then-back": {"devices": {DEVICE: {"fault": {
             "kind": "no_answer", "after_s": DEAD_AFTER_S, "duration_s": DEAD_FOR_S,
         }}}}}},
-    }  # fmt: skip
-    path = tmp / "site.yaml"
-    path.write_text(yaml.safe_dump(site))
-    return path
+    )  # fmt: skip
+    return write_site(tmp, doc)
 
 
 def device_stream(msgs: list[Received]) -> list[tuple[str, Any]]:

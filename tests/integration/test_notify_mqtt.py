@@ -11,19 +11,17 @@ from tests.fixtures.servers import Mosquitto, MqttCollector
 from tests.integration.test_alarm_crash import start_gateway
 from tests.integration.test_alerting_e2e import stop
 from tests.simproc import running_sim
+from tests.sitebuilder import Doc, write_site
 
 
 @pytest.mark.timeout(120)
 def test_mqtt_channel_publishes_on_its_topic(
-    one_level_site: Path, mosquitto: Mosquitto, mqtt_collector: Any
+    tmp_path: Path, one_level_doc: Doc, mosquitto: Mosquitto, mqtt_collector: Any
 ) -> None:
-    site = one_level_site
-    text = site.read_text().replace(
-        "  channels:\n",
-        "  channels:\n    - {type: mqtt, name: pager, topic: pager/night}\n",
-        1,
-    )
-    site.write_text(text.replace("channels: [mail, chat]", "channels: [pager]"))
+    alerting = one_level_doc["alerting"]
+    alerting["channels"].insert(0, {"type": "mqtt", "name": "pager", "topic": "pager/night"})
+    alerting["routes"][0]["channels"] = ["pager"]
+    site = write_site(tmp_path, one_level_doc)
     col: MqttCollector = mqtt_collector(mosquitto, "fsg/e2e-park/#")
     with running_sim(site, {}):
         gw = start_gateway(site, {})

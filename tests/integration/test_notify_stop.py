@@ -26,6 +26,7 @@ from tests.integration.receivers import Mailbox, WebhookReceiver
 from tests.integration.test_alarm_crash import start_gateway
 from tests.integration.test_alerting_e2e import stop, wait
 from tests.simproc import running_sim
+from tests.sitebuilder import Doc, write_site
 
 # How long the receiver holds its answer after SIGTERM while the gateway has not exited.
 HOLD_AFTER_TERM_S = 2.0
@@ -97,10 +98,10 @@ def test_sigterm_during_a_webhook_post_lets_it_finish_and_never_sends_it_twice(
 
 @pytest.mark.timeout(150)
 def test_sigkill_after_a_post_before_it_was_recorded_resends_it_marked_possible_duplicate(
-    tmp_path: Path, one_level_site: Path, webhook: WebhookReceiver
+    tmp_path: Path, one_level_doc: Doc, webhook: WebhookReceiver
 ) -> None:
-    site = one_level_site
-    site.write_text(site.read_text().replace("channels: [mail, chat]", "channels: [chat]"))
+    one_level_doc["alerting"]["routes"][0]["channels"] = ["chat"]
+    site = write_site(tmp_path, one_level_doc)
 
     def resent() -> None:
         wait(lambda: len(webhook.posts) >= 2, 30, "the resend after the restart")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gateway.errors import CodecError
-from gateway.plugins.mbus.codec import decode_bcd, encode_bcd
+from gateway.plugins.mbus.codec import StreamBuffer, decode_bcd, encode_bcd
 from gateway.plugins.mbus.records import Record
 
 START, STOP, WAKE = 0x68, 0x16, 0xFE
@@ -165,20 +165,8 @@ def read_request(meter_type: int, address: bytes, ser: int, *, wake: int = 2) ->
     )
 
 
-class Cjt188Reader:
+class Cjt188Reader(StreamBuffer):
     """Splits a byte stream into frames; same counters as the M-Bus ``FrameReader``."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.garbage = 0
-        self.bad_frames = 0
-
-    def reset(self) -> None:
-        self._buf.clear()
-
-    @property
-    def pending(self) -> int:
-        return len(self._buf)
 
     def feed(self, data: bytes) -> list[Cjt188Frame]:
         self._buf += data
@@ -189,7 +177,7 @@ class Cjt188Reader:
                 del buf[0]  # wake-up preamble, not noise
                 continue
             if buf[0] != START:
-                self._drop(frame=False)
+                self._drop(1)
                 continue
             total = _complete(buf, 0)
             if total is None:
@@ -199,19 +187,14 @@ class Cjt188Reader:
                     (_complete(buf, i) or 0) > 0 for i in range(1, len(buf)) if buf[i] == START
                 ):
                     break
-                self._drop(frame=True)
+                self._drop(1, frame=True)
                 continue
             if total < 0:
-                self._drop(frame=True)
+                self._drop(1, frame=True)
                 continue
             out.append(Cjt188Frame(buf[1], bytes(buf[2:9]), buf[9], bytes(buf[HEADER : total - 2])))
             del buf[:total]
         return out
-
-    def _drop(self, *, frame: bool) -> None:
-        del self._buf[0]
-        self.garbage += 1
-        self.bad_frames += frame
 
 
 def _complete(buf: bytearray, at: int) -> int | None:

@@ -6,7 +6,8 @@ with C 0x81 and the 901F data built from its profile's points (``sim``
 behaviours, in the point's unit), echoing the request's SER. Faults:
 ``no_answer`` (silent), ``garble`` (answer with a broken checksum),
 ``error_reply`` (C 0xC1, the meter reports an error), ``reply_address``
-(answers under another address), ``status`` (the ST word).
+(answers under another address), ``delay_s`` (answers late), ``status``
+(the ST word).
 ``Cjt188LineSim`` serves them with the wire timing, turnaround, ``echo``
 and ``inject`` of the M-Bus ``MBusLineSim``. Test and development aid: the
 gateway never imports it.
@@ -14,7 +15,7 @@ gateway never imports it.
 
 from __future__ import annotations
 
-import os
+import asyncio
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +44,8 @@ class Cjt188SimMeter:
     status: int = 0
     # Answer with this address instead of its own (a miswired or reprogrammed meter).
     reply_address: bytes | None = None
+    # Answer this much later than the line's turnaround (a slow or busy meter).
+    delay_s: float = 0.0
     unit_first: bool = False
     overrides: dict[str, SimBehaviour] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
@@ -142,19 +145,20 @@ class Cjt188LineSim(MBusLineSim):
     def garbage_seen(self) -> int:
         return self._cj_reader.garbage
 
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self.pty.master_fd, 4096)
-        except (BlockingIOError, OSError):
-            return
-        if self.echo:
-            self.pty.write(data)
+    def _handle(self, data: bytes) -> None:
         for frame in self._cj_reader.feed(data):
             self.requests_seen += 1
             # Two meters answering one request collide on the wire: both go out.
-            answers = [a for m in self.cj_meters if (a := m.answer(frame)) is not None]
-            if answers and not self._requests.full():
-                self._requests.put_nowait((b"".join(answers), 13 + len(frame.data)))
+            talking = [(m, a) for m in self.cj_meters if (a := m.answer(frame)) is not None]
+            if not talking:
+                continue
+            item = (b"".join(a for _m, a in talking), 13 + len(frame.data))
+            delay = max(m.delay_s for m, _a in talking)
+            asyncio.get_running_loop().call_later(delay, self._queue, item)
+
+    def _queue(self, item: tuple[bytes, int]) -> None:
+        if not self._requests.full():
+            self._requests.put_nowait(item)
 
 
 async def start(src: MBusSourceConfig, ctx: SimContext) -> tuple[SimPart, str] | None:

@@ -48,61 +48,71 @@ class Cjt188Source(MBusSource):
             self._ser = (self._ser + 1) & 0xFF
             request = cjt188.read_request(meter_type, addr, self._ser, wake=self.cfg.cjt188_wakeup)
             try:
-                frame = await self._answer(request)
-                return self._records(frame, meter_type, addr), None
+                frame = await self._answer(request, meter_type, addr)
             except (DeviceTimeout, FrameError) as exc:
                 last = exc
+                continue
+            if frame.is_error:
+                code = frame.data[-1] if frame.data else 0
+                raise DeviceException(
+                    f"meter answered error (C {frame.c:02X}): {frame.data.hex(' ')}", code
+                )
+            return cjt188.decode_901f(
+                meter_type, frame.data, unit_first=self.cfg.cjt188_unit_first
+            ), None
         assert last is not None
         raise last
 
-    def _records(self, frame: cjt188.Cjt188Frame, meter_type: int, addr: bytes) -> list[Record]:
+    def _mismatch(self, frame: cjt188.Cjt188Frame, meter_type: int, addr: bytes) -> str | None:
+        """Why ``frame`` is no answer to the request in flight (None: it is)."""
         wild = cjt188.BROADCAST[0]
         if frame.meter_type != meter_type or any(
             a not in (b, wild) for a, b in zip(addr, frame.address, strict=True)
         ):
-            raise FrameError(
+            return (
                 f"answer from meter {frame.meter_type:02X}/{cjt188.format_address(frame.address)},"
                 f" asked {meter_type:02X}/{cjt188.format_address(addr)}"
             )
         if frame.is_error:
-            code = frame.data[-1] if frame.data else 0
-            raise DeviceException(
-                f"meter answered error (C {frame.c:02X}): {frame.data.hex(' ')}", code
-            )
+            return None
         if frame.c != cjt188.C_REPLY:
-            raise FrameError(f"expected a read-data answer (C 81), got C {frame.c:02X}")
+            return f"expected a read-data answer (C 81), got C {frame.c:02X}"
         di, ser = cjt188.split_di(frame.data)
         if di != cjt188.DI_CURRENT or ser != self._ser:
-            raise FrameError(f"answer for DI {di:04X} SER {ser}, asked 901F SER {self._ser}")
-        return cjt188.decode_901f(meter_type, frame.data, unit_first=self.cfg.cjt188_unit_first)
+            return f"answer for DI {di:04X} SER {ser}, asked 901F SER {self._ser}"
+        return None
 
-    async def _answer(self, request: bytes) -> cjt188.Cjt188Frame:
-        """The first reply frame to ``request``: DeviceTimeout on silence, FrameError on garbage."""
+    async def _answer(self, request: bytes, meter_type: int, addr: bytes) -> cjt188.Cjt188Frame:
+        """The reply to ``request``: DeviceTimeout on silence, FrameError on garbage or when
+        only replies to something else came (a late answer to an earlier request is skipped)."""
         stale = self._link.take()
         self._reader.reset()
         garbage_before = self._reader.garbage
         await self._link.send(request)
         clock, cfg = self._clock, self.cfg
         # The request's own wire time, then the answer's first byte within timeout_s;
-        # once bytes arrive, the longest frame gets its wire time.
+        # once bytes arrive, the longest frame gets its wire time (at least).
         deadline = clock.monotonic() + cfg.wire_time_s(len(request)) + cfg.timeout_s
-        heard = False
+        heard, wrong = False, None
         try:
             while True:
                 data = await self._link.recv(deadline - clock.monotonic())
                 if data and not heard:
                     heard = True
-                    deadline = clock.monotonic() + cfg.wire_time_s(MAX_FRAME) + 0.05
-                # The master's own request, echoed by a level converter, is no reply.
-                replies = [f for f in self._reader.feed(data) if f.is_reply]
-                if replies:
-                    return replies[0]
+                    deadline = max(deadline, clock.monotonic() + cfg.wire_time_s(MAX_FRAME) + 0.05)
+                # Not replies: the master's own request, echoed by a level converter.
+                for frame in (f for f in self._reader.feed(data) if f.is_reply):
+                    wrong = self._mismatch(frame, meter_type, addr)
+                    if wrong is None:
+                        return frame
                 if clock.monotonic() >= deadline:
                     break
         finally:
             self._count_garbage(len(stale) + self._reader.garbage - garbage_before)
         junk = self._reader.garbage - garbage_before + self._reader.pending
         self._count_garbage(self._reader.pending)
+        if wrong is not None:
+            raise FrameError(wrong)
         if heard:
             raise FrameError(f"garbage answer ({junk} bytes, no valid CJ/T 188 frame)")
         raise DeviceTimeout(f"no answer within {cfg.timeout_s:g} s")

@@ -139,12 +139,12 @@ class LongFrame:
 Frame = Ack | ShortFrame | LongFrame
 
 
-class FrameReader:
-    """Splits a byte stream into frames; bytes that form no valid frame are skipped and counted.
+class StreamBuffer:
+    """The bytes a frame reader holds between calls, and what it dropped.
 
-    ``feed`` returns the complete frames found so far; a partial frame stays
-    buffered for the next call. ``garbage`` counts bytes dropped (noise, bad
-    checksums, wrong lengths); ``bad_frames`` counts frame-shaped garbage.
+    ``garbage`` counts bytes dropped (noise, bad checksums, wrong lengths);
+    ``bad_frames`` counts frame-shaped garbage; ``pending`` is a partial
+    frame kept for the next call.
     """
 
     def __init__(self) -> None:
@@ -158,6 +158,20 @@ class FrameReader:
     @property
     def pending(self) -> int:
         return len(self._buf)
+
+    def _drop(self, n: int, *, frame: bool = False) -> None:
+        del self._buf[:n]
+        self.garbage += n
+        if frame:
+            self.bad_frames += 1
+
+
+class FrameReader(StreamBuffer):
+    """Splits a byte stream into frames; bytes that form no valid frame are skipped and counted.
+
+    ``feed`` returns the complete frames found so far; a partial frame stays
+    buffered for the next call.
+    """
 
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
@@ -197,12 +211,6 @@ class FrameReader:
                 continue
             self._drop(1)
         return out
-
-    def _drop(self, n: int, *, frame: bool = False) -> None:
-        del self._buf[:n]
-        self.garbage += n
-        if frame:
-            self.bad_frames += 1
 
 
 def parse_frame(data: bytes) -> Frame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gateway.errors import CodecError
 from gateway.plugins.base import SourceConfig
@@ -56,18 +56,12 @@ class MBusSourceConfig(SourceConfig):
     cjt188_wakeup: int = Field(default=2, ge=0, le=8)
     cjt188_unit_first: bool = False
 
-    @field_validator("secondary")
+    @field_validator("secondary", "addresses")
     @classmethod
-    def _addresses(cls, v: dict[str, str]) -> dict[str, str]:
+    def _addresses(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        parse = SecondaryAddress.parse if info.field_name == "secondary" else cjt188.parse_address
         for addr in v.values():
-            SecondaryAddress.parse(addr)
-        return v
-
-    @field_validator("addresses")
-    @classmethod
-    def _cjt188_addresses(cls, v: dict[str, str]) -> dict[str, str]:
-        for addr in v.values():
-            cjt188.parse_address(addr)
+            parse(addr)
         return v
 
     @model_validator(mode="after")

@@ -244,6 +244,10 @@ class MBusLineSim:
             return
         if self.echo:
             self.pty.write(data)
+        self._handle(data)
+
+    def _handle(self, data: bytes) -> None:
+        """Answer the requests in ``data`` (queued for ``_serve``, which adds the wire time)."""
         for frame in self._reader.feed(data):
             answer = self._answer(frame)
             self.requests_seen += 1

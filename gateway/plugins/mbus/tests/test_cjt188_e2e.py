@@ -14,7 +14,6 @@ import asyncio
 import io
 import random
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,42 +23,38 @@ import pytest
 from gateway.app import Gateway
 from gateway.errors import ConfigError
 from gateway.loader import load_site
+from gateway.model import SystemClock
+from gateway.plugins import registry as plugin_registry
+from gateway.plugins.base import BoundDevice, SimContext, SourceContext
 from gateway.plugins.mbus.cjt188_sim import Cjt188LineSim
+from gateway.plugins.mbus.cjt188_source import Cjt188Source
 from gateway.plugins.mbus.config import MBusSourceConfig
-from gateway.plugins.mbus.tests.test_e2e import good, telemetry
+from gateway.plugins.mbus.source import build
+from gateway.plugins.mbus.tests.test_e2e import (
+    LINE,
+    good,
+    influx_wait,
+    line_sim,
+    meters,
+    telemetry,
+)
+from gateway.plugins.mbus.tests.test_source import Samples
+from tests import sitebuilder
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, Received
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def write_site(tmp: Path, mq: Mosquitto, influx: InfluxDB1) -> Path:
-    path = tmp / "site.yaml"
-    path.write_text(
-        f"""
-site: heat-net
-sources:
-  - id: cj-1
-    type: mbus
-    protocol: cjt188
-    port: {tmp}/ttyCJ
-    baudrate: 38400
-    timeout_s: 0.2
-    retries: 0
-    dead_after: 1
-    dead_meter_backoff_s: 600
-    addresses: {{heat-1: "20260000000001", heat-bad: "20260000000002"}}
-devices:
-  - {{id: heat-1, profile: heat-meter-cjt188, source: cj-1, interval_s: 0.5}}
-  - {{id: heat-bad, profile: heat-meter-cjt188, source: cj-1, interval_s: 0.5}}
-  - {{id: heat-dead, profile: heat-meter-cjt188, source: cj-1, unit: 3, interval_s: 0.5}}
-sinks:
-  mqtt: {{host: 127.0.0.1, port: {mq.port}, prefix: fsg}}
-  influx: {{mode: v1, url: "{influx.url}", database: {influx.database}, create_database: true}}
-outbox: {{path: {tmp}/outbox.sqlite}}
-pipeline: {{health_interval_s: 1}}
-"""
-    )
-    return path
+    addresses = {"heat-1": "20260000000001", "heat-bad": "20260000000002"}
+    source = LINE | {"id": "cj-1", "protocol": "cjt188", "port": f"{tmp}/ttyCJ",
+                     "addresses": addresses}  # fmt: skip
+    devices = meters("cj-1", "heat-meter-cjt188", ("heat-1", 1), ("heat-bad", 2), ("heat-dead", 3))
+    doc = sitebuilder.site(
+        "heat-net", folder=tmp, mq=mq, influx=influx, sources=[source], devices=devices,
+        pipeline={"health_interval_s": 1},
+    )  # fmt: skip
+    return sitebuilder.write_site(tmp, doc)
 
 
 def health(msgs: list[Received], device: str) -> list[dict[str, Any]]:
@@ -70,15 +65,6 @@ def health(msgs: list[Received], device: str) -> list[dict[str, Any]]:
     ]
 
 
-def influx_wait(influx: InfluxDB1, within_s: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + within_s
-    while True:
-        rows = influx.rows('SELECT energy, supply_temp, volume FROM heat_meter GROUP BY "device"')
-        if any(r["device"] == "heat-1" for r in rows) or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
-
-
 async def test_cjt188_meters_to_mqtt_and_influxdb_with_bad_and_dead_neighbours(
     tmp_path: Path,
     mosquitto: Mosquitto,
@@ -86,9 +72,8 @@ async def test_cjt188_meters_to_mqtt_and_influxdb_with_bad_and_dead_neighbours(
     mqtt_collector: Callable[..., MqttCollector],
 ) -> None:
     site = load_site(write_site(tmp_path, mosquitto, influxdb1))
-    src = site.config.sources[0]
-    assert isinstance(src, MBusSourceConfig)
-    sim = Cjt188LineSim.for_site(src, site.devices_of(src.id), site.device_profiles)
+    sim = line_sim(site, Cjt188LineSim)
+    assert isinstance(sim, Cjt188LineSim)
     sim.cj_meters[1].garble = True
     sim.cj_meters[2].no_answer = True
     col = mqtt_collector(mosquitto, "fsg/heat-net/#")
@@ -105,7 +90,7 @@ async def test_cjt188_meters_to_mqtt_and_influxdb_with_bad_and_dead_neighbours(
         try:
             sim.inject(bytes(rng.randrange(256) for _ in range(64)))
             await asyncio.to_thread(col.wait_for, done, 45, "good samples and a counted bad frame")
-            influx_rows = await asyncio.to_thread(influx_wait, influxdb1, 30)
+            influx_rows = await asyncio.to_thread(influx_wait, influxdb1, 30, frozenset({"heat-1"}))
         finally:
             stop.set()
             await asyncio.wait_for(run, 30)
@@ -176,3 +161,29 @@ def test_readme_sample_loads(tmp_path: Path) -> None:
     src = site.config.sources[0]
     assert isinstance(src, MBusSourceConfig) and src.protocol == "cjt188"
     assert src.cjt188_address("flat-102", 102) == bytes.fromhex("02 01 00 00 00 00 00")
+
+
+async def test_gateway_sim_starts_the_cjt188_line(tmp_path: Path) -> None:
+    """The plugin's simulator entry (what gateway-sim calls) serves a protocol: cjt188 source."""
+    source = LINE | {"id": "cj-1", "protocol": "cjt188", "port": f"{tmp_path}/ttyCJ"}
+    devices = meters("cj-1", "heat-meter-cjt188", ("heat-7", 7))
+    doc = sitebuilder.site("sim", sources=[source], devices=devices)
+    site = load_site(sitebuilder.write_site(tmp_path, doc))
+    src = site.config.sources[0]
+    assert isinstance(src, MBusSourceConfig)
+    ctx = SimContext(site=site, scenario=None, clock=None, wire_time=True, seed=0)
+    started = await plugin_registry().source("mbus").start_sim(src, ctx)
+    assert started is not None
+    part, line = started
+    try:
+        assert "(CJ/T 188)" in line and isinstance(part, Cjt188LineSim)
+        got = Samples()
+        bound = [BoundDevice(site.config.devices[0], site.device_profiles["heat-7"])]
+        gw_source = build(src, bound, SourceContext(emit=got, clock=SystemClock(), site_tags={}))
+        assert isinstance(gw_source, Cjt188Source)
+        async with gw_source:
+            await gw_source.poll_meter(gw_source.devices[0])
+        (s,) = got.of("heat-7")
+        assert s.error is None and 1_250_000 <= float(s.values["energy"]) < 1_260_000
+    finally:
+        await part.aclose()

@@ -172,3 +172,23 @@ async def test_dead_meter_does_not_stall_its_neighbour(tmp_path: Path) -> None:
     # Two failed reads (each tried retries + 1 times), then left alone for the back-off.
     assert c.requests == 2 * (cfg.retries + 1) and c.timeouts == 2
     assert src.devices[0].counters.good_polls >= 8
+
+
+async def test_a_late_answer_is_not_taken_for_the_next_meters(tmp_path: Path) -> None:
+    """heat-1 answers after the timeout, while heat-2 is being asked: its stale answer is
+    skipped and heat-2's own one taken, so the line does not shift by one answer."""
+    cfg = source_cfg(tmp_path, retries=0, timeout_s=1.0, dead_after=100)
+    slow = sim(cfg, "heat-1", delay_s=1.5)
+    got = Samples()
+    async with Cjt188LineSim(cfg, [slow, sim(cfg, "heat-2", delay_s=0.6)]):
+        src = Cjt188Source(cfg, meters(cfg, "heat-1", "heat-2"), got, SystemClock())
+        async with src:
+            await src.poll_meter(src.devices[0])  # times out; its answer comes 0.5 s later
+            await src.poll_meter(src.devices[1])
+            slow.delay_s = 0
+            await src.poll_meter(src.devices[0])
+    late, again = got.of("heat-1")
+    assert late.values == {} and "no answer" in str(late.error)
+    (s2,) = got.of("heat-2")
+    assert s2.error is None and s2.values == pytest.approx(EXPECTED)
+    assert again.error is None and again.values == pytest.approx(EXPECTED)

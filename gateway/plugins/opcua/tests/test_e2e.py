@@ -15,52 +15,38 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gateway.app import Gateway
 from gateway.loader import load_site
 from gateway.plugins.opcua.sim import OpcUaSimServer, SimDevice
 from gateway.plugins.opcua.tests.conftest import DEVICE, PROFILE, boiler_profile
 from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, free_port
+from tests.sitebuilder import site, write_site
 
 pytestmark = pytest.mark.timeout(90)
 
 
 def site_file(tmp_path: Path, sim: OpcUaSimServer, certs: dict[str, Path], **sinks: Any) -> Path:
-    site = {
-        "site": "plant",
-        "sources": [
-            {
-                "id": "plc",
-                "type": "opcua",
-                "endpoint": sim.endpoint,
-                "security": {
-                    "policy": "Basic256Sha256",
-                    "mode": "SignAndEncrypt",
-                    "certificate": str(certs["client_cert"]),
-                    "private_key": str(certs["client_key"]),
-                    "server_certificate": str(certs["server_cert"]),
-                },
-                "username": "operator",
-                "password": "s3cret",
-                "publishing_interval_s": 0.1,
-            }
-        ],
-        "devices": [
-            {
-                "id": DEVICE,
-                "profile": PROFILE,
-                "source": "plc",
-                "interval_s": 0.5,
-                "tags": {"area": "boiler-room"},
-            }
-        ],
-        "sinks": sinks,
-        "outbox": {"path": str(tmp_path / "outbox.sqlite"), "synchronous": "normal"},
+    source = {
+        "id": "plc",
+        "type": "opcua",
+        "endpoint": sim.endpoint,
+        "security": {
+            "policy": "Basic256Sha256",
+            "mode": "SignAndEncrypt",
+            "certificate": str(certs["client_cert"]),
+            "private_key": str(certs["client_key"]),
+            "server_certificate": str(certs["server_cert"]),
+        },
+        "username": "operator",
+        "password": "s3cret",
+        "publishing_interval_s": 0.1,
     }
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(site))
-    return path
+    device = {"id": DEVICE, "profile": PROFILE, "source": "plc", "interval_s": 0.5,
+              "tags": {"area": "boiler-room"}}  # fmt: skip
+    doc = site("plant", folder=tmp_path, sources=[source], devices=[device], sinks=sinks)
+    doc["outbox"]["synchronous"] = "normal"
+    return write_site(tmp_path, doc)
 
 
 async def wait_in_thread(check: Callable[[], Any], what: str, limit_s: float = 30.0) -> Any:

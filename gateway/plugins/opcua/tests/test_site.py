@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -10,21 +11,18 @@ import yaml
 from gateway.errors import ConfigError
 from gateway.loader import load_site
 from gateway.redact import plaintext_secret_warnings
+from tests import sitebuilder
+from tests.sitebuilder import site
 
 
-def write_site(tmp_path: Path, device: dict[str, object], **extra: object) -> Path:
-    site = {
-        "site": "plant",
-        "sources": [
-            {"id": "plc", "type": "opcua", "endpoint": "opc.tcp://127.0.0.1:4840"},
-            {"id": "tcp", "type": "modbus_tcp", "host": "127.0.0.1"},
-        ],
-        "devices": [{"id": "boiler-plc-1", "interval_s": 2, **device}],
-        **extra,
-    }
-    path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(site, sort_keys=False))
-    return path
+def write_site(tmp_path: Path, device: dict[str, object], **extra: Any) -> Path:
+    sources: list[dict[str, Any]] = [
+        {"id": "plc", "type": "opcua", "endpoint": "opc.tcp://127.0.0.1:4840"},
+        {"id": "tcp", "type": "modbus_tcp", "host": "127.0.0.1"},
+    ]
+    devices = [{"id": "boiler-plc-1", "interval_s": 2, **device}]
+    doc = site("plant", sources=sources, devices=devices, **extra)
+    return sitebuilder.write_site(tmp_path, doc)
 
 
 def test_an_opcua_device_loads_with_rules_on_its_points(tmp_path: Path) -> None:
