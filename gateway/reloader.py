@@ -18,7 +18,8 @@ and applied in this order:
    notifier stay; alarms of removed rules or devices return to normal with a note;
 4. a changed patrol config is applied to the saved patrol state (open rounds,
    overdue gaps already raised, the time since the last round), as a restart would;
-5. a ``config.applied`` event records the files' hash and what changed.
+5. a ``config.applied`` event records the files' hash and what changed; the
+   MQTT sink clears the retained availability of the devices it removed.
 
 Sinks, the outbox and its cursors are never touched; sections that only a
 restart applies are named in the event and the log (``restart_needed``).
@@ -211,6 +212,10 @@ class Reloader:
         self.generation += 1
         stop_ids = set(change.sources_removed) | set(change.sources_restarted)
         await gw.source_set.stop(stop_ids)
+        if change.devices_removed:
+            # Health samples of removed devices already queued go out before the event
+            # that clears their retained availability (gateway/plugins/mqtt/sink.py).
+            await gw._drain(STOP_WAIT_S)
         gw.site = site
         gw.set_device_tags()
         started = gw.source_set.build(

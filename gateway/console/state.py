@@ -6,7 +6,8 @@ alarm's timeline (transitions seen on ``events``, and the gateway's
 ``notification.sent`` record of each message it delivered on any channel:
 recipients, channel, escalation level; bounded),
 devices (online/offline, area, when their last reading arrived, their poll
-error counters from the gateway's ``device_health`` record), gateways (status
+error counters from the gateway's ``device_health`` record; a device whose
+retained availability its gateway cleared is forgotten), gateways (status
 and their health record).
 
 Device telemetry can arrive at a high rate, so a reading is not decoded: its
@@ -468,6 +469,8 @@ class ConsoleState:
         return changed
 
     def _availability(self, site: str, device: str, payload: bytes) -> bool:
+        if not payload:  # cleared by the gateway: a reload removed the device
+            return self.devices.pop((site, device), None) is not None
         text = payload.decode("utf-8", "replace").strip()
         if text not in ("online", "offline"):
             return self._bad()
