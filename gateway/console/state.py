@@ -7,8 +7,8 @@ alarm's timeline (transitions seen on ``events``, and the gateway's
 recipients, channel, escalation level; bounded),
 devices (online/offline, area, when their last reading arrived, their poll
 error counters from the gateway's ``device_health`` record; a device whose
-retained availability its gateway cleared is forgotten), gateways (status
-and their health record).
+retained availability its gateway cleared is forgotten), gateways (status,
+their health record and the outcome of their last config reload).
 
 Device telemetry can arrive at a high rate, so a reading is not decoded: its
 arrival time is recorded from the topic (and a byte search tells a failed
@@ -48,6 +48,8 @@ DEVICE_COUNTERS = (
     "decode_errors", "overruns", "consecutive_failures",
 )  # fmt: skip
 _HEALTH_MARK = b'"kind":"device_health"'
+# The events that say how a gateway's config reload ended.
+CONFIG_EVENTS = ("config.applied", "config.rejected")
 # Alarms whose last state is normal are forgotten after this many (oldest first).
 NORMAL_KEEP = 500
 
@@ -152,6 +154,10 @@ class GatewayView:
     status_ns: int | None = None
     health: dict[str, Any] = field(default_factory=dict)
     health_ns: int | None = None
+    # The last config reload's outcome (its config.applied / config.rejected event's data
+    # with "kind" and "ts_ns"), and how many such events this console has seen.
+    config: dict[str, Any] = field(default_factory=dict)
+    config_seen: int = 0
 
 
 def _json(payload: bytes) -> Any:
@@ -338,6 +344,8 @@ class ConsoleState:
             return self._alarm(site, payload) or True
         if d.get("type") == "event" and str(d.get("kind")).startswith("patrol."):
             return self.patrol.apply(site, d)
+        if d.get("type") == "event" and d.get("kind") in CONFIG_EVENTS:
+            return self._config(site, d)
         if d.get("type") == "event" and d.get("kind") == "notification.sent":
             data = d.get("data")
             return self._sent(site, d.get("ts_ns"), data) if isinstance(data, dict) else False
@@ -359,6 +367,27 @@ class ConsoleState:
                 self._append(site, alarm_id, entry)
             return bool(alarm_ids)
         return False
+
+    def _config(self, site: str, d: dict[str, Any]) -> bool:
+        data = d.get("data")
+        if not isinstance(data, dict):
+            return self._bad()
+        gw = self.gateways.setdefault(site, GatewayView(site))
+        gw.config = {"kind": d["kind"], "ts_ns": d.get("ts_ns"), **data}
+        gw.config_seen += 1
+        return True
+
+    async def next_config(self, site: str, seen: int, wait_s: float) -> dict[str, Any] | None:
+        """The outcome of the first reload of ``site`` after ``seen`` config events (its
+        ``config_seen`` before the reload was asked for); None if none came in ``wait_s``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                while True:
+                    gw = self.gateways.get(site)
+                    if gw is not None and gw.config_seen > seen:
+                        return gw.config
+                    await self.wait_changed(self.version, wait_s)
+        return None
 
     def _sent(self, site: str, ts_ns: Any, data: dict[str, Any]) -> bool:
         """A gateway's record of one delivered message (any channel): who, how, which level."""
