@@ -27,7 +27,7 @@ import aiomqtt
 
 from gateway.alerting.alarms import Alarm
 from gateway.alerting.command_gate import sign_command
-from gateway.alerting.commands import build_command, printable_json
+from gateway.alerting.commands import build_command
 from gateway.alerting.engine import AlertEngine
 from gateway.alerting.store import read_alarms
 from gateway.config import Site
@@ -35,6 +35,7 @@ from gateway.errors import AlarmError, CommandError
 from gateway.loader import load_site
 from gateway.model import AlarmState
 from gateway.plugins.mqtt.commands import command_client, command_topic, reply_topic
+from gateway.printable import printable_json
 
 
 def state_db_path(site: Site) -> Path:

@@ -26,11 +26,10 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.alerting.command_gate import CommandGate, Refusal
-from gateway.alerting.commands import printable_json
 from gateway.config import MqttSinkConfig
-from gateway.plugins.base import CommandContext
+from gateway.plugins.base import CommandContext, CommandGateLike
 from gateway.plugins.mqtt.sink import tls_context, topic_level
+from gateway.printable import printable_json
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,11 @@ class CommandListener:
     """Receives commands, hands them to ``handler``, publishes its replies."""
 
     def __init__(
-        self, config: MqttSinkConfig, site: str, handler: Handler, gate: CommandGate | None = None
+        self,
+        config: MqttSinkConfig,
+        site: str,
+        handler: Handler,
+        gate: CommandGateLike | None = None,
     ) -> None:
         self.config = config
         self.site = site
@@ -101,10 +104,7 @@ class CommandListener:
         try:
             if self.gate is None:
                 return self.handler(payload, "mqtt")
-            verdict = self.gate.check(payload)
-            if isinstance(verdict, Refusal):
-                return verdict.reply
-            return self.handler(verdict.payload, verdict.channel)
+            return self.gate.answer(payload, self.handler)
         except Exception as exc:  # a bug must not kill the command channel
             log.exception("command handler failed")
             return {"ok": False, "error": f"internal error: {exc}"}

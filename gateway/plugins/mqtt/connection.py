@@ -1,7 +1,8 @@
 """One MQTT connection: a paho-mqtt client driven by the asyncio event loop.
 
-This is the gateway's only MQTT layer (the sink, its alarm lane, the command
-listener, ``gateway alarms`` and the console all use it). It relies on paho's
+The MQTT sink and its alarm lane use it. (The command listener, ``gateway
+alarms`` and the console still use aiomqtt, through its public API only; the
+subscribe/``messages`` half here is meant to replace that.) It relies on paho's
 public API for running a client on someone else's event loop: the
 ``on_socket_*`` callbacks, ``loop_read``/``loop_write``/``loop_misc``, and the
 ``on_connect``/``on_disconnect``/``on_publish``/``on_subscribe``/``on_message``
