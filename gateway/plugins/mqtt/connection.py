@@ -1,8 +1,7 @@
 """One MQTT connection: a paho-mqtt client driven by the asyncio event loop.
 
-The MQTT sink and its alarm lane use it. (The command listener, ``gateway
-alarms`` and the console still use aiomqtt, through its public API only; the
-subscribe/``messages`` half here is meant to replace that.) It relies on paho's
+This is the gateway's one MQTT layer: the sink and its alarm lane, the
+command listener, ``gateway alarms`` and the console all use it. It relies on paho's
 public API for running a client on someone else's event loop: the
 ``on_socket_*`` callbacks, ``loop_read``/``loop_write``/``loop_misc``, and the
 ``on_connect``/``on_disconnect``/``on_publish``/``on_subscribe``/``on_message``
@@ -152,10 +151,14 @@ class MqttConnection:
         self._connack = loop.create_future()
         lost = self.lost = loop.create_future()
         try:
-            # paho's connect blocks on DNS, TCP and the TLS handshake.
-            await asyncio.wait_for(
-                asyncio.shield(loop.run_in_executor(None, self._paho_connect)), self.timeout_s
-            )
+            # paho's connect blocks on DNS, TCP and the TLS handshake. asyncio.wait, not
+            # wait_for: on Python 3.11 wait_for can swallow a cancel that arrives as the
+            # connect finishes, and the caller would never stop.
+            tcp = loop.run_in_executor(None, self._paho_connect)
+            tcp.add_done_callback(_retrieve)
+            if not (await asyncio.wait([tcp], timeout=self.timeout_s))[0]:
+                raise TimeoutError(f"no TCP/TLS connection within {self.timeout_s:g} s")
+            tcp.result()
             await asyncio.wait(
                 [self._connack, lost], timeout=self.timeout_s, return_when=asyncio.FIRST_COMPLETED
             )
@@ -230,14 +233,19 @@ class MqttConnection:
         return None if info.is_published() else info.mid
 
     async def publish(
-        self, topic: str, payload: bytes, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        retain: bool = False,
+        timeout_s: float | None = None,
     ) -> None:
         """Publish one message; return when the broker acknowledged it."""
         info = self._client.publish(topic, payload, qos, retain)
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise SinkError(f"mqtt {self.where}: publish failed: {paho.error_string(info.rc)}")
         if not info.is_published():
-            await self._wait_ack(info.mid, "PUBACK")
+            await self._wait_ack(info.mid, "PUBACK", timeout_s)
 
     async def subscribe(self, topic: str, qos: int = 1, retain_as_published: bool = False) -> None:
         """Subscribe and wait for the SUBACK; raise SinkError when the broker refuses."""
@@ -252,14 +260,15 @@ class MqttConnection:
         if any(c.is_failure for c in codes):
             raise SinkError(f"mqtt {self.where}: subscription to {topic!r} refused: {codes}")
 
-    async def _wait_ack(self, mid: int, what: str) -> Any:
+    async def _wait_ack(self, mid: int, what: str, timeout_s: float | None = None) -> Any:
         lost = self.lost
         if lost is None or self._loop is None:
             raise SinkError(f"mqtt {self.where}: not connected")
         ack: asyncio.Future[Any] = self._loop.create_future()
         self._acks[mid] = ack
         try:
-            await asyncio.wait([ack, lost], timeout=self.timeout_s, return_when="FIRST_COMPLETED")
+            timeout_s = self.timeout_s if timeout_s is None else timeout_s
+            await asyncio.wait([ack, lost], timeout=timeout_s, return_when="FIRST_COMPLETED")
         finally:
             self._acks.pop(mid, None)
         if ack.done() and not ack.cancelled():
@@ -267,7 +276,7 @@ class MqttConnection:
         if lost.done():
             why = lost.result()
             raise SinkError(f"mqtt {self.where}: connection lost before the {what} ({why})")
-        raise SinkError(f"mqtt {self.where}: no {what} within {self.timeout_s:g} s")
+        raise SinkError(f"mqtt {self.where}: no {what} within {timeout_s:g} s")
 
     async def messages(self) -> AsyncIterator[Message]:
         """Received messages until the connection goes (then SinkError)."""
@@ -413,3 +422,9 @@ class MqttConnection:
         # Keepalive pings and paho's own timeouts.
         while self._client.loop_misc() == paho.MQTT_ERR_SUCCESS:  # noqa: ASYNC110
             await asyncio.sleep(1)
+
+
+def _retrieve(fut: asyncio.Future[None]) -> None:
+    """Read a finished connect's error, so a cancelled caller's is not logged as never retrieved."""
+    if not fut.cancelled():
+        fut.exception()

@@ -217,7 +217,7 @@ class MqttSink:
         if conn.lost is not None and not conn.lost.done() and not self.alarms_only:
             # A clean disconnect does not fire the will: say offline ourselves.
             with contextlib.suppress(SinkError):
-                await conn.publish(self.status_topic, b"offline", qos=1, retain=True)
+                await conn.publish(self.status_topic, b"offline", 1, True, timeout_s=2.0)
         await conn.aclose()
 
     # ------------------------------------------------------------------ sending
