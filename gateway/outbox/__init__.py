@@ -44,9 +44,11 @@ caller that must know a record is durable awaits it). If the batch is full
 because the disk stalls, the oldest pending telemetry is dropped and counted
 as evicted, exactly like telemetry past ``max_bytes``; alarms are always kept.
 
-The package: ``records`` (what a row holds and its codec), ``store`` (the
-SQLite worker: transactions, eviction, full disk, quarantine, damaged files)
-and ``log`` (``Outbox``, the event loop's side).
+The package: ``records`` (what a row holds and its codec), ``schema`` (the
+tables and the worker's messages), ``store`` (the SQLite worker:
+transactions, eviction, full disk, quarantine, damaged files),
+``checkpoint`` (WAL checkpoints on their own thread) and ``log``
+(``Outbox``, the event loop's side).
 """
 
 from gateway.outbox.log import Outbox

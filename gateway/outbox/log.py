@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 from gateway.disk_space import DEFAULT_MAX_BYTES, SpaceGuard
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
+from gateway.outbox.checkpoint import Checkpointer
 from gateway.outbox.records import (
     CODE_KIND,
     Event,
@@ -41,8 +42,6 @@ T = TypeVar("T")
 # Committed records kept in memory for the sinks' reads (see Outbox._tail): a
 # few seconds of a large site's samples, about 10-30 MB at 40 points a sample.
 ITEM_CACHE = 10_000
-# run_checkpointer's period.
-CHECKPOINT_EVERY_S = 1.0
 
 
 class Outbox:
@@ -105,7 +104,7 @@ class Outbox:
         self._executor: ThreadPoolExecutor | None = None
         # Set by open() when the file was damaged or emptied and replaced.
         self.incident: FileIncident | None = None
-        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpointer = Checkpointer(self.path)
         # In-memory batch waiting for the next commit: (kind, ts_ns, item). Items
         # are encoded on the worker thread, off the event loop.
         self._pending: deque[tuple[RecordKind, int, Item]] = deque()
@@ -190,39 +189,16 @@ class Outbox:
                 exc,
             )
         finally:
-            if self._checkpointer is not None:
-                loop = asyncio.get_running_loop()
-                with contextlib.suppress(sqlite3.Error):
-                    await loop.run_in_executor(self._checkpointer, self._store.close_checkpointer)
-                self._checkpointer.shutdown(wait=True)
-                self._checkpointer = None
+            await self._checkpointer.aclose()
             await self._call(self._store.close)
             self._executor.shutdown(wait=True)
             self._executor = None
 
     async def run_checkpointer(self) -> None:
-        """Checkpoint the WAL every ``CHECKPOINT_EVERY_S`` on a second thread, until cancelled.
-
-        PASSIVE: it copies what it can without waiting for the writer, so
-        commits (and the alarms in them) never wait for a checkpoint.
-        """
+        """Checkpoint the WAL on a second thread until cancelled (gateway/outbox/checkpoint.py)."""
         if self._executor is None:
             raise OutboxError("the outbox is not open")
-        loop = asyncio.get_running_loop()
-        if self._checkpointer is None:
-            self._checkpointer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-ckpt")
-        failures = 0
-        while True:
-            await asyncio.sleep(CHECKPOINT_EVERY_S)
-            try:
-                await loop.run_in_executor(self._checkpointer, self._store.checkpoint)
-            except sqlite3.Error as exc:
-                # Once is nothing (e.g. busy); a run of failures means the WAL grows.
-                failures += 1
-                if failures == 10:
-                    log.warning("outbox: checkpoints keep failing (%s); the WAL grows", exc)
-            else:
-                failures = 0
+        await self._checkpointer.run()
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:

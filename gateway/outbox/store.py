@@ -1,10 +1,10 @@
 """The outbox's SQLite file, on its one worker thread.
 
-Everything here runs on the worker thread (or, for ``checkpoint``, the
-checkpointer's): opening (a damaged file is moved aside, gateway/sqlite_file.py),
-one transaction per commit (new rows, moved cursors, pruning, eviction
-counters), eviction of the oldest telemetry past ``max_bytes``, making room on
-a full disk, reading rows back, and quarantining rows that cannot be decoded.
+Everything here runs on the worker thread: opening (a damaged file is moved
+aside, gateway/sqlite_file.py), one transaction per commit (new rows, moved
+cursors, pruning, eviction counters), eviction of the oldest telemetry past
+``max_bytes``, making room on a full disk, reading rows back, and
+quarantining rows that cannot be decoded.
 Methods take what they need as arguments and return what changed
 (``Opened``, ``Inserted``, ``Quarantined``); the event loop side is
 gateway/outbox/log.py.
@@ -107,7 +107,6 @@ class OutboxStore:
         self._clock = clock
         self._synchronous = synchronous
         self._db: sqlite3.Connection | None = None  # worker thread only
-        self._ckpt_db: sqlite3.Connection | None = None  # checkpointer thread only
         self._room_evicted: list[tuple[int, int]] = []
         self._room_freed = 0
 
@@ -138,7 +137,7 @@ class OutboxStore:
         db.execute(f"PRAGMA synchronous={self._synchronous.upper()}")
         # Keep the WAL from growing without bound after a long backlog is drained.
         db.execute("PRAGMA journal_size_limit=67108864")
-        # Checkpoints run on their own connection and thread (run_checkpointer):
+        # Checkpoints run on their own connection and thread (checkpoint.py):
         # done by a commit, copying a few MB of WAL into the database stalled
         # that commit, and the alarm waiting for it, by 100+ ms (bench). This
         # is only the backstop for when no checkpointer runs.
@@ -180,16 +179,6 @@ class OutboxStore:
             evicted=evicted,
             quarantined=quarantined,
         )
-
-    def checkpoint(self) -> None:
-        if self._ckpt_db is None:
-            self._ckpt_db = sqlite3.connect(self.path, isolation_level=None)
-        self._ckpt_db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-
-    def close_checkpointer(self) -> None:
-        if self._ckpt_db is not None:
-            self._ckpt_db.close()
-            self._ckpt_db = None
 
     def close(self) -> None:
         if self._db is not None:
