@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from gateway.loader import load_site
-from gateway.patrol_cli import _date
+from gateway.patrol_cli import _date, report_commands
 from gateway.reports.build import FORMATS, build_document, build_report, render, site_query
 
 __all__ = ["FORMATS", "build_document", "build_report", "register_cli", "render", "site_query"]
@@ -18,8 +18,7 @@ __all__ = ["FORMATS", "build_document", "build_report", "register_cli", "render"
 
 def register_cli(subparsers: Any) -> None:
     """Add ``report heating`` and ``report safety`` under the ``report`` command."""
-    report = subparsers.choices["report"]
-    sub = next(a for a in report._actions if isinstance(a, argparse._SubParsersAction))
+    sub = report_commands(subparsers)
     for kind, text in (
         ("heating", "the heating-season daily report: boilers, networks, gas, alarms"),
         ("safety", "the daily safety log: patrols, leakage, cold rooms, outages, incidents"),
