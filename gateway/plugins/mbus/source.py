@@ -87,6 +87,10 @@ class MBusSource:
         self.link_ok: bool | None = None
         self.link_error = ""
 
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        """Each meter's counters, by device id (the status API and the health records)."""
+        return {d.id: d.counters for d in self.devices}
+
     async def __aenter__(self) -> MBusSource:
         return self
 
@@ -279,9 +283,6 @@ class MBusSource:
         if heard:
             raise FrameError(f"garbage answer ({junk} bytes, no valid frame)")
         raise DeviceTimeout(f"no answer within {self.cfg.timeout_s:g} s")
-
-    def device_counters(self) -> dict[str, DeviceCounters]:
-        return {d.id: d.counters for d in self.devices}
 
     def _count_garbage(self, n: int) -> None:
         self.garbage_bytes += n
