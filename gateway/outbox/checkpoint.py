@@ -1,8 +1,8 @@
 """WAL checkpoints of the outbox file, on a thread and a connection of their own.
 
 PASSIVE: a checkpoint copies what it can without waiting for the writer, so
-commits (and the alarms in them) never wait for one. Done by a commit,
-copying a few MB of WAL into the database stalled that commit by 100+ ms.
+commits (and the alarms in them) never wait for one, as they did when a
+commit copied the WAL into the database itself (docs/bench.md).
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ LOW_WATER = 0.9
 BACKSTOP_CHECKPOINT_PAGES = 16_384
 # One statement inserts a whole batch (a JSON array of [kind, ts_ns, body]):
 # sqlite3's executemany releases and retakes the GIL for every row, and each
-# retake waits behind the busy event loop (measured: 100+ ms commits at
-# 50,000 points/s, delaying alarms).
+# retake waits behind the busy event loop, delaying the alarms in the commit
+# (docs/bench.md, "Hot-path changes").
 _INSERT_BATCH = (
     "INSERT INTO records(kind, ts_ns, size, body)"
     " SELECT value->>0, value->>1, length(CAST(value->2 AS BLOB)) + ?, value->2"
@@ -138,8 +138,8 @@ class OutboxStore:
         # Keep the WAL from growing without bound after a long backlog is drained.
         db.execute("PRAGMA journal_size_limit=67108864")
         # Checkpoints run on their own connection and thread (checkpoint.py):
-        # done by a commit, copying a few MB of WAL into the database stalled
-        # that commit, and the alarm waiting for it, by 100+ ms (bench). This
+        # done by a commit, copying the WAL into the database stalls that
+        # commit, and the alarm waiting for it (docs/bench.md). This
         # is only the backstop for when no checkpointer runs.
         db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         db.executescript(SCHEMA)
