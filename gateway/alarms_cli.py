@@ -23,18 +23,17 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiomqtt
-
 from gateway.alerting.alarm import Alarm
 from gateway.alerting.command_gate import sign_command
-from gateway.alerting.commands import build_command, printable_json
+from gateway.alerting.commands import build_command
 from gateway.alerting.engine import AlertEngine
 from gateway.alerting.store import read_alarms
 from gateway.config import Site
-from gateway.errors import AlarmError, CommandError
+from gateway.errors import AlarmError, CommandError, SinkError
 from gateway.loader import load_site
 from gateway.model import AlarmState
 from gateway.plugins.mqtt.commands import command_client, command_topic, reply_topic
+from gateway.printable import printable_json
 
 
 def state_db_path(site: Site) -> Path:
@@ -99,12 +98,9 @@ async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> di
             await client.subscribe(reply_t, qos=1)
             await client.publish(cmd_t, json.dumps(payload).encode(), qos=1)
             async with asyncio.timeout(wait_s):
-                async for msg in client.messages:
-                    raw = (
-                        msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
-                    )
+                async for msg in client.messages():
                     try:
-                        reply = json.loads(raw)
+                        reply = json.loads(msg.payload)
                     except ValueError:
                         continue
                     if isinstance(reply, dict) and reply.get("request_id") == payload["request_id"]:
@@ -113,7 +109,7 @@ async def send_command(site: Site, payload: dict[str, Any], wait_s: float) -> di
         raise CommandError(
             f"no reply from the gateway within {wait_s:g} s (is it running?)"
         ) from None
-    except aiomqtt.MqttError as exc:
+    except SinkError as exc:
         raise CommandError(f"cannot reach the MQTT broker {mqtt.host}:{mqtt.port}: {exc}") from exc
     raise CommandError("the broker closed the connection before the gateway replied")
 

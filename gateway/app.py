@@ -2,8 +2,8 @@
 
 A source hands each Sample to the pipeline, which handles it at once, in the
 source's own task (``_emit``): no hand-over to another task, so nothing
-waits a turn of the event loop between a poll and its alarm (bench: a queue
-in between let alarms wait behind a hundred samples in a burst). Handling is
+waits a turn of the event loop between a poll and its alarm (a queue in
+between let alarms wait behind a burst of samples). Handling is
 synchronous and cheap (tens of microseconds a sample), and a pipeline too
 slow for the site shows as late polls (overruns) and data age, never as
 dropped readings. The gateway's own health samples, thousands at a time on a
@@ -425,8 +425,8 @@ class Gateway:
             if self.freeze_gc:
                 # What start-up built lives as long as the process (profiles,
                 # rules, the alarm book): keep it out of the cyclic collector,
-                # or every full collection walks it (bench at 50,000 points/s:
-                # 30-70 ms event-loop stalls every few seconds).
+                # or every full collection walks it and stalls the event loop
+                # (docs/bench.md, "Hot-path changes").
                 gc.collect()
                 gc.freeze()
             try:

@@ -26,7 +26,7 @@ from pydantic import (
 from gateway.alerting.ack_link import ConsoleSiteConfig
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.config import AlertingConfig
-from gateway.local_http import LocalHttpConfig
+from gateway.local_http_config import LocalHttpConfig
 from gateway.patrol.config import PatrolConfig
 from gateway.plugins import registry as plugin_registry
 from gateway.plugins import validate_source

@@ -3,7 +3,7 @@
 Every error the gateway raises on purpose derives from ``GatewayError``;
 third-party errors are translated at the module that talks to the library,
 with ``raise ... from exc``, so callers above ``sources/`` and ``sinks/``
-never see a pymodbus, pyserial, aiomqtt or influxdb_client exception.
+never see a pymodbus, pyserial, paho-mqtt or influxdb_client exception.
 
     GatewayError
     ├── ConfigError            a site file or profile is invalid (carries file, line, field)

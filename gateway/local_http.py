@@ -34,8 +34,8 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.local_http_config import LocalHttpConfig
 from gateway.model import AlarmState
 
 if TYPE_CHECKING:
@@ -50,31 +50,6 @@ MAX_CONNECTIONS = 8
 WATCH_PERIOD_S = 1.0
 # After a failed bind, try again this often (the port may be freed).
 REBIND_S = 30.0
-
-
-class LocalHttpConfig(BaseModel):
-    """``local_http:`` in the site file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    # Loopback by default: the metrics name devices and sinks, and nothing here asks who calls.
-    listen: str = "127.0.0.1:9180"
-    # Polling or committing stalled this long makes /healthz answer 503. Polling gets
-    # at least three of its slowest device's intervals.
-    stall_s: float = Field(default=60.0, ge=2, le=3600)
-
-    @field_validator("listen")
-    @classmethod
-    def _host_port(cls, v: str) -> str:
-        host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"listen must be HOST:PORT (e.g. 127.0.0.1:9180), got {v!r}")
-        return v
-
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 class HealthWatch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import weakref
 from datetime import date
 from typing import Any
 
@@ -22,13 +23,25 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def register_cli(subparsers: Any) -> None:
-    """Add ``report patrol`` to the ``gateway`` command (creating ``report`` if needed)."""
+# The ``report`` command's subcommands, by its parser: argparse has no public way
+# to find a parser's subcommands again, and each report module adds its own.
+_REPORT_COMMANDS: weakref.WeakKeyDictionary[argparse.ArgumentParser, Any] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def report_commands(subparsers: Any) -> Any:
+    """The subcommands of ``gateway report`` (creating ``report`` if needed)."""
     report = subparsers.choices.get("report")
     if report is None:
         report = subparsers.add_parser("report", help="reports read back from InfluxDB")
-        report.add_subparsers(dest="report_command", required=True)
-    sub = next(a for a in report._actions if isinstance(a, argparse._SubParsersAction))
+        _REPORT_COMMANDS[report] = report.add_subparsers(dest="report_command", required=True)
+    return _REPORT_COMMANDS[report]
+
+
+def register_cli(subparsers: Any) -> None:
+    """Add ``report patrol`` to the ``gateway`` command (creating ``report`` if needed)."""
+    sub = report_commands(subparsers)
     p = sub.add_parser(
         "patrol",
         help="the night's patrol rounds, findings and per-checkpoint exception table",

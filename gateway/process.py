@@ -93,8 +93,7 @@ def tune_runtime() -> None:
     - GIL switch interval 1 ms (default 5 ms): the outbox thread releases the
       GIL around every SQLite call and waits up to the interval to get it back
       while the event loop is busy, so a commit of 6 statements could take
-      30 ms and an alarm waited for it (bench: 100 ms commits at 50,000
-      points/s).
+      30 ms and an alarm waited for it (docs/bench.md, "Hot-path changes").
     - Young-generation GC threshold 10,000 (default 700): samples, records and
       futures are allocated by the thousand a second and freed by reference
       counting; collecting every 700 allocations mostly walks live objects.

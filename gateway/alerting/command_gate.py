@@ -39,6 +39,7 @@ import hmac
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,16 @@ class CommandGate:
         if not first:
             return Refusal(None)
         return Refusal(error_reply(raw, CommandRefused(f"rate limited: {why}; try again later")))
+
+    def answer(
+        self, raw: bytes | str, handle: Callable[[Any, str], dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The reply to one message: the refusal's, or ``handle``'s for an admitted
+        command (None: stay silent). What a command channel calls for each message."""
+        verdict = self.check(raw)
+        if isinstance(verdict, Refusal):
+            return verdict.reply
+        return handle(verdict.payload, verdict.channel)
 
     def close(self) -> None:
         self.replay.close()

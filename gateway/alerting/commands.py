@@ -16,7 +16,7 @@ Shelving and taking out of service need a ``reason`` and a ``duration``:
 nothing is switched off for ever by accident. Stored text (``by``,
 ``comment``, ``reason``) is length-limited and refuses control characters,
 bidirectional overrides and other invisible formatting; ``printable_json``
-escapes such characters wherever a reply or a record is printed.
+(gateway/printable.py) escapes such characters wherever a reply or a record is printed.
 """
 
 from __future__ import annotations
@@ -38,20 +38,12 @@ from pydantic import (
 )
 
 from gateway.errors import AlarmError, CommandError, CommandRefused
+from gateway.printable import unsafe_char
 
 MAX_PAYLOAD = 16 * 1024
 # A command is a flat object; anything deeper is refused before it is looked at.
 MAX_DEPTH = 4
 REASON_MAX = 200
-# Characters that could hide or reorder what an operator reads (control, format incl.
-# bidirectional overrides and zero-width, surrogates, private use, unassigned, separators).
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
-
-
-def unsafe_char(ch: str) -> bool:
-    return unicodedata.category(ch) in _UNSAFE_CATEGORIES
-
-
 def _safe_text(value: str | None) -> str | None:
     for ch in value or "":
         if unsafe_char(ch):
@@ -62,22 +54,6 @@ def _safe_text(value: str | None) -> str | None:
                 " overrides and invisible formatting are refused"
             )
     return value
-
-
-def _escape_char(ch: str) -> str:
-    code = ord(ch)
-    if code <= 0xFFFF:
-        return f"\\u{code:04x}"
-    code -= 0x10000
-    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-
-
-def printable_json(obj: Any) -> str:
-    """JSON for a terminal, a log or a page: unsafe characters as \\uXXXX, still valid JSON."""
-    text = json.dumps(obj, ensure_ascii=False, default=str)
-    if text.isascii() and "\x7f" not in text:  # json.dumps already escaped the rest
-        return text
-    return "".join(_escape_char(ch) if unsafe_char(ch) else ch for ch in text)
 
 
 SafeText = AfterValidator(_safe_text)

@@ -24,14 +24,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
-
 from gateway.alerting.command_gate import signature
 from gateway.alerting.commands import build_command
 from gateway.config import MqttSinkConfig
 from gateway.console.state import ConsoleState
-from gateway.errors import CommandError, ConsoleError
+from gateway.errors import CommandError, ConsoleError, SinkError
 from gateway.plugins.mqtt.commands import command_client, command_topic
+from gateway.plugins.mqtt.connection import MqttConnection
 from gateway.plugins.mqtt.sink import topic_level
 
 log = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ class MqttLink:
         self.base = f"{cfg.prefix}/{site if site == '+' else topic_level(site)}"
         self.reply_timeout_s = reply_timeout_s
         self.client_id = client_id or f"fsg-console-{uuid.uuid4().hex[:8]}"
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttConnection | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.subscribed = asyncio.Event()
 
@@ -108,13 +107,9 @@ class MqttLink:
                     if logged:
                         log.warning("console: MQTT broker %s:%d back", self.cfg.host, self.cfg.port)
                     delay, logged = self.cfg.retry_min_s, False
-                    async for msg in client.messages:
-                        raw = (
-                            msg.payload
-                            if isinstance(msg.payload, bytes)
-                            else str(msg.payload).encode()
-                        )
-                        topic = str(msg.topic)
+                    async for msg in client.messages():
+                        raw = msg.payload
+                        topic = msg.topic
                         try:
                             if topic.endswith("/replies"):
                                 self._reply(raw)
@@ -123,7 +118,7 @@ class MqttLink:
                         except Exception:  # a bug must not stop the console watching
                             self.state.ignored += 1
                             log.exception("console: could not apply a message on %s", topic)
-            except aiomqtt.MqttError as exc:
+            except SinkError as exc:
                 if not logged:
                     log.warning(
                         "console: MQTT broker %s:%d: %s; retrying",
@@ -193,7 +188,7 @@ class MqttLink:
             topic = command_topic(self.cfg.prefix, site)
             try:
                 await client.publish(topic, json.dumps(data).encode(), qos=1)
-            except aiomqtt.MqttError as exc:
+            except SinkError as exc:
                 raise Unavailable(f"could not publish the command: {exc}") from exc
             try:
                 async with asyncio.timeout(self.reply_timeout_s):

@@ -212,12 +212,22 @@ class SinkContext:
 @dataclass(frozen=True)
 class CommandContext:
     """What a sink's command channel gets: the site, the gateway's command handler
-    (payload, actor) -> reply, and the gate every command passes first
-    (gateway.alerting.command_gate.CommandGate: signatures, freshness, replays, rates)."""
+    (payload, actor) -> reply, and the gate every command passes first."""
 
     site: str
     handle: Callable[[Any, str], dict[str, Any]]
-    gate: Any
+    gate: CommandGateLike | None
+
+
+class CommandGateLike(Protocol):
+    """The gate of gateway.alerting.command_gate (signatures, freshness, replays, rates),
+    as a command channel uses it: injected, so plugins do not import alerting."""
+
+    def answer(
+        self, raw: bytes | str, handle: Callable[[Any, str], dict[str, Any]]
+    ) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
 
 
 class LiveView(Protocol):

@@ -40,7 +40,7 @@ from gateway.errors import GatewayError
 from gateway.model import Clock
 from gateway.outbox import Event
 from gateway.patrol.influxql import Query
-from gateway.reports.cli import build_document, render, site_query
+from gateway.reports.build import build_document, render, site_query
 from gateway.reports.config import ReportsConfig
 from gateway.reports.day import site_timezone
 

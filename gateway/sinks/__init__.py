@@ -2,7 +2,7 @@
 
 The sinks themselves are plugins (gateway/plugins/<name>/sink.py), each
 exposing one async class that follows the small protocol in ``base``. Only
-the sink plugins import aiomqtt, influxdb_client or httpx; everything above
+the sink plugins import paho-mqtt, influxdb_client or httpx; everything above
 sees ``Sink`` and ``SinkError``.
 """
 

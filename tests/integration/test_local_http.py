@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from gateway.local_http import LocalHttpConfig
+from gateway.local_http_config import LocalHttpConfig
 from tests.fixtures.servers import Mosquitto
 from tests.integration.console_support import running_gateway, site_yaml, wait
 from tests.simproc import free_port, running_sim

@@ -33,7 +33,7 @@ from gateway.config import (
 )
 from gateway.errors import ConfigError
 from gateway.loader import load_site
-from gateway.local_http import LocalHttpConfig
+from gateway.local_http_config import LocalHttpConfig
 from gateway.patrol import config as patrol
 from gateway.plugins.base import DeliverySettings as _DeliverySettings
 from gateway.plugins.base import SourceConfig as _SourceBase

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from gateway.alerting.command_config import CommandsConfig
 from gateway.alerting.command_gate import Admitted, CommandGate, Refusal
-from gateway.alerting.commands import error_reply, parse_command, printable_json
+from gateway.alerting.commands import error_reply, parse_command
 from gateway.errors import AlarmError, CommandError
 from gateway.model import FakeClock
+from gateway.printable import printable_json
 from tests.unit.test_commands import ALARM, RULES
 from tests.unit.test_rules import make_engine, sample
 

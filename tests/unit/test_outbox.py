@@ -297,14 +297,14 @@ async def test_a_batch_being_committed_still_counts_as_backlog(tmp_path: Path) -
     async with Outbox(tmp_path / "ob.sqlite", ["a"]) as ob:
         gate = threading.Event()
         inside = threading.Event()
-        real = ob._insert_sync
+        real = ob._store.insert
 
         def slow_insert(*args: object) -> object:
             inside.set()
             gate.wait(10)
             return real(*args)  # type: ignore[arg-type]
 
-        ob._insert_sync = slow_insert  # type: ignore[method-assign]
+        ob._store.insert = slow_insert  # type: ignore[method-assign]
         for i in range(3):
             ob.append_sample(sample(i))
         flushing = asyncio.create_task(ob.flush())

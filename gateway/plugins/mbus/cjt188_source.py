@@ -7,7 +7,8 @@ FE wake-up bytes and a read-data request for DI 901F (C 0x01, the meter
 type T from the profile, the meter's 7-byte address and a sequence number
 SER), answered by C 0x81 with the 901F data, or by C 0xC1 when the meter
 reports an error. An answer is taken only when its type, address, DI and
-SER match the request, so a late answer to an earlier request is refused.
+SER match the request, so a late answer to an earlier request is skipped
+(counted in ``stale_frames``).
 Silence and garbage (bad checksum, wrong length, noise) are retried up to
 ``retries`` times and counted (``timeouts``, ``frame_errors``,
 ``garbage_bytes``); they never raise out of ``run``.
@@ -105,6 +106,7 @@ class Cjt188Source(MBusSource):
                     wrong = self._mismatch(frame, meter_type, addr)
                     if wrong is None:
                         return frame
+                    self.stale_frames += 1
                 if clock.monotonic() >= deadline:
                     break
         finally:

@@ -9,6 +9,14 @@ DIF 0x1F ("more records follow"), toggling the FCB per new telegram and
 repeating it unchanged on a retry, so the meter resends rather than skips.
 A converter's echo of the master's own frame is skipped.
 
+A meter may answer after its timeout, while the master already talks to the
+next one. Input is flushed before every request, and an answer is taken only
+when it fits the request: E5 for SND_NKE and selection; for REQ_UD2 a RSP_UD
+from the meter's primary address, or, under secondary addressing, whose
+header carries the selected secondary address. Anything else is a late
+answer: skipped and counted (``stale_frames``), and the wait goes on to the
+deadline, so one slow meter does not shift every later read on the line.
+
 A meter that does not answer costs the line ``timeout_s x (retries + 1)``
 once per read; after ``dead_after`` failed reads in a row it is only retried
 every ``dead_meter_backoff_s`` (its points stay bad meanwhile), so a dead
@@ -28,12 +36,15 @@ from gateway.model import Clock, Sample
 from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.mbus.codec import (
     C_RSP_UD,
+    CI_RSP_VARIABLE,
     Ack,
     Frame,
     FrameReader,
     LongFrame,
+    ShortFrame,
     parse_frame,
     req_ud2,
+    secondary_matches,
     select_frame,
     snd_nke,
 )
@@ -70,9 +81,15 @@ class MBusSource:
         self._next_open = 0.0
         self._dead_until: dict[str, float] = {}
         self.garbage_bytes = 0
+        # Whole frames that were no answer to the request in flight (late answers).
+        self.stale_frames = 0
         self.connected = False
         self.link_ok: bool | None = None
         self.link_error = ""
+
+    def device_counters(self) -> dict[str, DeviceCounters]:
+        """Each meter's counters, by device id (the status API and the health records)."""
+        return {d.id: d.counters for d in self.devices}
 
     async def __aenter__(self) -> MBusSource:
         return self
@@ -162,84 +179,122 @@ class MBusSource:
         """Every record of one meter (all telegrams), and a note when the read was cut short."""
         addr = meter.address
         if meter.secondary is not None:
-            await self._expect_ack(meter, select_frame(meter.secondary))
+            await self._exchange(meter, select_frame(meter.secondary), ack=True)
             meter.fcb = True
         elif self.cfg.reset_before_read:
-            await self._expect_ack(meter, snd_nke(addr))
+            await self._exchange(meter, snd_nke(addr), ack=True)
             meter.fcb = True
         records: list[Record] = []
         for _ in range(self.cfg.max_telegrams):
-            frame = await self._exchange(meter, req_ud2(addr, meter.fcb))
+            frame = await self._exchange(meter, req_ud2(addr, meter.fcb), ack=False)
             meter.fcb = not meter.fcb
-            if not isinstance(frame, LongFrame) or frame.c & 0x0F != C_RSP_UD:
-                raise FrameError(f"expected RSP_UD, got {frame}")
-            if meter.secondary is None and frame.a != addr:
-                # Another meter on this address, or a late answer: not this meter's data.
-                raise FrameError(f"RSP_UD from address {frame.a}, asked {addr}")
+            assert isinstance(frame, LongFrame)  # _not_an_answer lets nothing else through
             tg = decode_telegram(frame.ci, frame.data)
-            if meter.secondary is not None and tg.ident != meter.secondary.ident:
-                raise FrameError(f"answer from meter {tg.ident}, not the one selected")
             base = len(records)
             records.extend(replace(r, index=base + r.index) for r in tg.records)
             if not tg.more_follow:
                 return records, None
         return records, f"more than max_telegrams={self.cfg.max_telegrams} telegrams; rest unread"
 
-    async def _expect_ack(self, meter: MBusMeter, request: bytes) -> None:
-        frame = await self._exchange(meter, request)
-        if not isinstance(frame, Ack):
-            raise FrameError(f"expected E5, got {frame}")
-
-    async def _exchange(self, meter: MBusMeter, request: bytes) -> Frame:
-        """The answer to ``request``, asked up to ``retries`` more times on silence or garbage."""
+    async def _exchange(self, meter: MBusMeter, request: bytes, *, ack: bool) -> Frame:
+        """The answer to ``request`` (E5 when ``ack``, else this meter's RSP_UD), asked up to
+        ``retries`` more times on silence, garbage or answers from someone else."""
         last: SourceError | None = None
         for _attempt in range(self.cfg.retries + 1):
             meter.counters.requests += 1
             try:
-                return await self._transact(meter, request)
+                return await self._transact(meter, request, ack)
             except (DeviceTimeout, FrameError) as exc:
                 last = exc
         assert last is not None
         raise last
 
-    async def _transact(self, meter: MBusMeter, request: bytes) -> Frame:
+    @staticmethod
+    def _not_an_answer(meter: MBusMeter, frame: Frame, ack: bool) -> str | None:
+        """Why ``frame`` is no answer to the request in flight (None: it is)."""
+        if ack:
+            # E5 carries no address: any E5 is taken. A stale one taken here costs nothing
+            # worse than a failed read: the real E5 is then skipped by the REQ_UD2 exchange,
+            # and the RSP_UD is still matched to this meter below.
+            return None if isinstance(frame, Ack) else f"expected E5, got {describe(frame)}"
+        if not isinstance(frame, LongFrame) or frame.c & 0x0F != C_RSP_UD:
+            return f"expected RSP_UD, got {describe(frame)}"
+        if meter.secondary is None:
+            if frame.a != meter.address:
+                return f"RSP_UD from address {frame.a}, asked {meter.address}"
+            return None
+        # Selected meters answer with their own primary address: match the header's
+        # secondary address (ident, manufacturer, version, medium) against the selection.
+        own = frame.data[:8] if frame.ci == CI_RSP_VARIABLE and len(frame.data) >= 12 else b""
+        if not secondary_matches(meter.secondary.to_bytes(), own):
+            who = own[3::-1].hex() if own else "(no header)"
+            return f"answer from meter {who}, not the one selected"
+        return None
+
+    def _flush(self) -> None:
+        """Forget what arrived since the last exchange: late answers (``stale_frames``),
+        the rest of an answer already taken, and noise (``garbage_bytes``)."""
         stale = self._link.take()
-        self._frames.reset()
         if stale:
-            self._count_garbage(len(stale))
+            before = self._frames.garbage
+            self.stale_frames += len(self._frames.feed(stale))
+            self._count_garbage(self._frames.garbage - before + self._frames.pending)
+        self._frames.reset()
+
+    async def _transact(self, meter: MBusMeter, request: bytes, ack: bool) -> Frame:
+        """One request and its answer: DeviceTimeout on silence, FrameError on garbage or when
+        only answers to something else came (a late answer to an earlier request is skipped
+        and counted in ``stale_frames``; the wait goes on to the deadline)."""
+        self._flush()
         await self._link.send(request)
         # The request's own wire time, then the answer's first byte within timeout_s.
         clock = self._clock
         deadline = clock.monotonic() + self.cfg.wire_time_s(len(request)) + self.cfg.timeout_s
         echo = parse_frame(request)
-        started = False
+        heard, wrong = False, None
         g0 = self._frames.garbage
         while True:
             data = await self._link.recv(deadline - clock.monotonic())
             if data:
-                if not started:
-                    # A frame has begun: give the longest frame its wire time from here.
-                    started = True
-                    deadline = clock.monotonic() + self.cfg.wire_time_s(MAX_FRAME) + 0.05
+                if not heard:
+                    # Bytes have begun: give the longest frame its wire time from here,
+                    # without cutting the wait short when they are only a stale answer.
+                    heard = True
+                    deadline = max(
+                        deadline, clock.monotonic() + self.cfg.wire_time_s(MAX_FRAME) + 0.05
+                    )
                 before = self._frames.garbage
                 # Some level converters echo the master's own frame: that is no answer.
                 frames = [f for f in self._frames.feed(data) if f != echo]
                 self._count_garbage(self._frames.garbage - before)
-                if frames:
-                    return frames[0]
+                for frame in frames:
+                    wrong = self._not_an_answer(meter, frame, ack)
+                    if wrong is None:
+                        self.stale_frames += len(frames) - 1
+                        return frame
+                self.stale_frames += len(frames)
             if clock.monotonic() >= deadline:
                 break
-        if started:
-            junk = self._frames.garbage - g0 + self._frames.pending
-            self._count_garbage(self._frames.pending)
+        junk = self._frames.garbage - g0 + self._frames.pending
+        self._count_garbage(self._frames.pending)
+        self._frames.reset()
+        if wrong is not None:
+            raise FrameError(wrong)
+        if heard:
             raise FrameError(f"garbage answer ({junk} bytes, no valid frame)")
         raise DeviceTimeout(f"no answer within {self.cfg.timeout_s:g} s")
 
-
-    def device_counters(self) -> dict[str, DeviceCounters]:
-        return {d.id: d.counters for d in self.devices}
     def _count_garbage(self, n: int) -> None:
         self.garbage_bytes += n
+
+
+def describe(frame: Frame) -> str:
+    """A frame in a few words, for error messages."""
+    if isinstance(frame, Ack):
+        return "E5"
+    if isinstance(frame, ShortFrame):
+        return f"short frame C {frame.c:02X} A {frame.a}"
+    return f"long frame C {frame.c:02X} A {frame.a} CI {frame.ci:02X}"
 
 
 def build_meters(

@@ -225,7 +225,7 @@ class ModbusSource:
         self._down_logged = False
         self._backoff = self.cfg.reconnect_min_s
         self.connected = True
-        self.link_ok = True
+        self.link_ok, self.link_error = True, ""
         return True
 
     async def poll_device(self, dev: ModbusDevice) -> None:

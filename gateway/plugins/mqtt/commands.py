@@ -23,14 +23,12 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import aiomqtt
-from paho.mqtt.subscribeoptions import SubscribeOptions
-
-from gateway.alerting.command_gate import CommandGate, Refusal
-from gateway.alerting.commands import printable_json
 from gateway.config import MqttSinkConfig
-from gateway.plugins.base import CommandContext
+from gateway.errors import SinkError
+from gateway.plugins.base import CommandContext, CommandGateLike
+from gateway.plugins.mqtt.connection import MqttConnection
 from gateway.plugins.mqtt.sink import tls_context, topic_level
+from gateway.printable import printable_json
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +44,18 @@ def reply_topic(prefix: str, site: str) -> str:
     return f"{prefix}/{topic_level(site)}/replies"
 
 
-def command_client(cfg: MqttSinkConfig, identifier: str) -> aiomqtt.Client:
-    """An MQTT client for the command channel (the listener, and `gateway alarms`)."""
-    v5 = cfg.protocol == "5"
-    return aiomqtt.Client(
+def command_client(cfg: MqttSinkConfig, identifier: str) -> MqttConnection:
+    """A connection for the command channel (the listener, ``gateway alarms``, the console)."""
+    return MqttConnection(
         cfg.host,
         cfg.port,
+        client_id=identifier,
+        v5=cfg.protocol == "5",
         username=cfg.username,
         password=cfg.password,
-        identifier=identifier,
-        protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
-        tls_context=tls_context(cfg),
+        tls=tls_context(cfg),
         keepalive=cfg.keepalive,
+        timeout_s=cfg.timeout_s,
     )
 
 
@@ -65,7 +63,11 @@ class CommandListener:
     """Receives commands, hands them to ``handler``, publishes its replies."""
 
     def __init__(
-        self, config: MqttSinkConfig, site: str, handler: Handler, gate: CommandGate | None = None
+        self,
+        config: MqttSinkConfig,
+        site: str,
+        handler: Handler,
+        gate: CommandGateLike | None = None,
     ) -> None:
         self.config = config
         self.site = site
@@ -79,7 +81,7 @@ class CommandListener:
         self.received = 0
         self.retained_ignored = 0
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> MqttConnection:
         cfg = self.config
         return command_client(cfg, f"{cfg.client_id or f'fsg-{self.site}'}-cmd")
 
@@ -101,21 +103,15 @@ class CommandListener:
         try:
             if self.gate is None:
                 return self.handler(payload, "mqtt")
-            verdict = self.gate.check(payload)
-            if isinstance(verdict, Refusal):
-                return verdict.reply
-            return self.handler(verdict.payload, verdict.channel)
+            return self.gate.answer(payload, self.handler)
         except Exception as exc:  # a bug must not kill the command channel
             log.exception("command handler failed")
             return {"ok": False, "error": f"internal error: {exc}"}
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
-        if self.config.protocol == "5":
-            # Keep the publisher's retain flag on live deliveries too.
-            opts = SubscribeOptions(qos=1, retainAsPublished=True)
-            await client.subscribe(self.command_topic, options=opts)
-        else:
-            await client.subscribe(self.command_topic, qos=1)
+    async def _subscribe(self, client: MqttConnection) -> None:
+        # MQTT 5: keep the publisher's retain flag on live deliveries too.
+        v5 = self.config.protocol == "5"
+        await client.subscribe(self.command_topic, qos=1, retain_as_published=v5)
 
     async def run(self) -> None:
         """Listen until cancelled; reconnect with capped back-off."""
@@ -138,14 +134,10 @@ class CommandListener:
                         log.warning("mqtt commands: listening again on %s", self.command_topic)
                     logged = False
                     delay = self.config.retry_min_s
-                    async for msg in client.messages:
+                    async for msg in client.messages():
                         self.received += 1
-                        raw = (
-                            msg.payload
-                            if isinstance(msg.payload, bytes)
-                            else str(msg.payload).encode()
-                        )
-                        reply = self.answer(raw, retained=bool(msg.retain))
+                        raw = msg.payload
+                        reply = self.answer(raw, retained=msg.retain)
                         if msg.retain and raw:
                             await client.publish(self.command_topic, b"", qos=1, retain=True)
                         if reply is None:
@@ -157,7 +149,7 @@ class CommandListener:
                             printable_json(reply).encode(),
                             qos=1,
                         )
-            except aiomqtt.MqttError as exc:
+            except SinkError as exc:
                 self.connected = False
                 self.listening.clear()
                 if not logged:

@@ -38,7 +38,7 @@ class MqttSinkConfig(DeliverySettings):
     # QoS 0 is not offered: the outbox cursor only advances on a PUBACK.
     qos: Literal[1, 2] = 1
     # At least one batch in flight: the worker waits for every PUBACK of a batch
-    # (bench: 100 cut MQTT to ~14,000 points/s, 1000 keeps up with the CPU).
+    # (a small window caps MQTT throughput below what the CPU allows: docs/bench.md).
     max_inflight: int = Field(default=1000, ge=1, le=65535)
     # Alarm transitions on their own thread, outbox file and connection (client
     # id "<id>-alarms", gateway/alarm_lane.py): never queued behind telemetry.

@@ -105,7 +105,7 @@ class SerialLineDevice:
         self.splitter.reset()
         asyncio.get_running_loop().add_reader(port.fileno(), self._on_readable)
         self.connected = True
-        self.link_ok = True
+        self.link_ok, self.link_error = True, ""
 
     def _close(self) -> None:
         if self._port is not None:

@@ -192,3 +192,4 @@ async def test_a_late_answer_is_not_taken_for_the_next_meters(tmp_path: Path) ->
     (s2,) = got.of("heat-2")
     assert s2.error is None and s2.values == pytest.approx(EXPECTED)
     assert again.error is None and again.values == pytest.approx(EXPECTED)
+    assert src.stale_frames == 1  # heat-1's late answer, skipped in heat-2's exchange
