@@ -126,9 +126,7 @@ def make_reload(c: Console, need: Need) -> Reload:
     return reload
 
 
-def add_api(
-    app: FastAPI, c: Console, *, csrf: Csrf, need: Need, act: Act, reload: Reload
-) -> None:
+def add_api(app: FastAPI, c: Console, *, csrf: Csrf, need: Need, act: Act, reload: Reload) -> None:
     @app.post("/api/actions", tags=["alarms"])
     async def api_action(request: Request, s: ApiUser, body: ActionIn) -> dict[str, Any]:
         """Acknowledge, shelve (duration + reason), unshelve, reset, out of service, in service.
