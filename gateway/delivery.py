@@ -23,6 +23,7 @@ changes, e.g. unreachable -> credentials refused) and one when delivery
 resumes; retries are logged at debug level. Nothing a sink raises stops the
 gateway: wrong credentials, an unreachable server or a bug in a sink are an
 outage of that sink, visible in ``stats()``, while the other sinks go on.
+``replace_sink`` swaps one sink for a new config (a reload) on its cursor.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
+
+from pydantic import BaseModel
 
 from gateway.alarm_lane import AlarmLane, lane_outbox_path
 from gateway.config import OutboxConfig, Sinks, SiteConfig
@@ -128,6 +131,7 @@ class Delivery:
         self._clock = clock or SystemClock()
         # Every configured sink through its plugin (gateway.plugins), built once here.
         ctx = SinkContext(site=site, clock=self._clock, units=units or {}, stdout=stdout)
+        self._ctx = ctx
         plugins = registry().sinks
         views: list[LiveView] = []
         durable: list[Sink] = []
@@ -182,6 +186,11 @@ class Delivery:
             )
         self._states = {s.name: SinkState(s.name) for s in durable}
         self._healthy: dict[str, bool] = {s.name: False for s in durable}
+        # Running workers by sink name, and the group they run in (replace_sink).
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        # Held while a worker moves its cursor: a sink is replaced only between two acks.
+        self._acking: dict[str, asyncio.Lock] = {s.name: asyncio.Lock() for s in durable}
 
     @classmethod
     def from_config(
@@ -270,8 +279,41 @@ class Delivery:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._outbox.run_flusher(), name="outbox-flusher")
             tg.create_task(self._outbox.run_checkpointer(), name="outbox-checkpointer")
-            for sink in self.sinks:
-                tg.create_task(self._worker(self._outbox, sink), name=f"sink-{sink.name}")
+            self._tg = tg
+            try:
+                for sink in self.sinks:
+                    self._start_worker(sink)
+                await asyncio.Event().wait()
+            finally:
+                self._tg = None
+
+    def _start_worker(self, sink: Sink) -> None:
+        assert self._tg is not None and self._outbox is not None
+        task = self._tg.create_task(self._worker(self._outbox, sink), name=f"sink-{sink.name}")
+        self._workers[sink.name] = task
+
+    async def replace_sink(self, name: str, cfg: BaseModel) -> None:
+        """Put a sink built from ``cfg`` (plugin ``name``) in place of the one of the same
+        name; it resumes on that sink's outbox cursor.
+
+        The old worker is cancelled between two acks (never while its cursor moves) and
+        its connection closed. A batch it was sending is not acknowledged, so the new
+        sink sends it again: at-least-once, as after a crash; nothing is skipped.
+        """
+        new = registry().sinks[name].make(cfg, self._ctx)
+        at = next((i for i, s in enumerate(self.sinks) if s.name == new.name), None)
+        if at is None:
+            raise GatewayError(f"no running sink {new.name!r} to replace")
+        task = self._workers.pop(new.name, None)
+        if task is not None:
+            async with self._acking[new.name]:
+                task.cancel()
+            await asyncio.wait([task])
+        self.sinks[at] = new
+        self._states[new.name].connected = False
+        log.info("sink %s: restarted with its new config, from its outbox cursor", new.name)
+        if self._tg is not None:
+            self._start_worker(new)
 
     def stats(self) -> DeliveryStats:
         main = self._outbox.stats() if self._outbox else None
@@ -372,7 +414,8 @@ class Delivery:
                 continue
             if not records:
                 # Only rows of other lanes: move over them (nothing to send).
-                await outbox.ack(name, upto)
+                async with self._acking[name]:
+                    await outbox.ack(name, upto)
                 continue
             if len(records) < sink.batch_size and sink.flush_interval_s > 0 and not lingered:
                 # Let a partial batch fill for a moment: fewer, larger requests.
@@ -381,7 +424,8 @@ class Delivery:
                 continue
             lingered = False
             rejected = await self._send(sink, records)
-            await outbox.ack(name, upto)
+            async with self._acking[name]:
+                await outbox.ack(name, upto)
             st.delivered += len(records) - rejected
             st.rejected += rejected
             self._came_up(sink, st)

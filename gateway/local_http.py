@@ -61,18 +61,29 @@ class HealthWatch:
         self.gw = gw
         self._mono = monotonic
         # Sources that poll their devices on an interval (Modbus, M-Bus): a stall shows.
+        # The gateway's live list: a reload updates it in place.
         self._polled = gw.polled_sources
-        slowest = max(
-            (d.interval_s for s in self._polled for d in gw.site.devices_of(s.cfg.id)),
-            default=0.0,
-        )
-        self.poll_stall_s = max(stall_s, 3 * slowest)
+        self._stall_s = stall_s
+        self._stall_for: tuple[object, float] | None = None
         self.commit_stall_s = stall_s
         now = monotonic()
         self._polls = -1
         self._polls_moved = now
         self._seq = -1
         self._committed = now
+
+    @property
+    def poll_stall_s(self) -> float:
+        """``stall_s``, or three of the slowest polled device's intervals in the config
+        in force (a reload replaces ``gw.site``: worked out again for the new one)."""
+        site = self.gw.site
+        if self._stall_for is None or self._stall_for[0] is not site:
+            slowest = max(
+                (d.interval_s for s in self._polled for d in site.devices_of(s.cfg.id)),
+                default=0.0,
+            )
+            self._stall_for = (site, max(self._stall_s, 3 * slowest))
+        return self._stall_for[1]
 
     def observe(self) -> None:
         now = self._mono()

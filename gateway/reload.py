@@ -10,9 +10,11 @@ decides what the applier (gateway/reloader.py) restarts:
   side has it. Every other source keeps its task and connection;
 - rules are compared by id (the rule model, not where it sits in its file);
 - the patrol config is compared as resolved (inline or from its file);
-- sections the running gateway cannot swap (sinks, outbox, alerting,
-  commands, local_http, pipeline, reports, the site name) are listed in
-  ``restart_needed``: the rest of the reload applies, and the event and the
+- a changed InfluxDB sink (enabled before and after, and no other sink
+  changed) is listed in ``sinks_restarted``: it restarts on its outbox cursor;
+- sections the running gateway cannot swap (other sink changes, outbox,
+  alerting, commands, local_http, pipeline, reports, the site name) are listed
+  in ``restart_needed``: the rest of the reload applies, and the event and the
   log say which sections wait for a restart.
 """
 
@@ -28,6 +30,12 @@ from gateway.config import Site, SiteConfig
 from gateway.patrol.config import PatrolConfig
 
 __all__ = ["ConfigChange", "Snapshot", "config_hash", "diff"]
+
+# Sinks a reload may restart with their new config. The InfluxDB sink is one
+# durable sink: a worker on its own outbox cursor, no alarm lane, no command
+# channel, so a new one resumes on that cursor (gateway/delivery.py replace_sink).
+# The MQTT sink also carries the alarm lane and the command channel: a restart.
+RESTARTABLE_SINKS = frozenset({"influx"})
 
 # SiteConfig fields a reload applies; every other field needs a restart.
 RELOADABLE = frozenset(
@@ -59,6 +67,8 @@ class ConfigChange:
     rules_removed: list[str] = field(default_factory=list)
     rules_changed: list[str] = field(default_factory=list)
     patrol_changed: bool = False
+    # Restarted with their new config, on their outbox cursor (RESTARTABLE_SINKS).
+    sinks_restarted: list[str] = field(default_factory=list)
     restart_needed: list[str] = field(default_factory=list)
 
     @property
@@ -86,6 +96,7 @@ class ConfigChange:
             "rules_removed": self.rules_removed,
             "rules_changed": self.rules_changed,
             "patrol_changed": self.patrol_changed,
+            "sinks_restarted": self.sinks_restarted,
             "restart_needed": self.restart_needed,
         }
 
@@ -151,7 +162,20 @@ def diff(old: Snapshot, new: Snapshot) -> ConfigChange:
     )
     ch.patrol_changed = old.patrol != new.patrol
     ch.restart_needed = _restart_needed(old.site.config, new.site.config)
+    if "sinks" in ch.restart_needed:
+        ch.sinks_restarted = _sinks_restartable(old.site.config, new.site.config)
+        if ch.sinks_restarted:
+            ch.restart_needed.remove("sinks")
     return ch
+
+
+def _sinks_restartable(old: SiteConfig, new: SiteConfig) -> list[str]:
+    """The changed sinks, when every one of them can be restarted alone (enabled before
+    and after, so its outbox cursor stays); else none: the whole section waits."""
+    before, after = old.sinks.configured(), new.sinks.configured()
+    changed = {n for n in before.keys() | after.keys() if before.get(n) != after.get(n)}
+    ok = all(n in RESTARTABLE_SINKS and n in before and n in after for n in changed)
+    return sorted(changed) if ok else []
 
 
 def _restart_needed(old: SiteConfig, new: SiteConfig) -> list[str]:

@@ -18,10 +18,13 @@ and applied in this order:
    notifier stay; alarms of removed rules or devices return to normal with a note;
 4. a changed patrol config is applied to the saved patrol state (open rounds,
    overdue gaps already raised, the time since the last round), as a restart would;
-5. a ``config.applied`` event records the files' hash and what changed.
+5. a changed InfluxDB sink (``sinks_restarted``) is replaced by one with its new
+   config, resuming on its outbox cursor (``Delivery.replace_sink``);
+6. a ``config.applied`` event records the files' hash and what changed; the
+   MQTT sink clears the retained availability of the devices it removed.
 
-Sinks, the outbox and its cursors are never touched; sections that only a
-restart applies are named in the event and the log (``restart_needed``).
+The outbox and its cursors are never touched, nor any other sink; sections that
+only a restart applies are named in the event and the log (``restart_needed``).
 Reloads are serialised by a lock; one asked for during shutdown is ignored.
 The outcome is also written to ``reload-status.json`` in the state directory,
 where ``gateway reload`` reads it.
@@ -211,6 +214,10 @@ class Reloader:
         self.generation += 1
         stop_ids = set(change.sources_removed) | set(change.sources_restarted)
         await gw.source_set.stop(stop_ids)
+        if change.devices_removed:
+            # Health samples of removed devices already queued go out before the event
+            # that clears their retained availability (gateway/plugins/mqtt/sink.py).
+            await gw._drain(STOP_WAIT_S)
         gw.site = site
         gw.set_device_tags()
         started = gw.source_set.build(
@@ -226,6 +233,8 @@ class Reloader:
                 )
         if change.patrol_changed:
             self._patrol(patrol)
+        for name in change.sinks_restarted:
+            await gw.delivery.replace_sink(name, site.config.sinks.configured()[name])
         self.snapshot, self.hash, self.error = new, new_hash, None
         if change.restart_needed:
             log.warning(

@@ -4,11 +4,14 @@
 it needs, sent as a signed command through the broker link, audited, and
 answered with the gateway's reply or the HTTP error that says why not (404
 unknown alarm, 409 refused, 422 bad input, 503 broker down, 504 no answer).
-The pages and the acknowledgement links act through it too.
+The pages and the acknowledgement links act through it too. ``make_reload``
+builds ``reload`` the same way for an admin's config reload of one gateway,
+and also waits (bounded) for the outcome the gateway publishes on ``events``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -23,6 +26,8 @@ from gateway.console.web_support import (
     Console,
     Csrf,
     Need,
+    Reload,
+    ReloadIn,
     TokenIn,
     UserIn,
     UserPatch,
@@ -51,8 +56,8 @@ def make_act(c: Console, need: Need) -> Act:
                 detail=detail,
             )
 
-        try:
-            reply = await c.link.command(
+        reply = await _sent(
+            c.link.command(
                 body.site,
                 body.action,
                 body.alarm_id,
@@ -60,24 +65,68 @@ def make_act(c: Console, need: Need) -> Act:
                 duration=body.duration,
                 reason=body.reason,
                 comment=body.comment,
-            )
-        except CommandError as exc:
-            record(False, str(exc))
-            raise HTTPException(422, str(exc)) from None
-        except (Unavailable, NoReply) as exc:
-            record(False, str(exc))
-            raise HTTPException(503 if isinstance(exc, Unavailable) else 504, str(exc)) from None
-        if not reply.get("ok"):
-            why = str(reply.get("message") or reply.get("error") or "refused")
-            record(False, why)
-            raise HTTPException(409, why)
+            ),
+            record,
+        )
         record(True)
         return reply
 
     return act
 
 
-def add_api(app: FastAPI, c: Console, *, csrf: Csrf, need: Need, act: Act) -> None:
+async def _sent(
+    command: Coroutine[Any, Any, dict[str, Any]], record: Callable[[bool, str], None]
+) -> dict[str, Any]:
+    """The gateway's reply to ``command``, or (recorded) the HTTPException that says why not."""
+    try:
+        reply = await command
+    except CommandError as exc:
+        record(False, str(exc))
+        raise HTTPException(422, str(exc)) from None
+    except (Unavailable, NoReply) as exc:
+        record(False, str(exc))
+        raise HTTPException(503 if isinstance(exc, Unavailable) else 504, str(exc)) from None
+    if not reply.get("ok"):
+        why = str(reply.get("message") or reply.get("error") or "refused")
+        record(False, why)
+        raise HTTPException(409, why)
+    return reply
+
+
+def outcome_text(outcome: dict[str, Any] | None) -> str:
+    """One line for a reload's outcome (audit, the page's message)."""
+    if outcome is None:
+        return "accepted; no outcome seen yet (see the gateway's log)"
+    if outcome.get("kind") == "config.rejected":
+        return f"rejected, the running config stays: {outcome.get('error')}"
+    return f"applied {str(outcome.get('hash'))[:12]}: {outcome.get('summary')}"
+
+
+def make_reload(c: Console, need: Need) -> Reload:
+    """``reload``: an admin asks one site's gateway to read its config again (a signed
+    ``reload`` command); the gateway's reply and the outcome it then publishes on ``events``."""
+
+    async def reload(s: Session, site: str) -> dict[str, Any]:
+        need(s, "admin")
+        if site not in c.state.gateways:
+            raise HTTPException(404, f"no gateway seen at site {site!r}")
+        name = s.user.name
+
+        def record(ok: bool, detail: str | None = None) -> None:
+            c.store.audit(c.clock.now_ns(), name, "reload", ok, site=site, detail=detail)
+
+        # Counted before sending: the outcome may arrive before the reply.
+        seen = c.state.gateways[site].config_seen
+        reply = await _sent(c.link.command(site, "reload", None, name), record)
+        outcome = await c.state.next_config(site, seen, c.link.reply_timeout_s)
+        rejected = outcome is not None and outcome.get("kind") == "config.rejected"
+        record(not rejected, outcome_text(outcome))
+        return {"site": site, "reply": reply, "outcome": outcome}
+
+    return reload
+
+
+def add_api(app: FastAPI, c: Console, *, csrf: Csrf, need: Need, act: Act, reload: Reload) -> None:
     @app.post("/api/actions", tags=["alarms"])
     async def api_action(request: Request, s: ApiUser, body: ActionIn) -> dict[str, Any]:
         """Acknowledge, shelve (duration + reason), unshelve, reset, out of service, in service.
@@ -86,6 +135,16 @@ def add_api(app: FastAPI, c: Console, *, csrf: Csrf, need: Need, act: Act) -> No
         and returns the gateway's reply."""
         csrf(s, request.headers.get("x-csrf-token"))
         return await act(s, body)
+
+    @app.post("/api/reload", tags=["sites"])
+    async def api_reload(request: Request, s: ApiUser, body: ReloadIn) -> dict[str, Any]:
+        """Admin: the site's gateway reads its config again (a signed ``reload`` command).
+
+        Returns the gateway's reply and ``outcome``: its ``config.applied`` (hash,
+        ``summary``, what changed) or ``config.rejected`` (``error``, the config in force
+        stays) event, or null when none came within the reply timeout."""
+        csrf(s, request.headers.get("x-csrf-token"))
+        return await reload(s, body.site)
 
     @app.get("/api/alarms", tags=["alarms"])
     async def api_alarms(

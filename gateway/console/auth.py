@@ -12,7 +12,7 @@
   the window moves, whether or not the password is right.
 - Roles, each including the ones before it: viewer (sees), operator (ack,
   shelve, unshelve), supervisor (reset, out of service, in service), admin
-  (users).
+  (users, asking a gateway to reload its config).
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ class MqttLink:
         self,
         site: str,
         cmd: str,
-        alarm_id: str,
+        alarm_id: str | None,
         by: str,
         *,
         duration: str | float | None = None,
@@ -160,6 +160,7 @@ class MqttLink:
         comment: str | None = None,
     ) -> dict[str, Any]:
         """Publish one command for ``by`` on ``site``; the gateway's reply (a dict with ``ok``).
+        ``alarm_id`` is None for a gateway command (``reload``).
 
         CommandError when the command is malformed (nothing is sent), Unavailable
         when the broker is down, NoReply when the gateway did not answer in time.

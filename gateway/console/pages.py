@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
+from gateway.console.api import outcome_text
 from gateway.console.auth import SESSION_COOKIE, LoginLimited, LoginRefused, add_user
 from gateway.console.web_support import (
     CONFIRM,
@@ -26,6 +27,7 @@ from gateway.console.web_support import (
     Csrf,
     Need,
     PageUser,
+    Reload,
     Render,
     _safe_next,
     alarm_url,
@@ -42,6 +44,7 @@ def add_pages(
     render: Render,
     alarm_view: AlarmView,
     act: Act,
+    reload: Reload,
 ) -> None:
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request, next: str = "/") -> HTMLResponse:
@@ -174,10 +177,29 @@ def add_pages(
         return patrol_view(site)
 
     @app.get("/gateways", response_class=HTMLResponse, include_in_schema=False)
-    async def gateways_page(request: Request, s: PageUser) -> HTMLResponse:
-        return render(
-            request, s, "gateways", gateways=sorted(c.state.gateways.values(), key=lambda g: g.site)
-        )
+    async def gateways_page(
+        request: Request, s: PageUser, result: str | None = None
+    ) -> HTMLResponse:
+        msg, err = c.recall(s.user.name, result)
+        gateways = sorted(c.state.gateways.values(), key=lambda g: g.site)
+        return render(request, s, "gateways", gateways=gateways, msg=msg, err=err)
+
+    @app.post("/gateways/reload", include_in_schema=False)
+    async def gateways_reload(
+        s: PageUser,
+        site: Annotated[str, Form(max_length=64)],
+        csrf_token: Annotated[str, Form(alias="csrf")] = "",
+    ) -> Response:
+        csrf(s, csrf_token)
+        try:  # reload() refuses anyone but an admin (403, shown on the error page)
+            outcome = (await reload(s, site))["outcome"]
+            ok = outcome is None or outcome.get("kind") != "config.rejected"
+            token = c.remember(s.user.name, ok, f"reload {site}: {outcome_text(outcome)}")
+        except HTTPException as exc:
+            if exc.status_code == 403:
+                raise
+            token = c.remember(s.user.name, False, f"reload {site}: {exc.detail}")
+        return RedirectResponse("/gateways?" + urlencode({"result": token}), status_code=303)
 
     @app.get("/users", response_class=HTMLResponse, include_in_schema=False)
     async def users_page(request: Request, s: PageUser, result: str | None = None) -> HTMLResponse:

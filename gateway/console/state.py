@@ -6,8 +6,9 @@ alarm's timeline (transitions seen on ``events``, and the gateway's
 ``notification.sent`` record of each message it delivered on any channel:
 recipients, channel, escalation level; bounded),
 devices (online/offline, area, when their last reading arrived, their poll
-error counters from the gateway's ``device_health`` record), gateways (status
-and their health record).
+error counters from the gateway's ``device_health`` record; a device whose
+retained availability its gateway cleared is forgotten), gateways (status,
+their health record and the outcome of their last config reload).
 
 Device telemetry can arrive at a high rate, so a reading is not decoded: its
 arrival time is recorded from the topic (and a byte search tells a failed
@@ -28,129 +29,25 @@ import asyncio
 import contextlib
 import json
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.console.patrol_board import PatrolBoard
+from gateway.console.views import AlarmView, DeviceView, GatewayView
 from gateway.model import Clock
 
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
 # Transitions kept per alarm; a chattering alarm must not grow the console without bound.
 TIMELINE_MAX = 200
-# A device whose last reading is older than this many poll intervals is shown stale.
-STALE_INTERVALS = 3
-# Poll interval assumed for a device of another site until two readings have been seen.
-DEFAULT_INTERVAL_S = 1.0
 # Counters of the device_health record the console shows (gateway/app.py health_samples).
 DEVICE_COUNTERS = (
     "polls", "good_polls", "timeouts", "exceptions", "frame_errors", "connect_errors",
     "decode_errors", "overruns", "consecutive_failures",
 )  # fmt: skip
 _HEALTH_MARK = b'"kind":"device_health"'
+# The events that say how a gateway's config reload ended.
+CONFIG_EVENTS = ("config.applied", "config.rejected")
 # Alarms whose last state is normal are forgotten after this many (oldest first).
 NORMAL_KEEP = 500
-
-
-@dataclass
-class AlarmView:
-    site: str
-    alarm_id: str
-    last: dict[str, Any]
-
-    @property
-    def state(self) -> str:
-        return str(self.last.get("state", "?"))
-
-    @property
-    def severity(self) -> str:
-        return str(self.last.get("severity", ""))
-
-    @property
-    def unacked(self) -> bool:
-        return self.state in ("unacknowledged", "rtn_unacknowledged")
-
-    @property
-    def raised_ns(self) -> int | None:
-        extra = self.last.get("extra")
-        raised = extra.get("raised_ns") if isinstance(extra, dict) else None
-        if isinstance(raised, int):
-            return raised
-        ts = self.last.get("ts_ns")
-        return ts if isinstance(ts, int) and self.last.get("action") == "activate" else None
-
-    @property
-    def changed_ns(self) -> int | None:
-        ts = self.last.get("ts_ns")
-        return ts if isinstance(ts, int) else None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "site": self.site,
-            "alarm_id": self.alarm_id,
-            "state": self.state,
-            "severity": self.severity,
-            "unacknowledged": self.unacked,
-            "raised_ns": self.raised_ns,
-            "changed_ns": self.changed_ns,
-            "device": self.last.get("device"),
-            "area": self.last.get("area"),
-            "message": self.last.get("message"),
-            "actor": self.last.get("actor"),
-            "active": self.last.get("active"),
-            "latched": self.last.get("latched"),
-            "value": self.last.get("value"),
-        }
-
-
-@dataclass
-class DeviceView:
-    site: str
-    device: str
-    online: bool | None = None
-    area: str | None = None
-    changed_ns: int | None = None
-    # Console clock (ns) when the last good reading arrived; None: none seen yet.
-    sample_ns: int | None = None
-    # The poll interval: from the site file, else learnt from the gap between readings.
-    interval_s: float | None = None
-    interval_known: bool = False
-    counters: dict[str, Any] = field(default_factory=dict)
-    health_ns: int | None = None
-    stale: bool = False
-    # Console clock (ns) when this device was first heard of.
-    seen_ns: int = 0
-
-    def is_stale(self, now_ns: int) -> bool:
-        """No reading for STALE_INTERVALS poll intervals (counted from when the console
-        first heard of the device, if none yet: a console just started is not alarmist)."""
-        last = self.sample_ns if self.sample_ns is not None else self.seen_ns
-        limit = STALE_INTERVALS * (self.interval_s or DEFAULT_INTERVAL_S)
-        return (now_ns - last) / 1e9 > limit
-
-    @property
-    def condition(self) -> str:
-        """What the page shows: offline (the gateway says so), stale, online or unknown."""
-        if self.online is False:
-            return "offline"
-        if self.stale:
-            return "stale"
-        return "online" if self.online else "unknown"
-
-    def reading(self, now_ns: int) -> None:
-        if self.sample_ns is not None and not self.interval_known:
-            gap = (now_ns - self.sample_ns) / 1e9
-            # A smoothed gap: one late reading must not make the device look slow.
-            self.interval_s = gap if self.interval_s is None else 0.8 * self.interval_s + 0.2 * gap
-        self.sample_ns = now_ns
-
-
-@dataclass
-class GatewayView:
-    site: str
-    status: str | None = None
-    status_ns: int | None = None
-    health: dict[str, Any] = field(default_factory=dict)
-    health_ns: int | None = None
 
 
 def _json(payload: bytes) -> Any:
@@ -337,6 +234,8 @@ class ConsoleState:
             return self._alarm(site, payload) or True
         if d.get("type") == "event" and str(d.get("kind")).startswith("patrol."):
             return self.patrol.apply(site, d)
+        if d.get("type") == "event" and d.get("kind") in CONFIG_EVENTS:
+            return self._config(site, d)
         if d.get("type") == "event" and d.get("kind") == "notification.sent":
             data = d.get("data")
             return self._sent(site, d.get("ts_ns"), data) if isinstance(data, dict) else False
@@ -358,6 +257,27 @@ class ConsoleState:
                 self._append(site, alarm_id, entry)
             return bool(alarm_ids)
         return False
+
+    def _config(self, site: str, d: dict[str, Any]) -> bool:
+        data = d.get("data")
+        if not isinstance(data, dict):
+            return self._bad()
+        gw = self.gateways.setdefault(site, GatewayView(site))
+        gw.config = {"kind": d["kind"], "ts_ns": d.get("ts_ns"), **data}
+        gw.config_seen += 1
+        return True
+
+    async def next_config(self, site: str, seen: int, wait_s: float) -> dict[str, Any] | None:
+        """The outcome of the first reload of ``site`` after ``seen`` config events (its
+        ``config_seen`` before the reload was asked for); None if none came in ``wait_s``."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                while True:
+                    gw = self.gateways.get(site)
+                    if gw is not None and gw.config_seen > seen:
+                        return gw.config
+                    await self.wait_changed(self.version, wait_s)
+        return None
 
     def _sent(self, site: str, ts_ns: Any, data: dict[str, Any]) -> bool:
         """A gateway's record of one delivered message (any channel): who, how, which level."""
@@ -468,6 +388,8 @@ class ConsoleState:
         return changed
 
     def _availability(self, site: str, device: str, payload: bytes) -> bool:
+        if not payload:  # cleared by the gateway: a reload removed the device
+            return self.devices.pop((site, device), None) is not None
         text = payload.decode("utf-8", "replace").strip()
         if text not in ("online", "offline"):
             return self._bad()

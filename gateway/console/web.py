@@ -3,7 +3,8 @@
 Pages (server-rendered Jinja2, a little JavaScript, no build step): active
 alarms (unacknowledged first, then by severity and age), one alarm with its
 timeline and its buttons (reset and out of service ask to confirm), devices
-by area, gateways with their health, users (admin), audit (supervisor).
+by area, gateways with their health and last config reload (admin: a button
+that asks one to reload), users (admin), audit (supervisor).
 ``/stream`` is a server-sent event stream: a change re-renders the page's
 live part in place; a heartbeat every few seconds lets the page show a red
 banner when the stream or the console's broker connection is lost, so a
@@ -29,7 +30,7 @@ from urllib.parse import quote
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from gateway.console.api import add_api, make_act
+from gateway.console.api import add_api, make_act, make_reload
 from gateway.console.auth import COMMAND_ROLE
 from gateway.console.links import add_links
 from gateway.console.pages import add_pages
@@ -101,10 +102,12 @@ def create_app(c: Console) -> FastAPI:
             request, s, "alarm", a=a, timeline=timeline, msg=msg, err=err, confirm=confirm
         )
 
-    act = make_act(c, need)
-    add_pages(app, c, csrf=csrf, need=need, render=render, alarm_view=alarm_view, act=act)
+    act, reload = make_act(c, need), make_reload(c, need)
+    add_pages(
+        app, c, csrf=csrf, need=need, render=render, alarm_view=alarm_view, act=act, reload=reload
+    )
     add_links(app, c, csrf=csrf, act=act)
-    add_api(app, c, csrf=csrf, need=need, act=act)
+    add_api(app, c, csrf=csrf, need=need, act=act, reload=reload)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:

@@ -86,6 +86,13 @@ class ActionIn(BaseModel):
     comment: str | None = Field(default=None, max_length=500)
 
 
+class ReloadIn(BaseModel):
+    """A config reload of one site's gateway (the JSON body of ``POST /api/reload``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: str = Field(min_length=1, max_length=64)
+
+
 class TokenIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str = Field(min_length=1, max_length=64)
@@ -195,3 +202,4 @@ Need = Callable[[Session, str], None]
 Render = Callable[..., HTMLResponse]
 AlarmView = Callable[..., HTMLResponse]
 Act = Callable[[Session, ActionIn], Awaitable[dict[str, Any]]]
+Reload = Callable[[Session, str], Awaitable[dict[str, Any]]]

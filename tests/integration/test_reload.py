@@ -8,7 +8,8 @@ SIGHUP as ``systemctl reload`` sends it, and a signed MQTT ``reload`` command:
 1. thresholds changed, a device added and one removed: the latched alarm's
    condition clears under the new limit but it stays latched, the lowered
    limit raises an alarm, the removed device's alarm returns to normal with a
-   note, the added device publishes, and a ``config.applied`` event names the
+   note and its retained availability is cleared (the console stops listing
+   it), the added device publishes, and a ``config.applied`` event names the
    hash and the change;
 2. a rule file broken: ``config.rejected`` with file:line, the ``gateway:config``
    alarm, and the running config stays (its alarm does not move);
@@ -32,6 +33,8 @@ from typing import Any
 import pytest
 
 from gateway.alerting.command_gate import sign_command
+from gateway.console.state import ConsoleState
+from gateway.model import SystemClock
 from tests.fixtures.servers import Mosquitto, MqttCollector, Received
 from tests.integration.test_alerting_e2e import start_gateway, stop
 from tests.simproc import bin_path, free_port, running_sim, wait_gateway_online
@@ -99,6 +102,10 @@ alerting:
 
 def json_of(msgs: list[Received], suffix: str) -> list[dict[str, Any]]:
     return [m.json() for m in msgs if m.topic.endswith(suffix)]
+
+
+def payloads(msgs: list[Received], suffix: str) -> list[bytes]:
+    return [m.payload for m in msgs if m.topic.endswith(suffix)]
 
 
 def events(col: MqttCollector, kind: str) -> list[dict[str, Any]]:
@@ -212,6 +219,18 @@ def test_reload_applies_changes_keeps_polling_and_refuses_a_broken_rule_file(
             assert retired["state"] == "normal" and not retired["latched"]
             assert "device 'old-1' removed" in json.dumps(retired)
             col.wait_for(lambda m: bool(json_of(m, "/new-1/telemetry")), 30, "new-1 telemetry")
+            # The removed device's retained availability is cleared (an empty retained
+            # message), so a dashboard or console subscribing now no longer sees it.
+            col.wait_for(lambda m: b"" in payloads(m, "/old-1/availability"), 30, "old-1 cleared")
+            fresh: MqttCollector = mqtt_collector(mosquitto, f"fsg/{SITE}/+/availability")
+            fresh.wait_for(lambda m: bool(payloads(m, "/new-1/availability")), 30, "new-1 retained")
+            assert payloads(fresh.snapshot(), "/steady/availability")  # online or, loaded, not
+            assert payloads(fresh.snapshot(), "/old-1/availability") == []
+            # The console, fed what the gateway published in order, no longer lists old-1.
+            console = ConsoleState("fsg", SystemClock())
+            for m in col.snapshot():
+                console.handle(m.topic, m.payload)
+            assert {d for (_, d) in console.devices} == {"steady", "new-1"}
 
             # 2. A broken rule file: rejected with file:line, the running config stays.
             rules.write_text(BROKEN_RULES)

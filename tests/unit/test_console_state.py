@@ -181,3 +181,14 @@ def test_a_sent_record_names_recipients_channel_and_level_and_replaces_the_mqtt_
     before = st.ignored
     assert st.handle("fsg/a/events", json.dumps(bad).encode()) is False
     assert st.ignored == before + 1
+
+
+def test_cleared_availability_forgets_the_device() -> None:
+    st = ConsoleState("fsg", FakeClock(NS))
+    st.handle("fsg/a/gone/availability", b"online")
+    st.handle("fsg/a/kept/availability", b"offline")
+    v = st.version
+    assert st.handle("fsg/a/gone/availability", b"")  # a reload removed it
+    assert [d for (_, d) in st.devices] == ["kept"] and st.version > v
+    assert not st.handle("fsg/a/never/availability", b"")
+    assert st.ignored == 0

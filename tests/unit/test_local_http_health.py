@@ -1,15 +1,19 @@
 """The /healthz verdict (gateway.local_http.HealthWatch) on a gateway that is built (in an
 event loop) but not run, its monotonic clock moved by hand: polling that stops for stall_s
 is unhealthy, polling that goes on (even failing) is healthy, a gateway whose outbox is not
-open cannot be "not committing"; a disabled endpoint starts nothing."""
+open cannot be "not committing"; the poll stall limit follows a reload; a disabled endpoint
+starts nothing."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
+import yaml
+
 from gateway.app import Gateway
 from gateway.config import Site, SiteConfig
+from gateway.loader import load_site
 from gateway.local_http import GatewayCollector, HealthWatch, serve_local_http
 from gateway.model import FakeClock
 from gateway.plugins.modbus.source import ModbusSource
@@ -72,3 +76,33 @@ async def test_learned_splits_are_a_counter_per_device(tmp_path: Path) -> None:
     assert [(s.labels, s.value) for s in family.samples if s.name.endswith("_total")] == [
         ({"device": "blr-1"}, 2)
     ]
+
+
+async def test_the_poll_stall_limit_follows_a_reload(tmp_path: Path) -> None:
+    def write(interval_s: float) -> Path:
+        doc = {
+            "site": "p",
+            "sources": [{"id": "t", "type": "modbus_tcp", "host": "127.0.0.1", "port": 1,
+                         "timeout_s": 0.5}],
+            "devices": [{"id": "blr-1", "profile": "boiler-controller", "source": "t",
+                         "interval_s": interval_s}],
+            "outbox": {"path": str(tmp_path / "o.sqlite")},
+        }  # fmt: skip
+        (tmp_path / "site.yaml").write_text(yaml.safe_dump(doc))
+        return tmp_path / "site.yaml"
+
+    gw = Gateway(load_site(write(2)), FakeClock(), state_dir=tmp_path)
+    now = [100.0]
+    watch = HealthWatch(gw, stall_s=10, monotonic=lambda: now[0])
+    assert watch.poll_stall_s == 10
+    write(30)  # a slow device now: three of its intervals, 90 s, before polling is stalled
+    try:
+        assert (await gw.reloader.reload()).outcome == "applied"
+        assert watch.poll_stall_s == 90
+        assert watch.problems() == []
+        now[0] += 60  # no poll for longer than the old limit, within the new one
+        assert watch.problems() == []
+        now[0] += 31
+        assert watch.problems() == ["polling stalled: no poll for 91 s"]
+    finally:
+        await gw.source_set.stop()

@@ -156,6 +156,31 @@ def test_diff_table(tmp_path: Path, name: str, edit: Edit, expected: dict[str, A
     assert change.empty == (not expected)
 
 
+INFLUX = {"mode": "v1", "url": "http://127.0.0.1:1", "database": "fsg"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "restarted", "restart_needed"),
+    [
+        ({"influx": {**INFLUX, "url": "http://127.0.0.1:2"}}, ["influx"], []),
+        ({"influx": {**INFLUX, "enabled": False}}, [], ["sinks"]),  # its cursor goes
+        ({"influx": INFLUX, "mqtt": {"host": "127.0.0.1"}}, [], ["sinks"]),
+        ({"influx": {**INFLUX, "database": "b"}, "console": {"enabled": False}}, [], ["sinks"]),
+    ],
+    ids=["url", "disabled", "mqtt added", "with the console"],
+)
+def test_a_changed_influx_sink_restarts_alone(
+    tmp_path: Path, edit: dict[str, Any], restarted: list[str], restart_needed: list[str]
+) -> None:
+    site, rules = copy.deepcopy(SITE), copy.deepcopy(RULES)
+    site["sinks"] = {**site["sinks"], "influx": INFLUX}
+    old = load(tmp_path, "old", site, rules)
+    site["sinks"] = {**site["sinks"], **edit}
+    change = diff(old, load(tmp_path, "new", site, rules))
+    assert change.sinks_restarted == restarted
+    assert change.restart_needed == restart_needed
+
+
 def test_profile_change_restarts_its_devices_source(tmp_path: Path) -> None:
     site, rules = copy.deepcopy(SITE), copy.deepcopy(RULES)
     old = load(tmp_path, "old", site, rules)

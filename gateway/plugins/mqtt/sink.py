@@ -13,6 +13,9 @@ Topics, under ``<prefix>/<site>/`` (prefix ``fsg`` by default):
 ``gateway/status``            retained ``online``; the last will sets ``offline``
 ============================  =======  ==========================================
 
+A ``config.applied`` event clears the retained availability of each device in
+its ``devices_removed`` (an empty retained message) before it is published.
+
 Telemetry JSON: ``{"ts": ISO 8601 UTC, "ts_ns": int, "device", "kind",
 "values": {point: value}, "quality": {point: "bad"|"fault"|"uncertain"}
 (only points that are not good), "units": {point: unit} (when known),
@@ -245,8 +248,22 @@ class MqttSink:
                     d = {"type": "notification", "ts": iso_utc(item.ts_ns), **item.data}
                     out.append((f"{self._base}/{channel_topic}", _dumps(d), False))
                     continue
+                if item.kind == "config.applied":
+                    out.extend(self._forget(item.data.get("devices_removed")))
                 d = {"type": "event", "ts": iso_utc(item.ts_ns), **item.to_json_dict()}
                 out.append((self.events_topic, _dumps(d), False))
+        return out
+
+    def _forget(self, devices: object) -> list[tuple[str, bytes, bool]]:
+        """Clear the retained availability of devices a reload removed (empty retained
+        payload): nothing retained is left behind for a device that no longer exists."""
+        if not isinstance(devices, list):
+            return []
+        out: list[tuple[str, bytes, bool]] = []
+        for dev in devices:
+            if isinstance(dev, str):
+                self._availability.pop(dev, None)
+                out.append((self.availability_topic(dev), b"", True))
         return out
 
     async def send(self, records: Sequence[Record]) -> None:
