@@ -226,3 +226,30 @@ async def test_a_wal_larger_than_the_reserve_cannot_wedge_the_full_disk(
         assert [r.item for r in recs if r.kind is RecordKind.ALARM] == [alarm(800)]
         assert ob.stats().evicted_by_kind[RecordKind.SAMPLE.value] > 0
         assert guard.free() >= guard.floor // 2, "the outbox must hand room back"
+
+
+async def test_a_batch_larger_than_the_disk_does_not_hold_the_alarm_back(
+    small_disk: Path,  # noqa: F811 - the fixture
+) -> None:
+    """Commits failed for a while (the disk was full), so the batch waiting in memory
+    grew past what the disk can hold even with all telemetry evicted: the alarm in it
+    is committed anyway, with the newest telemetry that fits (the rest counted evicted)."""
+    path = small_disk / "ob.sqlite"
+    clock = FakeMonotonic()
+    guard = SpaceGuard(path, primary=True, monotonic=clock)
+    async with Outbox(path, ["a"], space_guard=guard) as ob:
+        await fill_outbox(ob, 0, 200)
+        fill(small_disk, leave=guard.floor // 2)
+        ob.append_alarm(alarm(200))
+        for i in range(201, 3200):  # about 1.8 MB of telemetry on a 2 MB disk
+            ob.append_sample(sample(i, pad=500))
+        for _ in range(5):  # the flusher retries every second
+            clock.now += 1.0
+            with contextlib.suppress(OutboxError):
+                await ob.flush()
+        st = ob.stats()
+        assert st.pending == 0
+        recs = await ob.read("a", 10_000)
+        assert [r.item for r in recs if r.kind is RecordKind.ALARM] == [alarm(200)]
+        assert recs[-1].item == sample(3199, pad=500)
+        assert st.evicted_by_kind[RecordKind.SAMPLE.value] > 0
