@@ -140,7 +140,8 @@ class OutboxStore:
         # Checkpoints run on their own connection and thread (checkpoint.py):
         # done by a commit, copying a few MB of WAL into the database stalled
         # that commit, and the alarm waiting for it, by 100+ ms (bench). This
-        # is only the backstop for when no checkpointer runs.
+        # is only the backstop for when no checkpointer runs; once the reserve
+        # is known it is lowered to what the reserve covers (_wal_bound_pages).
         db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         db.executescript(SCHEMA)
         evicted: dict[str, int] = {}
