@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import orjson
+
 from gateway.disk_space import DEFAULT_MAX_BYTES, SpaceGuard
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
@@ -32,7 +34,7 @@ from gateway.outbox.records import (
     kind_of,
 )
 from gateway.outbox.schema import Commit, Inserted, Quarantined
-from gateway.outbox.store import OutboxStore
+from gateway.outbox.store import LOW_WATER, ROW_OVERHEAD, OutboxStore
 from gateway.sqlite_file import FileIncident
 
 # The outbox's one logger, whichever half logs.
@@ -239,6 +241,32 @@ class Outbox:
                 return
         # Only alarms pending: keep them all (they are rare and never dropped).
 
+    def _trim_pending_to_budget(self) -> None:
+        """On a full disk, keep the alarms and only the newest telemetry the budget holds.
+
+        Commits that failed for a while leave a batch that may not fit on the
+        disk even with every stored row evicted; committed whole it would hold
+        the alarms in it back for ever. Sized from the newest item back, so a
+        long batch costs only what the budget holds to measure.
+        """
+        room = int(self.max_bytes * LOW_WATER)
+        kept: list[tuple[RecordKind, int, Item]] = []
+        dropped: dict[RecordKind, int] = {}
+        for entry in reversed(self._pending):
+            kind, _, item = entry
+            if kind is not RecordKind.ALARM:
+                if room <= 0:
+                    dropped[kind] = dropped.get(kind, 0) + 1
+                    continue
+                room -= len(orjson.dumps(item.to_json_dict())) + ROW_OVERHEAD
+            kept.append(entry)
+        if not dropped:
+            return
+        self._pending = deque(reversed(kept))
+        for kind, n in dropped.items():
+            self._count_eviction(kind, n)
+            self._evicted_unsaved[kind.value] = self._evicted_unsaved.get(kind.value, 0) + n
+
     def _count_eviction(self, kind: RecordKind, n: int) -> None:
         self._evicted[kind.value] += n
         if not self._evict_logged:
@@ -254,6 +282,8 @@ class Outbox:
         async with self._flush_lock:
             if not self._pending and not self._dirty:
                 return self._last_seq
+            if self._guard.full is not None:
+                self._trim_pending_to_budget()
             batch = list(self._pending)
             self._pending.clear()
             self._has_pending.clear()

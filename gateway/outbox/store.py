@@ -139,8 +139,9 @@ class OutboxStore:
         db.execute("PRAGMA journal_size_limit=67108864")
         # Checkpoints run on their own connection and thread (checkpoint.py):
         # done by a commit, copying the WAL into the database stalls that
-        # commit, and the alarm waiting for it (docs/bench.md). This
-        # is only the backstop for when no checkpointer runs.
+        # commit, and the alarm waiting for it (docs/bench.md). This is only
+        # the backstop for when no checkpointer runs; once the reserve is
+        # known it is lowered to what the reserve covers (_wal_bound_pages).
         db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_CHECKPOINT_PAGES}")
         db.executescript(SCHEMA)
         evicted: dict[str, int] = {}
@@ -169,6 +170,7 @@ class OutboxStore:
         rows, size = db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records").fetchone()
         in_use = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
         self.max_bytes = self._guard.open(self._max_bytes_cfg, in_use)
+        db.execute(f"PRAGMA wal_autocheckpoint={self._wal_bound_pages(db)}")
         return Opened(
             cursors=cursors,
             last_seq=last_seq,
@@ -179,6 +181,21 @@ class OutboxStore:
             evicted=evicted,
             quarantined=quarantined,
         )
+
+    def _wal_bound_pages(self, db: sqlite3.Connection) -> int:
+        """How many WAL pages may wait for a checkpoint: half of what the reserve file holds.
+
+        A checkpoint on a full disk grows the database file by the pages the
+        WAL added, and an eviction needs room in the WAL: with more waiting
+        than the released reserve gives back, neither can run and nothing is
+        ever freed (a busy site writes more than the reserve between two runs
+        of the checkpointer). Bounded, the released reserve always lets the
+        checkpoint through and leaves room for the eviction after it.
+        """
+        if not self._guard.reserve_bytes:
+            return BACKSTOP_CHECKPOINT_PAGES
+        page = int(db.execute("PRAGMA page_size").fetchone()[0])
+        return max(1, min(BACKSTOP_CHECKPOINT_PAGES, self._guard.reserve_bytes // 2 // page))
 
     def close(self) -> None:
         if self._db is not None:

@@ -85,9 +85,13 @@ async def test_a_disk_filled_to_the_last_byte_keeps_the_batch_in_memory(
     small_disk: Path,  # noqa: F811 - the fixture
 ) -> None:
     path = small_disk / "ob.sqlite"
-    async with Outbox(path, ["a"]) as ob:
+    clock = FakeMonotonic()
+    guard = SpaceGuard(path, primary=True, monotonic=clock)
+    async with Outbox(path, ["a"], space_guard=guard) as ob:
         await fill_outbox(ob, 0, 600)
         ballast = fill(small_disk)
+        # The commit may fit in the WAL's reused pages: the free-space check sees the disk.
+        clock.now += 1.0
         ob.append_alarm(alarm(600))
         for i in range(601, 1200):
             ob.append_sample(sample(i, pad=500))
@@ -188,3 +192,64 @@ def test_alarm_state_on_a_full_disk_does_not_stop_alarming(
         e.alarm_id for e in raised
     }
     again.close()
+
+
+async def test_a_wal_larger_than_the_reserve_cannot_wedge_the_full_disk(
+    small_disk: Path,  # noqa: F811 - the fixture
+) -> None:
+    """A busy site writes more between two checkpoints than the reserve file holds.
+
+    Filled to the last byte then, the outbox's WAL holds pages the database
+    file must grow for (the checkpoint needs room) and an eviction needs room
+    in the WAL: neither could run, nothing was ever freed, and every file on
+    the disk (the alarm lane's outbox with it) stayed stuck. The outbox must
+    get room back by itself: the alarm is committed and the floor is free again.
+    """
+    path = small_disk / "ob.sqlite"
+    clock = FakeMonotonic()
+    guard = SpaceGuard(path, primary=True, monotonic=clock)
+    async with Outbox(path, ["a"], space_guard=guard) as ob:
+        # No checkpoint since (the checkpointer runs once a second): a WAL past the reserve.
+        for start in range(0, 800, 50):
+            await fill_outbox(ob, start, 50)
+        assert ob.stats().bytes > 2 * guard.reserve_bytes
+        fill(small_disk)  # another program takes the rest
+        ob.append_alarm(alarm(800))
+        for i in range(801, 850):
+            ob.append_sample(sample(i, pad=500))
+        for _ in range(5):  # the flusher retries every second
+            clock.now += 1.0
+            with contextlib.suppress(OutboxError):
+                await ob.flush()
+        assert ob.stats().pending == 0
+        recs = await ob.read("a", 10_000)
+        assert [r.item for r in recs if r.kind is RecordKind.ALARM] == [alarm(800)]
+        assert ob.stats().evicted_by_kind[RecordKind.SAMPLE.value] > 0
+        assert guard.free() >= guard.floor // 2, "the outbox must hand room back"
+
+
+async def test_a_batch_larger_than_the_disk_does_not_hold_the_alarm_back(
+    small_disk: Path,  # noqa: F811 - the fixture
+) -> None:
+    """Commits failed for a while (the disk was full), so the batch waiting in memory
+    grew past what the disk can hold even with all telemetry evicted: the alarm in it
+    is committed anyway, with the newest telemetry that fits (the rest counted evicted)."""
+    path = small_disk / "ob.sqlite"
+    clock = FakeMonotonic()
+    guard = SpaceGuard(path, primary=True, monotonic=clock)
+    async with Outbox(path, ["a"], space_guard=guard) as ob:
+        await fill_outbox(ob, 0, 200)
+        fill(small_disk, leave=guard.floor // 2)
+        ob.append_alarm(alarm(200))
+        for i in range(201, 3200):  # about 1.8 MB of telemetry on a 2 MB disk
+            ob.append_sample(sample(i, pad=500))
+        for _ in range(5):  # the flusher retries every second
+            clock.now += 1.0
+            with contextlib.suppress(OutboxError):
+                await ob.flush()
+        st = ob.stats()
+        assert st.pending == 0
+        recs = await ob.read("a", 10_000)
+        assert [r.item for r in recs if r.kind is RecordKind.ALARM] == [alarm(200)]
+        assert recs[-1].item == sample(3199, pad=500)
+        assert st.evicted_by_kind[RecordKind.SAMPLE.value] > 0
