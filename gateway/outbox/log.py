@@ -16,13 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import orjson
-
 from gateway.disk_space import DEFAULT_MAX_BYTES, SpaceGuard
 from gateway.errors import OutboxError
 from gateway.model import AlarmEvent, Clock, Sample, SystemClock
 from gateway.outbox.ages import HeadAges
 from gateway.outbox.checkpoint import Checkpointer
+from gateway.outbox.pending import drop_oldest_telemetry, keep_within
 from gateway.outbox.records import (
     CODE_KIND,
     Event,
@@ -34,7 +33,7 @@ from gateway.outbox.records import (
     kind_of,
 )
 from gateway.outbox.schema import Commit, Inserted, Quarantined
-from gateway.outbox.store import LOW_WATER, ROW_OVERHEAD, OutboxStore
+from gateway.outbox.store import LOW_WATER, OutboxStore
 from gateway.sqlite_file import FileIncident
 
 # The outbox's one logger, whichever half logs.
@@ -233,39 +232,23 @@ class Outbox:
         self.append(event)
 
     def _drop_pending_telemetry(self) -> None:
-        for i, (kind, _, _) in enumerate(self._pending):
-            if kind is not RecordKind.ALARM:
-                del self._pending[i]
-                self._count_eviction(kind, 1)
-                self._evicted_unsaved[kind.value] = self._evicted_unsaved.get(kind.value, 0) + 1
-                return
-        # Only alarms pending: keep them all (they are rare and never dropped).
+        kind = drop_oldest_telemetry(self._pending)
+        if kind is not None:  # only alarms pending: keep them all (rare, never dropped)
+            self._evict_unsaved(kind, 1)
 
     def _trim_pending_to_budget(self) -> None:
-        """On a full disk, keep the alarms and only the newest telemetry the budget holds.
+        """On a full disk, keep the alarms and only the newest telemetry the budget holds:
+        a batch too big for the disk, committed whole, would hold its alarms back for ever."""
+        kept, dropped = keep_within(self._pending, int(self.max_bytes * LOW_WATER))
+        if dropped:
+            self._pending = kept
+            for kind, n in dropped.items():
+                self._evict_unsaved(kind, n)
 
-        Commits that failed for a while leave a batch that may not fit on the
-        disk even with every stored row evicted; committed whole it would hold
-        the alarms in it back for ever. Sized from the newest item back, so a
-        long batch costs only what the budget holds to measure.
-        """
-        room = int(self.max_bytes * LOW_WATER)
-        kept: list[tuple[RecordKind, int, Item]] = []
-        dropped: dict[RecordKind, int] = {}
-        for entry in reversed(self._pending):
-            kind, _, item = entry
-            if kind is not RecordKind.ALARM:
-                if room <= 0:
-                    dropped[kind] = dropped.get(kind, 0) + 1
-                    continue
-                room -= len(orjson.dumps(item.to_json_dict())) + ROW_OVERHEAD
-            kept.append(entry)
-        if not dropped:
-            return
-        self._pending = deque(reversed(kept))
-        for kind, n in dropped.items():
-            self._count_eviction(kind, n)
-            self._evicted_unsaved[kind.value] = self._evicted_unsaved.get(kind.value, 0) + n
+    def _evict_unsaved(self, kind: RecordKind, n: int) -> None:
+        """Count ``n`` items dropped from memory; saved to the counters at the next commit."""
+        self._count_eviction(kind, n)
+        self._evicted_unsaved[kind.value] = self._evicted_unsaved.get(kind.value, 0) + n
 
     def _count_eviction(self, kind: RecordKind, n: int) -> None:
         self._evicted[kind.value] += n
