@@ -46,17 +46,21 @@ async def poll_on_schedule(
         return
     now = clock.monotonic()
     step = min(d.config.interval_s for d in devices) / len(devices) if spread else 0.0
-    due = {d.id: now + i * step for i, d in enumerate(devices)}
+    # Due times by position: picking the next device is one C-level min() per poll,
+    # with no Python call per device (it runs for every poll of every device).
+    due = [now + i * step for i in range(len(devices))]
+    positions = range(len(devices))
     while True:
-        dev = min(devices, key=lambda d: due[d.id])
-        delay = due[dev.id] - clock.monotonic()
+        i = min(positions, key=due.__getitem__)
+        dev = devices[i]
+        delay = due[i] - clock.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         await poll(dev)
         interval = dev.config.interval_s
-        nxt = due[dev.id] + interval
+        nxt = due[i] + interval
         now = clock.monotonic()
         if nxt < now:
             dev.counters.overruns += 1
             nxt += (int((now - nxt) // interval) + 1) * interval
-        due[dev.id] = nxt
+        due[i] = nxt

@@ -21,22 +21,20 @@ from __future__ import annotations
 import asyncio
 import gzip
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Self
 
-import aiohttp
 import httpx
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.client.write_api_async import WriteApiAsync
-from influxdb_client.domain.write_precision import WritePrecision
-from influxdb_client.rest import ApiException
 
 from gateway.errors import SinkAuthError, SinkError
 from gateway.lineprotocol import item_line
 from gateway.outbox import Record
 from gateway.plugins.base import SinkContext
 from gateway.plugins.influx.config import InfluxSinkConfig
-from gateway.redact import redact_text, redact_url
+from gateway.redact import redact_url
 from gateway.sinks.base import Sink, SinkRejected
+
+if TYPE_CHECKING:
+    from gateway.plugins.influx.v2 import V2Writer
 
 # Records encoded between two yields to the event loop.
 _ENCODE_CHUNK = 200
@@ -65,32 +63,20 @@ class InfluxSink:
         self.retry_min_s = config.retry_min_s
         self.retry_max_s = config.retry_max_s
         self._where = redact_url(config.url)
-        self._v2: InfluxDBClientAsync | None = None
-        self._v2_write: WriteApiAsync | None = None
+        self._v2: V2Writer | None = None
         self._http: httpx.AsyncClient | None = None
 
     async def __aenter__(self) -> Self:
         cfg = self.config
         if cfg.mode == "v2":
-            self._v2 = InfluxDBClientAsync(
-                url=cfg.url,
-                token=cfg.token or "",
-                org=cfg.org or "-",
-                timeout=int(cfg.timeout_s * 1000),
-                enable_gzip=cfg.gzip,
-                verify_ssl=cfg.verify_ssl,
-            )
-            self._v2_write = self._v2.write_api()
+            from gateway.plugins.influx.v2 import V2Writer
+
+            self._v2 = V2Writer(cfg, self._where)
             try:
-                ok = await self._v2.ping()
-            except (aiohttp.ClientError, ApiException, OSError, TimeoutError) as exc:
+                await self._v2.ping()
+            except SinkError:
                 await self.aclose()
-                raise SinkError(
-                    f"influx {self._where}: unreachable: {redact_text(repr(exc))}"
-                ) from exc
-            if not ok:
-                await self.aclose()
-                raise SinkError(f"influx {self._where}: unreachable (ping failed)")
+                raise
         else:
             auth = (cfg.username, cfg.password or "") if cfg.username else None
             self._http = httpx.AsyncClient(
@@ -124,10 +110,9 @@ class InfluxSink:
 
     async def aclose(self) -> None:
         v2, self._v2 = self._v2, None
-        self._v2_write = None
         http, self._http = self._http, None
         if v2 is not None:
-            await v2.close()  # type: ignore[no-untyped-call]
+            await v2.close()
         if http is not None:
             await http.aclose()
 
@@ -146,27 +131,12 @@ class InfluxSink:
                     lines.append(ln)
         if not lines:
             return
-        if self._v2_write is not None:
-            await self._send_v2(self._v2_write, lines)
+        if self._v2 is not None:
+            await self._v2.write(lines)
         elif self._http is not None:
             await self._send_v1(self._http, lines)
         else:
             raise SinkError(f"influx {self._where}: not connected")
-
-    async def _send_v2(self, write_api: WriteApiAsync, lines: list[str]) -> None:
-        cfg = self.config
-        # The library's stubs type the precision as the class; the value is its "ns" constant.
-        precision: Any = WritePrecision.NS
-        try:
-            await write_api.write(
-                bucket=cfg.bucket or "", org=cfg.org or "-", record=lines, write_precision=precision
-            )
-        except ApiException as exc:
-            body: Any = exc.body
-            text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
-            raise _classify(int(exc.status or 0), self._where, text or str(exc.reason)) from exc
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise SinkError(f"influx {self._where}: write failed: {exc!r}") from exc
 
     async def _send_v1(self, http: httpx.AsyncClient, lines: list[str]) -> None:
         cfg = self.config
