@@ -90,4 +90,4 @@ def test_bench_quick_run_loses_nothing_and_reports_every_figure(tmp_path: Path) 
         assert key in summary, key
     # The printed table names every section.
     for word in ("fleet runs", "alarm latency", "serial bus", "summary", "machine"):
-        assert word in proc.stdout, word
+        assert word in stdout, word
