@@ -53,6 +53,7 @@ from gateway.plugins.mbus.link import Link
 from gateway.plugins.mbus.meter import MBusMeter
 from gateway.plugins.mbus.profile import MBusProfile
 from gateway.plugins.mbus.records import Record, decode_telegram
+from gateway.plugins.reconnect import LinkRetry
 from gateway.plugins.schedule import poll_on_schedule
 from gateway.sources.device_poll import DeviceCounters
 
@@ -77,8 +78,7 @@ class MBusSource:
         self._clock = clock
         self._link = Link(cfg)
         self._frames = FrameReader()
-        self._backoff = cfg.reconnect_min_s
-        self._next_open = 0.0
+        self._retry = LinkRetry(cfg, log)
         self._dead_until: dict[str, float] = {}
         self.garbage_bytes = 0
         # Whole frames that were no answer to the request in flight (late answers).
@@ -109,23 +109,16 @@ class MBusSource:
     async def _ensure_open(self) -> bool:
         if self._link.connected:
             return True
-        now = self._clock.monotonic()
-        if now < self._next_open:
-            return False
-        try:
-            await self._link.open()
-        except ConnectError as exc:
-            if self.link_ok is not False:
-                log.warning("%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s)
-            self.connected, self.link_ok, self.link_error = False, False, str(exc)
-            self._next_open = now + self._backoff
-            self._backoff = min(self._backoff * 2, self.cfg.reconnect_max_s)
-            return False
-        if self.link_ok is False:
-            log.warning("%s: line %s open again", self.cfg.id, self._link.where)
-        self._backoff = self.cfg.reconnect_min_s
-        self.connected, self.link_ok, self.link_error = True, True, ""
-        return True
+        got = await self._retry.open(
+            self._link.open,
+            self._clock.monotonic(),
+            f"{self.cfg.id}: line {self._link.where} open again",
+        )
+        if isinstance(got, ConnectError):
+            self.connected, self.link_ok, self.link_error = False, False, str(got)
+        elif got:
+            self.connected, self.link_ok, self.link_error = True, True, ""
+        return got is True
 
     # ------------------------------------------------------------------ one meter
 
@@ -152,6 +145,7 @@ class MBusSource:
                 c.count_error(exc)
             if isinstance(exc, ConnectError):
                 self._link.close()
+                self._retry.lost()
                 self.connected, self.link_ok, self.link_error = False, False, str(exc)
             await self._failed(meter, exc, now)
             return

@@ -36,6 +36,7 @@ from gateway.errors import (
 from gateway.model import Clock, Sample
 from gateway.plugins.base import BoundDevice, Source, SourceContext
 from gateway.plugins.modbus.config import ModbusRtuSource, ModbusTcpSource
+from gateway.plugins.reconnect import LinkRetry
 from gateway.plugins.schedule import poll_on_schedule
 from gateway.profiles import computed
 from gateway.profiles.schema import ModbusProfile, Table
@@ -173,9 +174,7 @@ class ModbusSource:
         self._emit = emit
         self._clock = clock
         self._client = ModbusClient(cfg)
-        self._backoff = cfg.reconnect_min_s
-        self._next_connect = 0.0
-        self._down_logged = False
+        self._retry = LinkRetry(cfg, log)
         self._dead_until: dict[str, float] = {}
         # (device, table, address, count) of reads refused whole -> when to try again.
         self._refused_whole: dict[tuple[str, Table, int, int], float] = {}
@@ -205,28 +204,14 @@ class ModbusSource:
     async def _ensure_connected(self) -> bool:
         if self._client.connected:
             return True
-        now = self._clock.monotonic()
-        if now < self._next_connect:
-            return False
-        try:
-            await self._client.connect()
-        except ConnectError as exc:
-            self.connected = False
-            self.link_ok = False
-            self.link_error = str(exc)
-            self._next_connect = now + self._backoff
-            if not self._down_logged:
-                log.warning("%s; retrying with back-off up to %g s", exc, self.cfg.reconnect_max_s)
-                self._down_logged = True
-            self._backoff = min(self._backoff * 2, self.cfg.reconnect_max_s)
-            return False
-        if self._down_logged:
-            log.warning("%s: connected again", self.cfg.id)
-        self._down_logged = False
-        self._backoff = self.cfg.reconnect_min_s
-        self.connected = True
-        self.link_ok, self.link_error = True, ""
-        return True
+        got = await self._retry.open(
+            self._client.connect, self._clock.monotonic(), f"{self.cfg.id}: connected again"
+        )
+        if isinstance(got, ConnectError):
+            self.connected, self.link_ok, self.link_error = False, False, str(got)
+        elif got:
+            self.connected, self.link_ok, self.link_error = True, True, ""
+        return got is True
 
     async def poll_device(self, dev: ModbusDevice) -> None:
         """Poll one device once and emit its Sample (possibly all-bad)."""
