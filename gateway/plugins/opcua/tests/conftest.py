@@ -43,6 +43,20 @@ def boiler_profile() -> OpcUaProfile:
     return prof
 
 
+def secure_plc(certs: dict[str, Path]) -> OpcUaSimServer:
+    """The boiler PLC simulator with Basic256Sha256 and the user ``operator``/``s3cret``."""
+    from tests.fixtures.servers import free_port
+
+    return OpcUaSimServer(
+        "127.0.0.1",
+        free_port(),
+        [SimDevice(DEVICE, boiler_profile())],
+        secure=True,
+        certificates=certs,
+        users={"operator": "s3cret"},
+    )
+
+
 @pytest.fixture
 def certs(tmp_path: Path) -> dict[str, Path]:
     return make_certificates(tmp_path / "pki")

@@ -18,9 +18,9 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.loader import load_site
-from gateway.plugins.opcua.sim import OpcUaSimServer, SimDevice
-from gateway.plugins.opcua.tests.conftest import DEVICE, PROFILE, boiler_profile
-from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector, free_port
+from gateway.plugins.opcua.sim import OpcUaSimServer
+from gateway.plugins.opcua.tests.conftest import DEVICE, PROFILE, secure_plc
+from tests.fixtures.servers import InfluxDB1, Mosquitto, MqttCollector
 from tests.sitebuilder import site, write_site
 
 pytestmark = pytest.mark.timeout(90)
@@ -68,14 +68,7 @@ async def test_boiler_plc_over_opcua_reaches_mqtt_and_influxdb(
     influxdb1: InfluxDB1,
     mqtt_collector: Callable[..., MqttCollector],
 ) -> None:
-    sim = OpcUaSimServer(
-        "127.0.0.1",
-        free_port(),
-        [SimDevice(DEVICE, boiler_profile())],
-        secure=True,
-        certificates=certs,
-        users={"operator": "s3cret"},
-    )
+    sim = secure_plc(certs)
     path = site_file(
         tmp_path,
         sim,

@@ -13,15 +13,12 @@ from pathlib import Path
 import pytest
 
 from gateway.model import Quality
-from gateway.plugins.opcua.sim import OpcUaSimServer, SimDevice
 from gateway.plugins.opcua.tests.conftest import (
-    DEVICE,
     Samples,
     all_good,
-    boiler_profile,
     make_source,
+    secure_plc,
 )
-from tests.fixtures.servers import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -42,14 +39,7 @@ def secure_cfg(certs: dict[str, Path], mode: str, password: str) -> dict[str, ob
 
 @pytest.mark.parametrize("mode", ["SignAndEncrypt", "Sign"])
 async def test_secure_session_with_user_and_password(certs: dict[str, Path], mode: str) -> None:
-    sim = OpcUaSimServer(
-        "127.0.0.1",
-        free_port(),
-        [SimDevice(DEVICE, boiler_profile())],
-        secure=True,
-        certificates=certs,
-        users={"operator": "s3cret"},
-    )
+    sim = secure_plc(certs)
     samples = Samples()
     src = make_source(sim.endpoint, samples, secure_cfg(certs, mode, "s3cret"))
     async with sim:
@@ -64,14 +54,7 @@ async def test_secure_session_with_user_and_password(certs: dict[str, Path], mod
 
 
 async def test_wrong_password_gives_bad_points_and_a_link_alarm(certs: dict[str, Path]) -> None:
-    sim = OpcUaSimServer(
-        "127.0.0.1",
-        free_port(),
-        [SimDevice(DEVICE, boiler_profile())],
-        secure=True,
-        certificates=certs,
-        users={"operator": "s3cret"},
-    )
+    sim = secure_plc(certs)
     samples = Samples()
     src = make_source(sim.endpoint, samples, secure_cfg(certs, "SignAndEncrypt", "wrong"))
     async with sim:
